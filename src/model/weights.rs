@@ -1,0 +1,409 @@
+//! Reading PyTorch (`.pth`) and `.safetensors` weights into Burn modules.
+//!
+//! Handles what official HOICLIP checkpoints need: the `{"model": state_dict, "args":
+//! Namespace, "optimizer": ...}` wrapper, fp16 tensors (widened to f32), PyTorch's packed
+//! attention (`in_proj_weight` -> `in_proj.weight`), scalar parameters (`[]` -> `[1]`), and
+//! PyTorch's `[out, in]` Linear layout. Every load reports missing, unused and mis-shaped
+//! keys by name; a load that leaves any of them is an error, never a silent partial model.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use burn::module::ParamId;
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn_store::pytorch::PytorchReader;
+use burn_store::{
+    ApplyError, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot,
+};
+
+/// Why a weights file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("cannot read weights file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("weights file {path} is not a readable PyTorch or safetensors file: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error(
+        "weights file {path} has none of the model's tensors under the prefix `{prefix}` \
+         (it holds {found} tensors, e.g. {examples}); is it a checkpoint of another architecture?"
+    )]
+    NoMatchingKeys {
+        path: PathBuf,
+        prefix: String,
+        found: usize,
+        examples: String,
+    },
+    #[error("weights file {path} does not fit the model: {report}")]
+    Mismatch { path: PathBuf, report: LoadReport },
+}
+
+/// What a load did, key by key (names as in the file, prefix included).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Tensors loaded into the model.
+    pub applied: Vec<String>,
+    /// Model parameters the file lacks.
+    pub missing: Vec<String>,
+    /// File tensors the model has no place for (and that are not known to be unused).
+    pub unused: Vec<String>,
+    /// File tensors known to be unused by inference (listed, not an error).
+    pub ignored: Vec<String>,
+    /// Tensors whose shape differs: (key, model shape, file shape).
+    pub mis_shaped: Vec<(String, Vec<usize>, Vec<usize>)>,
+    /// Any other per-tensor failure: (key, message).
+    pub failed: Vec<(String, String)>,
+}
+
+impl LoadReport {
+    /// True when every model parameter was loaded and nothing unexpected was left over.
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty()
+            && self.unused.is_empty()
+            && self.mis_shaped.is_empty()
+            && self.failed.is_empty()
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} tensors loaded", self.applied.len())?;
+        if !self.missing.is_empty() {
+            write!(
+                f,
+                "; {} missing: {}",
+                self.missing.len(),
+                self.missing.join(", ")
+            )?;
+        }
+        if !self.unused.is_empty() {
+            write!(
+                f,
+                "; {} unused: {}",
+                self.unused.len(),
+                self.unused.join(", ")
+            )?;
+        }
+        if !self.mis_shaped.is_empty() {
+            let items: Vec<String> = self
+                .mis_shaped
+                .iter()
+                .map(|(k, want, got)| format!("{k} (model {want:?}, file {got:?})"))
+                .collect();
+            write!(f, "; {} mis-shaped: {}", items.len(), items.join(", "))?;
+        }
+        if !self.failed.is_empty() {
+            let items: Vec<String> = self
+                .failed
+                .iter()
+                .map(|(k, m)| format!("{k}: {m}"))
+                .collect();
+            write!(f, "; {} failed: {}", items.len(), items.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// How to place a file's tensors into one module.
+#[derive(Debug, Clone, Default)]
+pub struct LoadPlan {
+    /// Only keys under this prefix are considered (e.g. `clip_model.`); it is stripped.
+    pub prefix: String,
+    /// Keys (after the prefix) matching any of these regexes are known to be unused.
+    pub known_unused: Vec<String>,
+}
+
+/// The tensors of one weights file, read lazily (data is only materialised when loaded).
+pub struct Checkpoint {
+    path: PathBuf,
+    tensors: BTreeMap<String, TensorSnapshot>,
+}
+
+impl fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("path", &self.path)
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+
+impl Checkpoint {
+    /// Opens a `.pth`/`.pt` (zip or legacy pickle) or `.safetensors` file, told apart by content.
+    /// A PyTorch checkpoint with a top-level `model` entry (HOICLIP's layout) is unwrapped.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| WeightsError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut head = [0u8; 8];
+        let mut file = std::fs::File::open(&path).map_err(io)?;
+        let n = read_up_to(&mut file, &mut head).map_err(io)?;
+        let head = &head[..n];
+        let format_err = |message: String| WeightsError::Format {
+            path: path.clone(),
+            message,
+        };
+        if n == 0 {
+            return Err(format_err("the file is empty".into()));
+        }
+        let tensors = if head.starts_with(ZIP_MAGIC) {
+            super::pth::read(&path).map_err(format_err)?
+        } else if head[0] == 0x80 {
+            read_legacy_pytorch(&path).map_err(format_err)?
+        } else if n == 8 && u64::from_le_bytes(head.try_into().unwrap_or_default()) > 1 {
+            read_safetensors(&path).map_err(format_err)?
+        } else {
+            return Err(format_err(
+                "unknown format (expected a PyTorch zip/pickle or a safetensors file)".into(),
+            ));
+        };
+        Ok(Self { path, tensors })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All tensor names in the file (after unwrapping `model`).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// One tensor's data (floats widened to f32), e.g. to read reference outputs.
+    pub fn data(&self, key: &str) -> Result<TensorData, WeightsError> {
+        let snap = self.tensors.get(key).ok_or_else(|| WeightsError::Format {
+            path: self.path.clone(),
+            message: format!("no tensor named `{key}`"),
+        })?;
+        widened(snap, key)
+            .to_data()
+            .map_err(|e| WeightsError::Format {
+                path: self.path.clone(),
+                message: format!("cannot read `{key}`: {e:?}"),
+            })
+    }
+
+    /// Shape of one tensor, if present.
+    pub fn shape(&self, key: &str) -> Option<Vec<usize>> {
+        self.tensors.get(key).map(|s| s.shape.to_vec())
+    }
+
+    /// Loads every parameter of `module` from the file's keys under `plan.prefix`.
+    /// Fails with a full report unless every parameter is loaded with the right shape and
+    /// every key under the prefix is used or known to be unused.
+    pub fn load_into<B: Backend, M: ModuleSnapshot<B>>(
+        &self,
+        module: &mut M,
+        plan: &LoadPlan,
+    ) -> Result<LoadReport, WeightsError> {
+        let known_unused: Vec<regex::Regex> = plan
+            .known_unused
+            .iter()
+            .map(|r| regex::Regex::new(r))
+            .collect::<Result<_, _>>()
+            .map_err(|e| WeightsError::Format {
+                path: self.path.clone(),
+                message: format!("bad known-unused pattern: {e}"),
+            })?;
+        // Burn path -> file key, to report in the file's own names.
+        let mut names = BTreeMap::new();
+        let mut snapshots = Vec::new();
+        let mut ignored = Vec::new();
+        for (key, snap) in &self.tensors {
+            let Some(rest) = key.strip_prefix(plan.prefix.as_str()) else {
+                continue;
+            };
+            if known_unused.iter().any(|r| r.is_match(rest)) {
+                ignored.push(key.clone());
+                continue;
+            }
+            let burn_path = to_burn_path(rest);
+            names.insert(burn_path.clone(), key.clone());
+            snapshots.push(widened(snap, &burn_path));
+        }
+        if snapshots.is_empty() && ignored.is_empty() {
+            let examples: Vec<&str> = self.keys().take(3).collect();
+            return Err(WeightsError::NoMatchingKeys {
+                path: self.path.clone(),
+                prefix: plan.prefix.clone(),
+                found: self.tensors.len(),
+                examples: if examples.is_empty() {
+                    "none".into()
+                } else {
+                    examples.join(", ")
+                },
+            });
+        }
+        let result = module.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
+        if result.applied.is_empty() && result.errors.is_empty() {
+            // Nothing matched at all: a different model, not a damaged one.
+            let examples: Vec<&str> = self.keys().take(3).collect();
+            return Err(WeightsError::NoMatchingKeys {
+                path: self.path.clone(),
+                prefix: plan.prefix.clone(),
+                found: self.tensors.len(),
+                examples: examples.join(", "),
+            });
+        }
+        let file_name = |p: &str| {
+            names
+                .get(p)
+                .cloned()
+                .unwrap_or_else(|| format!("{}{}", plan.prefix, to_torch_path(p)))
+        };
+        // The adapter loads PyTorch's norm `weight`/`bias` into Burn's `gamma`/`beta` but
+        // still lists the file's names as unused: count them as the applied tensors they are.
+        let mut applied = Vec::new();
+        let mut taken = std::collections::BTreeSet::new();
+        for p in &result.applied {
+            let torch_name = norm_param_torch_name(p).filter(|alt| names.contains_key(alt));
+            if let Some(alt) = &torch_name {
+                taken.insert(alt.clone());
+            }
+            applied.push(file_name(torch_name.as_deref().unwrap_or(p)));
+        }
+        let mut report = LoadReport {
+            applied,
+            missing: result.missing.iter().map(|(p, _)| file_name(p)).collect(),
+            unused: result
+                .unused
+                .iter()
+                .filter(|p| !taken.contains(p.as_str()))
+                .map(|p| file_name(p))
+                .collect(),
+            ignored,
+            ..Default::default()
+        };
+        for err in &result.errors {
+            match err {
+                ApplyError::ShapeMismatch {
+                    path,
+                    expected,
+                    found,
+                } => report
+                    .mis_shaped
+                    .push((file_name(path), expected.to_vec(), found.to_vec())),
+                ApplyError::DTypeMismatch { path, .. }
+                | ApplyError::AdapterError { path, .. }
+                | ApplyError::LoadError { path, .. } => {
+                    report.failed.push((file_name(path), err.to_string()))
+                }
+            }
+        }
+        report.applied.sort();
+        report.missing.sort();
+        report.unused.sort();
+        if report.is_clean() {
+            Ok(report)
+        } else {
+            Err(WeightsError::Mismatch {
+                path: self.path.clone(),
+                report,
+            })
+        }
+    }
+}
+
+fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Pre-1.6 (non-zip) `torch.save` files, through burn-store's reader.
+fn read_legacy_pytorch(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, String> {
+    let reader = match PytorchReader::with_top_level_key(path, "model") {
+        Ok(r) if !r.is_empty() => r,
+        _ => PytorchReader::new(path).map_err(|e| e.to_string())?,
+    };
+    Ok(reader.into_tensors().into_iter().collect())
+}
+
+fn read_safetensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, String> {
+    let mut store = SafetensorsStore::from_file(path);
+    let all = store.get_all_snapshots().map_err(|e| e.to_string())?;
+    Ok(all.clone().into_iter().collect())
+}
+
+/// `x.gamma` -> `x.weight`, `x.beta` -> `x.bias` (Burn's norm names back to PyTorch's).
+fn norm_param_torch_name(path: &str) -> Option<String> {
+    if let Some(base) = path.strip_suffix(".gamma") {
+        Some(format!("{base}.weight"))
+    } else {
+        path.strip_suffix(".beta")
+            .map(|base| format!("{base}.bias"))
+    }
+}
+
+/// Burn module path -> the PyTorch key it would have (for reporting missing tensors).
+fn to_torch_path(path: &str) -> String {
+    if let Some(base) = path.strip_suffix(".in_proj.weight") {
+        format!("{base}.in_proj_weight")
+    } else if let Some(base) = path.strip_suffix(".in_proj.bias") {
+        format!("{base}.in_proj_bias")
+    } else {
+        norm_param_torch_name(path).unwrap_or_else(|| path.to_string())
+    }
+}
+
+/// PyTorch key (prefix stripped) -> Burn module path. Only packed attention differs.
+fn to_burn_path(key: &str) -> String {
+    if let Some(base) = key.strip_suffix("in_proj_weight") {
+        format!("{base}in_proj.weight")
+    } else if let Some(base) = key.strip_suffix("in_proj_bias") {
+        format!("{base}in_proj.bias")
+    } else {
+        key.to_string()
+    }
+}
+
+/// A lazy snapshot at `burn_path` whose float data is widened to f32 and whose scalar
+/// shape `[]` becomes `[1]` (Burn has no rank-0 tensors).
+fn widened(snap: &TensorSnapshot, burn_path: &str) -> TensorSnapshot {
+    let source = snap.clone_data_fn();
+    let is_float = matches!(
+        snap.dtype,
+        DType::F16 | DType::BF16 | DType::F32 | DType::F64
+    );
+    let dtype = if is_float { DType::F32 } else { snap.dtype };
+    let scalar = snap.shape.num_dims() == 0;
+    let shape: Vec<usize> = if scalar { vec![1] } else { snap.shape.to_vec() };
+    let target_shape = shape.clone();
+    let data_fn = Rc::new(move || {
+        let mut data = source()?;
+        if is_float && data.dtype != DType::F32 {
+            data = data.convert_dtype(DType::F32);
+        }
+        if scalar {
+            data.shape = target_shape.clone().into();
+        }
+        Ok(data)
+    });
+    let mut out = TensorSnapshot::from_closure(
+        data_fn,
+        dtype,
+        shape.into(),
+        burn_path.split('.').map(str::to_string).collect(),
+        Vec::new(),
+        ParamId::new(),
+    );
+    out.container_stack = None;
+    out.tensor_id = None;
+    out
+}
