@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv-ref/bin/python}"
 ITERS="${ITERS:-5}"
-export BENCH_THREADS="${BENCH_THREADS:-$(nproc)}" RAYON_NUM_THREADS="${BENCH_THREADS}"
+export BENCH_THREADS="${BENCH_THREADS:-$(nproc)}"
+export RAYON_NUM_THREADS="${BENCH_THREADS}"
 echo "# $(date -u +%F) $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), threads=${BENCH_THREADS}"
 torch_json=$("$PYTHON" benches/clip_torch.py --iters "$ITERS")
 echo "$torch_json"

@@ -6,3 +6,5 @@
 
 pub mod backend;
 pub mod model;
+pub mod postprocess;
+pub mod vision;

@@ -5,6 +5,8 @@ use burn::prelude::*;
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 
+use crate::model::linear::forward3;
+
 /// Configuration of [`MultiheadAttention`].
 #[derive(Config, Debug)]
 pub struct MultiheadAttentionConfig {
@@ -51,7 +53,7 @@ impl<B: Backend> MultiheadAttention<B> {
     /// Self-attention over `x` `[B, L, d]`; `causal` hides later positions (CLIP text tower).
     pub fn forward_self(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         let d = self.d_model();
-        let qkv = self.in_proj.forward(x);
+        let qkv = forward3(&self.in_proj, x);
         let q = qkv.clone().narrow(2, 0, d);
         let k = qkv.clone().narrow(2, d, d);
         let v = qkv.narrow(2, 2 * d, d);
@@ -71,11 +73,13 @@ impl<B: Backend> MultiheadAttention<B> {
         let w = self.in_proj.weight.val();
         let b = self.in_proj.bias.as_ref().map(|b| b.val());
         let block = |x: Tensor<B, 3>, i: usize| {
+            let [n, l, _] = x.dims();
             linear(
-                x,
+                x.reshape([n * l, d]),
                 w.clone().narrow(1, i * d, d),
                 b.clone().map(|b| b.narrow(0, i * d, d)),
             )
+            .reshape([n, l, d])
         };
         let q = block(query, 0);
         let k = block(key, 1);
@@ -112,6 +116,6 @@ impl<B: Backend> MultiheadAttention<B> {
             options,
         );
         let out = out.swap_dims(1, 2).reshape([batch, len_q, d]);
-        self.out_proj.forward(out)
+        forward3(&self.out_proj, out)
     }
 }

@@ -2,5 +2,8 @@
 
 pub mod attention;
 pub mod clip;
+pub mod detr;
+pub mod hoiclip;
+pub mod linear;
 mod pth;
 pub mod weights;

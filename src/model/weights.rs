@@ -118,6 +118,9 @@ pub struct LoadPlan {
     pub prefix: String,
     /// Keys (after the prefix) matching any of these regexes are known to be unused.
     pub known_unused: Vec<String>,
+    /// `(regex, replacement)` rewrites from file keys (after the prefix) to module paths,
+    /// applied in order, for names a Rust field cannot carry (`backbone.0.body`, `fc.0`).
+    pub remap: Vec<(String, String)>,
 }
 
 /// The tensors of one weights file, read lazily (data is only materialised when loaded).
@@ -146,7 +149,7 @@ impl Checkpoint {
             path: path.clone(),
             source,
         };
-        let mut head = [0u8; 8];
+        let mut head = [0u8; 9];
         let mut file = std::fs::File::open(&path).map_err(io)?;
         let n = read_up_to(&mut file, &mut head).map_err(io)?;
         let head = &head[..n];
@@ -157,12 +160,14 @@ impl Checkpoint {
         if n == 0 {
             return Err(format_err("the file is empty".into()));
         }
-        let tensors = if head.starts_with(ZIP_MAGIC) {
+        // safetensors: an 8-byte little-endian header length, then a JSON header.
+        let is_safetensors = n == 9 && head[8] == b'{';
+        let tensors = if is_safetensors {
+            read_safetensors(&path).map_err(format_err)?
+        } else if head.starts_with(ZIP_MAGIC) {
             super::pth::read(&path).map_err(format_err)?
         } else if head[0] == 0x80 {
             read_legacy_pytorch(&path).map_err(format_err)?
-        } else if n == 8 && u64::from_le_bytes(head.try_into().unwrap_or_default()) > 1 {
-            read_safetensors(&path).map_err(format_err)?
         } else {
             return Err(format_err(
                 "unknown format (expected a PyTorch zip/pickle or a safetensors file)".into(),
@@ -216,6 +221,15 @@ impl Checkpoint {
                 path: self.path.clone(),
                 message: format!("bad known-unused pattern: {e}"),
             })?;
+        let remap: Vec<(regex::Regex, &str)> = plan
+            .remap
+            .iter()
+            .map(|(pattern, to)| regex::Regex::new(pattern).map(|r| (r, to.as_str())))
+            .collect::<Result<_, _>>()
+            .map_err(|e| WeightsError::Format {
+                path: self.path.clone(),
+                message: format!("bad key remapping pattern: {e}"),
+            })?;
         // Burn path -> file key, to report in the file's own names.
         let mut names = BTreeMap::new();
         let mut snapshots = Vec::new();
@@ -228,7 +242,11 @@ impl Checkpoint {
                 ignored.push(key.clone());
                 continue;
             }
-            let burn_path = to_burn_path(rest);
+            let mut mapped = rest.to_string();
+            for (pattern, to) in &remap {
+                mapped = pattern.replace_all(&mapped, *to).into_owned();
+            }
+            let burn_path = to_burn_path(&mapped);
             names.insert(burn_path.clone(), key.clone());
             snapshots.push(widened(snap, &burn_path));
         }

@@ -200,6 +200,7 @@ pub fn load_plan(ckpt: &crate::model::weights::Checkpoint) -> crate::model::weig
     crate::model::weights::LoadPlan {
         prefix: prefix.to_string(),
         known_unused: vec![r"(^|\.)attn_mask$".into()],
+        remap: Vec::new(),
     }
 }
 

@@ -6,6 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 
 use crate::model::attention::{MultiheadAttention, MultiheadAttentionConfig};
+use crate::model::linear::forward3;
 
 /// CLIP's activation: `x * sigmoid(1.702 x)` (not the exact GELU).
 pub fn quick_gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -20,7 +21,7 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.c_proj.forward(quick_gelu(self.c_fc.forward(x)))
+        forward3(&self.c_proj, quick_gelu(forward3(&self.c_fc, x)))
     }
 }
 

@@ -76,9 +76,8 @@ impl<B: Backend> VisionTransformer<B> {
     /// `images` are CLIP-normalised `[B, 3, R, R]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> VisionOutput<B> {
         let [batch, _, _, _] = images.dims();
-        let x = self.conv1.forward(images); // [B, width, g, g]
-        let [_, width, gh, gw] = x.dims();
-        let x = x.reshape([batch, width, gh * gw]).swap_dims(1, 2); // [B, g*g, width]
+        let x = self.patch_embed(images); // [B, g*g, width]
+        let width = x.dims()[2];
         let cls = self
             .class_embedding
             .val()
@@ -95,6 +94,23 @@ impl<B: Backend> VisionTransformer<B> {
             .reshape([batch, width])
             .matmul(self.proj.val());
         VisionOutput { cls, tokens }
+    }
+
+    /// `conv1` (kernel = stride = patch, no bias) as one matmul over flattened patches:
+    /// the same arithmetic as the convolution, without its im2col overhead.
+    fn patch_embed(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, channels, h, w] = images.dims();
+        let weight = self.conv1.weight.val(); // [width, 3, p, p]
+        let [width, _, p, _] = weight.dims();
+        let (gh, gw) = (h / p, w / p);
+        let patches = images
+            .narrow(2, 0, gh * p)
+            .narrow(3, 0, gw * p)
+            .reshape([batch, channels, gh, p, gw, p])
+            .permute([0, 2, 4, 1, 3, 5]) // [B, gh, gw, C, p, p]
+            .reshape([batch * gh * gw, channels * p * p]);
+        let weight = weight.reshape([width, channels * p * p]).transpose();
+        patches.matmul(weight).reshape([batch, gh * gw, width])
     }
 
     /// Projects token features (`[..., width]`) into the joint space, as HOICLIP's

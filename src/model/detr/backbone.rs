@@ -1,0 +1,176 @@
+//! ResNet v1.5 (stride on the 3x3 conv) with frozen batch norm; only C5 is returned.
+//! Field names mirror `backbone.0.body.*` (the loader maps `backbone.0.body.` to
+//! `backbone.` and `downsample.{0,1}` to `downsample.{conv,bn}`).
+
+use burn::module::Param;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+/// torchvision's `FrozenBatchNorm2d`: fixed statistics and affine parameters.
+#[derive(Module, Debug)]
+pub struct FrozenBatchNorm2d<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub bias: Param<Tensor<B, 1>>,
+    pub running_mean: Param<Tensor<B, 1>>,
+    pub running_var: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> FrozenBatchNorm2d<B> {
+    pub fn new(channels: usize, device: &B::Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([channels], device)),
+            bias: Param::from_tensor(Tensor::zeros([channels], device)),
+            running_mean: Param::from_tensor(Tensor::zeros([channels], device)),
+            running_var: Param::from_tensor(Tensor::ones([channels], device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let c = self.weight.dims()[0];
+        // scale = w / sqrt(rv + eps); shift = b - rm * scale (DETR's formulation, eps 1e-5)
+        let scale = self.weight.val() * (self.running_var.val() + 1e-5).sqrt().recip();
+        let shift = self.bias.val() - self.running_mean.val() * scale.clone();
+        x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Downsample<B: Backend> {
+    pub conv: Conv2d<B>,
+    pub bn: FrozenBatchNorm2d<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct Bottleneck<B: Backend> {
+    pub conv1: Conv2d<B>,
+    pub bn1: FrozenBatchNorm2d<B>,
+    pub conv2: Conv2d<B>,
+    pub bn2: FrozenBatchNorm2d<B>,
+    pub conv3: Conv2d<B>,
+    pub bn3: FrozenBatchNorm2d<B>,
+    pub downsample: Option<Downsample<B>>,
+}
+
+impl<B: Backend> Bottleneck<B> {
+    fn new(inplanes: usize, planes: usize, stride: usize, device: &B::Device) -> Self {
+        let out = planes * 4;
+        let conv = |i: usize, o: usize, k: usize, s: usize, p: usize| {
+            Conv2dConfig::new([i, o], [k, k])
+                .with_stride([s, s])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .with_bias(false)
+                .init(device)
+        };
+        let downsample = (stride != 1 || inplanes != out).then(|| Downsample {
+            conv: conv(inplanes, out, 1, stride, 0),
+            bn: FrozenBatchNorm2d::new(out, device),
+        });
+        Self {
+            conv1: conv(inplanes, planes, 1, 1, 0),
+            bn1: FrozenBatchNorm2d::new(planes, device),
+            conv2: conv(planes, planes, 3, stride, 1),
+            bn2: FrozenBatchNorm2d::new(planes, device),
+            conv3: conv(planes, out, 1, 1, 0),
+            bn3: FrozenBatchNorm2d::new(out, device),
+            downsample,
+        }
+    }
+
+    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let identity = match &self.downsample {
+            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            None => x.clone(),
+        };
+        let y = relu(self.bn1.forward(self.conv1.forward(x)));
+        let y = relu(self.bn2.forward(self.conv2.forward(y)));
+        let y = self.bn3.forward(self.conv3.forward(y));
+        relu(y + identity)
+    }
+}
+
+/// Shape of the backbone: ResNet-50 is `layers = [3, 4, 6, 3]`, `base_width = 64`.
+#[derive(Config, Debug)]
+pub struct ResNetConfig {
+    #[config(default = "[3, 4, 6, 3]")]
+    pub layers: [usize; 4],
+    #[config(default = 64)]
+    pub base_width: usize,
+}
+
+impl ResNetConfig {
+    /// Channels of C5 (2048 for ResNet-50).
+    pub fn out_channels(&self) -> usize {
+        self.base_width * 8 * 4
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ResNet<B> {
+        let w = self.base_width;
+        let mut inplanes = w;
+        let mut make_layer = |planes: usize, blocks: usize, stride: usize| {
+            let mut out = Vec::with_capacity(blocks);
+            for i in 0..blocks {
+                out.push(Bottleneck::new(
+                    inplanes,
+                    planes,
+                    if i == 0 { stride } else { 1 },
+                    device,
+                ));
+                inplanes = planes * 4;
+            }
+            out
+        };
+        let layer1 = make_layer(w, self.layers[0], 1);
+        let layer2 = make_layer(w * 2, self.layers[1], 2);
+        let layer3 = make_layer(w * 4, self.layers[2], 2);
+        let layer4 = make_layer(w * 8, self.layers[3], 2);
+        ResNet {
+            conv1: Conv2dConfig::new([3, w], [7, 7])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
+                .with_bias(false)
+                .init(device),
+            bn1: FrozenBatchNorm2d::new(w, device),
+            maxpool: MaxPool2dConfig::new([3, 3])
+                .with_strides([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(),
+            layer1,
+            layer2,
+            layer3,
+            layer4,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ResNet<B: Backend> {
+    pub conv1: Conv2d<B>,
+    pub bn1: FrozenBatchNorm2d<B>,
+    pub maxpool: MaxPool2d,
+    pub layer1: Vec<Bottleneck<B>>,
+    pub layer2: Vec<Bottleneck<B>>,
+    pub layer3: Vec<Bottleneck<B>>,
+    pub layer4: Vec<Bottleneck<B>>,
+}
+
+impl<B: Backend> ResNet<B> {
+    /// C5 features `[B, 32*base_width, ceil(H/32), ceil(W/32)]` of normalised images.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let mut x = self
+            .maxpool
+            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
+        for block in self
+            .layer1
+            .iter()
+            .chain(&self.layer2)
+            .chain(&self.layer3)
+            .chain(&self.layer4)
+        {
+            x = block.forward(x);
+        }
+        x
+    }
+}

@@ -1,0 +1,86 @@
+//! Decoding untrusted image bytes with bounded dimensions and memory.
+
+use std::io::Cursor;
+
+use image::{ImageFormat, ImageReader, Limits, RgbImage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VisionError {
+    #[error("the image is empty (0 bytes)")]
+    Empty,
+    #[error("unsupported or unrecognised image format (expected JPEG, PNG or WebP)")]
+    UnsupportedFormat,
+    #[error(
+        "the image is {width}x{height} pixels; at most {max_side} per side and {max_pixels} in all are accepted"
+    )]
+    TooLarge {
+        width: u32,
+        height: u32,
+        max_side: u32,
+        max_pixels: u64,
+    },
+    #[error("the image could not be decoded: {0}")]
+    Corrupt(String),
+    #[error("decoding the image would need more than {0} bytes of memory")]
+    TooMuchMemory(u64),
+}
+
+/// Bounds on what a decode may cost (a decompression bomb is refused, not decoded).
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    pub max_side: u32,
+    pub max_pixels: u64,
+    pub max_alloc: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_side: 8192,
+            max_pixels: 40_000_000,
+            max_alloc: 512 << 20,
+        }
+    }
+}
+
+/// Decodes JPEG, PNG or WebP bytes to 8-bit RGB.
+pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionError> {
+    if bytes.is_empty() {
+        return Err(VisionError::Empty);
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| VisionError::Corrupt(e.to_string()))?;
+    match reader.format() {
+        Some(ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP) => {}
+        _ => return Err(VisionError::UnsupportedFormat),
+    }
+    // Read the header first so the size check costs nothing.
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| VisionError::Corrupt(e.to_string()))?;
+    if width > limits.max_side
+        || height > limits.max_side
+        || u64::from(width) * u64::from(height) > limits.max_pixels
+    {
+        return Err(VisionError::TooLarge {
+            width,
+            height,
+            max_side: limits.max_side,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| VisionError::Corrupt(e.to_string()))?;
+    let mut l = Limits::default();
+    l.max_image_width = Some(limits.max_side);
+    l.max_image_height = Some(limits.max_side);
+    l.max_alloc = Some(limits.max_alloc);
+    reader.limits(l);
+    let image = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => VisionError::TooMuchMemory(limits.max_alloc),
+        other => VisionError::Corrupt(other.to_string()),
+    })?;
+    Ok(image.to_rgb8())
+}

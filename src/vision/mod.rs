@@ -1,0 +1,9 @@
+//! Images in: decoding with limits, PIL-compatible resizing, normalisation, batching.
+//! Mirrors the official evaluation transforms (hoiclip-reference.md section 1.1).
+
+pub mod decode;
+pub mod preprocess;
+pub mod resize;
+
+pub use decode::{DecodeLimits, VisionError, decode};
+pub use preprocess::{Prepared, PreprocessConfig, batch, prepare};

@@ -1,0 +1,170 @@
+//! The two input branches of HOICLIP, from one decoded image.
+//!
+//! DETR branch: shorter side to 800 (longer at most 1333), PIL bilinear, ImageNet
+//! normalisation. CLIP branch: from the *resized* image, shorter side to 224 with PIL
+//! bicubic, centre crop, CLIP normalisation. Rounding follows Python's (`round` is
+//! round-half-to-even, `int` truncates).
+
+use burn::prelude::*;
+use image::RgbImage;
+
+use super::resize::{Filter, resize};
+use crate::model::hoiclip::ModelInput;
+
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// Sizes of the two branches.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct PreprocessConfig {
+    /// Target of the shorter side (800).
+    pub resize_short: usize,
+    /// Cap on the longer side (1333).
+    pub resize_max: usize,
+    /// CLIP input resolution (224).
+    pub clip_resolution: usize,
+}
+
+impl Default for PreprocessConfig {
+    fn default() -> Self {
+        Self {
+            resize_short: 800,
+            resize_max: 1333,
+            clip_resolution: 224,
+        }
+    }
+}
+
+/// One image, ready to batch.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Original size (width, height): boxes are reported in these pixels.
+    pub original: (u32, u32),
+    /// ImageNet-normalised CHW of the resized image.
+    pub detr: Vec<f32>,
+    /// Resized (height, width).
+    pub detr_size: (usize, usize),
+    /// CLIP-normalised CHW, `clip_resolution` square.
+    pub clip: Vec<f32>,
+}
+
+/// Python 3 `round()`: halves go to the even neighbour.
+fn round_half_even(x: f64) -> f64 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+        r - x.signum()
+    } else {
+        r
+    }
+}
+
+/// DETR's `get_size_with_aspect_ratio`: the (width, height) after resizing.
+pub fn detr_size(width: usize, height: usize, short: usize, max: usize) -> (usize, usize) {
+    let (w, h) = (width as f64, height as f64);
+    let (mn, mx) = (w.min(h), w.max(h));
+    let mut size = short as f64;
+    if mx / mn * size > max as f64 {
+        size = round_half_even(max as f64 * mn / mx);
+    }
+    let size_i = size as usize;
+    if (width <= height && width == size_i) || (height <= width && height == size_i) {
+        return (width, height);
+    }
+    if width < height {
+        (size_i, (size * h / w) as usize)
+    } else {
+        ((size * w / h) as usize, size_i)
+    }
+}
+
+fn to_chw(img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut out = vec![0f32; 3 * h * w];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * h * w + i] = (f32::from(p[c]) / 255.0 - mean[c]) / std[c];
+        }
+    }
+    out
+}
+
+/// The CLIP branch: bicubic resize of the shorter side, then a centre crop.
+fn clip_branch(resized: &RgbImage, res: usize) -> RgbImage {
+    let (w, h) = (resized.width() as usize, resized.height() as usize);
+    // torchvision Resize(int): the shorter side becomes `res`, the longer is truncated.
+    let (nw, nh) = if w <= h {
+        (res, (res as f64 * h as f64 / w as f64) as usize)
+    } else {
+        ((res as f64 * w as f64 / h as f64) as usize, res)
+    };
+    let scaled = resize(resized, nw as u32, nh as u32, Filter::Bicubic);
+    let top = round_half_even((nh as f64 - res as f64) / 2.0).max(0.0) as u32;
+    let left = round_half_even((nw as f64 - res as f64) / 2.0).max(0.0) as u32;
+    image::imageops::crop_imm(&scaled, left, top, res as u32, res as u32).to_image()
+}
+
+/// Both branches of one decoded image.
+pub fn prepare(img: &RgbImage, config: &PreprocessConfig) -> Prepared {
+    let (w0, h0) = (img.width() as usize, img.height() as usize);
+    let (w, h) = detr_size(w0, h0, config.resize_short, config.resize_max);
+    let resized = resize(img, w as u32, h as u32, Filter::Bilinear);
+    let clip = clip_branch(&resized, config.clip_resolution);
+    Prepared {
+        original: (img.width(), img.height()),
+        detr: to_chw(&resized, IMAGENET_MEAN, IMAGENET_STD),
+        detr_size: (h, w),
+        clip: to_chw(&clip, CLIP_MEAN, CLIP_STD),
+    }
+}
+
+/// Zero-pads the DETR branches to the largest height and width and stacks both branches.
+pub fn batch<B: Backend>(images: &[Prepared], device: &B::Device) -> ModelInput<B> {
+    let ph = images.iter().map(|p| p.detr_size.0).max().unwrap_or(1);
+    let pw = images.iter().map(|p| p.detr_size.1).max().unwrap_or(1);
+    let res2 = images.first().map(|p| p.clip.len() / 3).unwrap_or(1);
+    let res = (res2 as f64).sqrt() as usize;
+    let n = images.len();
+    let mut detr = vec![0f32; n * 3 * ph * pw];
+    let mut clip = Vec::with_capacity(n * 3 * res * res);
+    for (b, p) in images.iter().enumerate() {
+        let (h, w) = p.detr_size;
+        for c in 0..3 {
+            for y in 0..h {
+                let src = &p.detr[(c * h + y) * w..(c * h + y + 1) * w];
+                let at = ((b * 3 + c) * ph + y) * pw;
+                detr[at..at + w].copy_from_slice(src);
+            }
+        }
+        clip.extend_from_slice(&p.clip);
+    }
+    ModelInput {
+        detr: Tensor::from_data(TensorData::new(detr, [n, 3, ph, pw]), device),
+        valid: images.iter().map(|p| p.detr_size).collect(),
+        clip: Tensor::from_data(TensorData::new(clip, [n, 3, res, res]), device),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_rounding() {
+        assert_eq!(round_half_even(6.5), 6.0);
+        assert_eq!(round_half_even(7.5), 8.0);
+        assert_eq!(round_half_even(2.4), 2.0);
+        assert_eq!(round_half_even(-0.5), -0.0);
+    }
+
+    #[test]
+    fn detr_sizes_follow_the_reference_rule() {
+        assert_eq!(detr_size(640, 480, 800, 1333), (1066, 800));
+        assert_eq!(detr_size(480, 640, 800, 1333), (800, 1066));
+        // Very wide: the longer side caps at 1333 and the shorter follows.
+        assert_eq!(detr_size(2000, 500, 800, 1333), (1332, 333));
+        assert_eq!(detr_size(800, 600, 800, 1333), (1066, 800));
+        assert_eq!(detr_size(600, 800, 600, 1333), (600, 800));
+    }
+}
