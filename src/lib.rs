@@ -5,6 +5,8 @@
 //! README.md here.
 
 pub mod backend;
+pub mod detector;
 pub mod model;
 pub mod postprocess;
 pub mod vision;
+pub mod vocab;

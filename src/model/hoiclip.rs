@@ -507,7 +507,134 @@ pub fn load_plan() -> LoadPlan {
             (r"^obj_class_fc\.0\.".into(), "obj_class_fc.linear.".into()),
             (r"^obj_class_fc\.1\.".into(), "obj_class_fc.norm.".into()),
         ],
+        native: false,
     }
+}
+
+/// Metadata keys of a native (`hoiclip convert`) file.
+pub const NATIVE_FORMAT_KEY: &str = "format";
+pub const NATIVE_FORMAT: &str = "hoiclip-native-1";
+pub const NATIVE_CONFIG_KEY: &str = "hoiclip_config";
+
+/// Reads the sizes of an official-layout checkpoint from its tensor shapes (layer counts
+/// from key indices). Attention head counts are not visible in shapes: the official
+/// values are used (8 for the DETR parts, width/64 for CLIP's vision tower, 8 for text).
+pub fn infer_config(ckpt: &Checkpoint) -> Result<HoiclipConfig, super::weights::WeightsError> {
+    let missing = |key: &str| super::weights::WeightsError::NoMatchingKeys {
+        path: ckpt.path().to_path_buf(),
+        prefix: String::new(),
+        found: ckpt.keys().count(),
+        examples: format!(
+            "{}; a HOICLIP checkpoint has `{key}`",
+            ckpt.keys().take(3).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let shape = |key: &str| ckpt.shape(key).ok_or_else(|| missing(key));
+    let count = |prefix: &str| {
+        let mut n = 0;
+        for key in ckpt.keys() {
+            if let Some(rest) = key.strip_prefix(prefix)
+                && let Some(i) = rest.split('.').next().and_then(|i| i.parse::<usize>().ok())
+            {
+                n = n.max(i + 1);
+            }
+        }
+        n
+    };
+    let conv1 = shape("clip_model.visual.conv1.weight")?;
+    let vision_width = conv1[0];
+    let patch = conv1[2];
+    let tokens = shape("clip_model.visual.positional_embedding")?[0];
+    let grid = ((tokens.saturating_sub(1)) as f64).sqrt().round() as usize;
+    let text_pos = shape("clip_model.positional_embedding")?;
+    let text_proj = shape("clip_model.text_projection")?;
+    let clip = ClipConfig {
+        embed_dim: text_proj[1],
+        image_resolution: patch * grid,
+        vision_patch_size: patch,
+        vision_width,
+        vision_layers: count("clip_model.visual.transformer.resblocks."),
+        vision_heads: (vision_width / 64).max(1),
+        context_length: text_pos[0],
+        vocab_size: shape("clip_model.token_embedding.weight")?[0],
+        text_width: text_pos[1],
+        text_layers: count("clip_model.transformer.resblocks."),
+        text_heads: (text_pos[1] / 64).max(1),
+    };
+    let query = shape("query_embed_h.weight")?;
+    let hidden = query[1];
+    let layers = [
+        count("backbone.0.body.layer1."),
+        count("backbone.0.body.layer2."),
+        count("backbone.0.body.layer3."),
+        count("backbone.0.body.layer4."),
+    ];
+    let base_width = shape("backbone.0.body.conv1.weight")?[0];
+    let num_hoi = shape("visual_projection.weight")?[0];
+    let mut config = HoiclipConfig::new(clip)
+        .with_backbone_layers(layers)
+        .with_backbone_base_width(base_width)
+        .with_hidden_dim(hidden)
+        .with_enc_layers(count("transformer.encoder.layers."))
+        .with_dec_layers(count("transformer.instance_decoder.layers."))
+        .with_inter_dec_layers(count("transformer.clip_interaction_decoder.layers."))
+        .with_dim_feedforward(shape("transformer.encoder.layers.0.linear1.weight")?[0])
+        .with_num_queries(query[0])
+        .with_num_hoi_classes(num_hoi)
+        .with_num_verb_classes(shape("verb_projection.weight")?[0])
+        .with_num_obj_classes(shape("obj_visual_projection.weight")?[0] - 1);
+    // V-COCO checkpoints (263 HOI classes) were trained with verb weight 0.1.
+    if num_hoi == 263 {
+        config = config.with_verb_weight(0.1);
+    }
+    Ok(config)
+}
+
+/// Loads a model from an official HOICLIP checkpoint (sizes read from its shapes) or from a
+/// native file written by `hoiclip convert` (sizes stored in it).
+pub fn load_file<B: Backend>(
+    path: &std::path::Path,
+    device: &B::Device,
+) -> Result<(Hoiclip<B>, HoiclipConfig, super::weights::LoadReport), super::weights::WeightsError> {
+    let ckpt = Checkpoint::open(path)?;
+    if ckpt.metadata(NATIVE_FORMAT_KEY) == Some(NATIVE_FORMAT) {
+        let text = ckpt.metadata(NATIVE_CONFIG_KEY).unwrap_or_default();
+        let config: HoiclipConfig =
+            serde_json::from_str(text).map_err(|e| super::weights::WeightsError::Format {
+                path: path.to_path_buf(),
+                message: format!("bad {NATIVE_CONFIG_KEY} metadata: {e}"),
+            })?;
+        let mut model = config.init::<B>(device);
+        let plan = LoadPlan {
+            native: true,
+            ..LoadPlan::default()
+        };
+        let report = ckpt.load_into(&mut model, &plan)?;
+        return Ok((model, config, report));
+    }
+    let config = infer_config(&ckpt)?;
+    let (model, report) = load(&config, &ckpt, device)?;
+    Ok((model, config, report))
+}
+
+/// Writes `model` as a native file (Burn layout + its config).
+pub fn save_native<B: Backend>(
+    model: &Hoiclip<B>,
+    config: &HoiclipConfig,
+    path: &std::path::Path,
+) -> Result<(), super::weights::WeightsError> {
+    let json = serde_json::to_string(config).map_err(|e| super::weights::WeightsError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    super::weights::save_native(
+        model,
+        path,
+        &[
+            (NATIVE_FORMAT_KEY, NATIVE_FORMAT),
+            (NATIVE_CONFIG_KEY, &json),
+        ],
+    )
 }
 
 /// Loads an official-layout checkpoint strictly: every tensor used or known to be unused.

@@ -121,12 +121,17 @@ pub struct LoadPlan {
     /// `(regex, replacement)` rewrites from file keys (after the prefix) to module paths,
     /// applied in order, for names a Rust field cannot carry (`backbone.0.body`, `fc.0`).
     pub remap: Vec<(String, String)>,
+    /// The file holds Burn's own layout (written by [`save_native`]): no PyTorch
+    /// adaptation (Linear transposes, norm renames).
+    pub native: bool,
 }
 
 /// The tensors of one weights file, read lazily (data is only materialised when loaded).
 pub struct Checkpoint {
     path: PathBuf,
     tensors: BTreeMap<String, TensorSnapshot>,
+    /// safetensors `__metadata__` (empty for PyTorch files).
+    metadata: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for Checkpoint {
@@ -162,7 +167,9 @@ impl Checkpoint {
         }
         // safetensors: an 8-byte little-endian header length, then a JSON header.
         let is_safetensors = n == 9 && head[8] == b'{';
+        let mut metadata = BTreeMap::new();
         let tensors = if is_safetensors {
+            metadata = read_safetensors_metadata(&path).map_err(format_err)?;
             read_safetensors(&path).map_err(format_err)?
         } else if head.starts_with(ZIP_MAGIC) {
             super::pth::read(&path).map_err(format_err)?
@@ -173,11 +180,20 @@ impl Checkpoint {
                 "unknown format (expected a PyTorch zip/pickle or a safetensors file)".into(),
             ));
         };
-        Ok(Self { path, tensors })
+        Ok(Self {
+            path,
+            tensors,
+            metadata,
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A safetensors metadata entry.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
     }
 
     /// All tensor names in the file (after unwrapping `model`).
@@ -263,7 +279,12 @@ impl Checkpoint {
                 },
             });
         }
-        let result = module.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
+        let adapter: Option<Box<dyn burn_store::ModuleAdapter>> = if plan.native {
+            None
+        } else {
+            Some(Box::new(PyTorchToBurnAdapter))
+        };
+        let result = module.apply(snapshots, None, adapter, false);
         if result.applied.is_empty() && result.errors.is_empty() {
             // Nothing matched at all: a different model, not a damaged one.
             let examples: Vec<&str> = self.keys().take(3).collect();
@@ -351,6 +372,53 @@ fn read_legacy_pytorch(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, 
         _ => PytorchReader::new(path).map_err(|e| e.to_string())?,
     };
     Ok(reader.into_tensors().into_iter().collect())
+}
+
+/// The JSON header's `__metadata__` map (string to string, per the format).
+fn read_safetensors_metadata(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|e| e.to_string())?;
+    let len = u64::from_le_bytes(len);
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    if len > size.saturating_sub(8) || len > 100 << 20 {
+        return Err(format!(
+            "safetensors header of {len} bytes does not fit the file"
+        ));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| format!("bad safetensors header: {e}"))?;
+    Ok(json
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Writes `module` in Burn's own layout as safetensors with `metadata`: a file that loads
+/// without pickle parsing, fp16 widening or PyTorch adaptation.
+pub fn save_native<B: Backend, M: ModuleSnapshot<B>>(
+    module: &M,
+    path: impl AsRef<Path>,
+    metadata: &[(&str, &str)],
+) -> Result<(), WeightsError> {
+    let path = path.as_ref().to_path_buf();
+    let mut store = SafetensorsStore::from_file(path.clone()).overwrite(true);
+    for (k, v) in metadata {
+        store = store.metadata(*k, *v);
+    }
+    module
+        .save_into(&mut store)
+        .map_err(|e| WeightsError::Format {
+            path,
+            message: format!("cannot write: {e}"),
+        })
 }
 
 fn read_safetensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, String> {

@@ -43,6 +43,19 @@ impl Default for DecodeLimits {
     }
 }
 
+/// The JPEG decoder fills a truncated scan with grey instead of failing; a cut-off upload
+/// must be an error. Entropy-coded data cannot contain 0xFFD9 (0xFF is byte-stuffed), so a
+/// complete file has an end-of-image marker after its last start-of-scan.
+fn check_jpeg_complete(bytes: &[u8]) -> Result<(), VisionError> {
+    let find_last = |marker: [u8; 2]| bytes.windows(2).rposition(|w| w == marker);
+    match (find_last([0xFF, 0xDA]), find_last([0xFF, 0xD9])) {
+        (Some(sos), Some(eoi)) if eoi > sos => Ok(()),
+        _ => Err(VisionError::Corrupt(
+            "truncated JPEG (no end-of-image marker after the image data)".into(),
+        )),
+    }
+}
+
 /// Decodes JPEG, PNG or WebP bytes to 8-bit RGB.
 pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionError> {
     if bytes.is_empty() {
@@ -52,7 +65,8 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionErro
         .with_guessed_format()
         .map_err(|e| VisionError::Corrupt(e.to_string()))?;
     match reader.format() {
-        Some(ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP) => {}
+        Some(ImageFormat::Jpeg) => check_jpeg_complete(bytes)?,
+        Some(ImageFormat::Png | ImageFormat::WebP) => {}
         _ => return Err(VisionError::UnsupportedFormat),
     }
     // Read the header first so the size check costs nothing.

@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod preprocess;
+pub mod render;
 pub mod resize;
 
 pub use decode::{DecodeLimits, VisionError, decode};

@@ -201,6 +201,7 @@ pub fn load_plan(ckpt: &crate::model::weights::Checkpoint) -> crate::model::weig
         prefix: prefix.to_string(),
         known_unused: vec![r"(^|\.)attn_mask$".into()],
         remap: Vec::new(),
+        native: false,
     }
 }
 

@@ -1,0 +1,401 @@
+//! One object that turns images into interaction triplets: model + classifier +
+//! vocabulary + pre/post-processing. The engine (batching, queue) and the CLI use it.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::model::clip::l2_normalize;
+use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
+use crate::model::clip::{ClipConfig, ClipTextError};
+use crate::model::hoiclip::{self, Classifier, Hoiclip, HoiclipConfig};
+use crate::model::weights::WeightsError;
+use crate::postprocess::{ImagePredictions, PostprocessConfig, Triplet, triplets};
+use crate::vision::preprocess::{PreprocessConfig, batch, prepare};
+use crate::vocab::Pack;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Text(#[from] ClipTextError),
+    #[error(
+        "the checkpoint has {classes} HOI classes; known vocabularies have 600 (HICO-DET) or 263 (V-COCO)"
+    )]
+    UnknownVocabulary { classes: usize },
+}
+
+/// What model is running, for responses and `/info`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// "hoiclip-hico-det" for official weights, "hoiclip-demo" otherwise.
+    pub name: String,
+    /// False for the demo model: random weights, meaningless detections.
+    pub trained: bool,
+    pub weights: Option<PathBuf>,
+    pub vocabulary: String,
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectOptions {
+    /// Drop triplets scoring below this.
+    pub score_threshold: f32,
+    /// Return at most this many triplets per image (after NMS).
+    pub max_results: usize,
+    /// Training-free enhancement with CLIP's top-K image-level scores (paper: K=10).
+    pub tfe_top_k: Option<usize>,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        Self {
+            score_threshold: 0.0,
+            max_results: 100,
+            tfe_top_k: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HumanOut {
+    /// `[x1, y1, x2, y2]` in original pixels.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectOut {
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    pub label: String,
+}
+
+/// One detected interaction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detection {
+    pub human: HumanOut,
+    pub object: ObjectOut,
+    pub verb: String,
+    /// The interaction's prompt text, e.g. "a photo of a person riding a bicycle".
+    pub interaction: String,
+    /// Index of the interaction in the vocabulary.
+    pub interaction_index: usize,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageDetections {
+    pub width: u32,
+    pub height: u32,
+    pub detections: Vec<Detection>,
+}
+
+pub struct Detector<B: Backend> {
+    model: Hoiclip<B>,
+    classifier: Classifier<B>,
+    pack: Pack,
+    hoi_object: Vec<usize>,
+    preprocess: PreprocessConfig,
+    postprocess: PostprocessConfig,
+    info: ModelInfo,
+    device: B::Device,
+}
+
+impl HoiclipConfig {
+    /// The demo model: the full architecture at a small size (fast on a CPU), HICO-DET's
+    /// 600 classes, random weights with a fixed seed. Its detections mean nothing.
+    pub fn demo() -> Self {
+        let clip = ClipConfig {
+            embed_dim: 64,
+            image_resolution: 64,
+            vision_patch_size: 16,
+            vision_width: 64,
+            vision_layers: 2,
+            vision_heads: 2,
+            context_length: 77,
+            vocab_size: 49408,
+            text_width: 64,
+            text_layers: 2,
+            text_heads: 2,
+        };
+        HoiclipConfig::new(clip)
+            .with_backbone_layers([1, 1, 1, 1])
+            .with_backbone_base_width(16)
+            .with_hidden_dim(64)
+            .with_nheads(4)
+            .with_enc_layers(1)
+            .with_dec_layers(2)
+            .with_inter_dec_layers(1)
+            .with_dim_feedforward(128)
+            .with_num_queries(16)
+    }
+}
+
+/// Seed of the demo model's weights.
+pub const DEMO_SEED: u64 = 20_261_127;
+
+impl<B: Backend> Detector<B> {
+    /// The clearly labelled demo model (see [`HoiclipConfig::demo`]). Its classifier is
+    /// built the way new vocabularies are: HICO-DET prompts through its own text tower.
+    pub fn demo(device: &B::Device) -> Result<Self, DetectorError> {
+        let config = HoiclipConfig::demo();
+        let model = config
+            .init::<B>(device)
+            .map(&mut SeededReinit::new(DEMO_SEED));
+        let pack = Pack::hico_det();
+        let tokenizer = ClipTokenizer::new()?;
+        let classifier = text_classifier(&model, &pack, &tokenizer, device)?;
+        let preprocess = PreprocessConfig {
+            clip_resolution: config.clip.image_resolution,
+            ..PreprocessConfig::default()
+        };
+        Ok(Self::assemble(
+            model,
+            classifier,
+            pack,
+            preprocess,
+            ModelInfo {
+                name: "hoiclip-demo".into(),
+                trained: false,
+                weights: None,
+                vocabulary: "hico-det".into(),
+            },
+            device,
+        ))
+    }
+
+    /// An official HOICLIP checkpoint (`.pth`) or a native file from `hoiclip convert`,
+    /// with the classifier it was trained with.
+    pub fn from_weights(path: &Path, device: &B::Device) -> Result<Self, DetectorError> {
+        let (model, config, report) = hoiclip::load_file::<B>(path, device)?;
+        tracing::info!(path = %path.display(), loaded = report.applied.len(), ignored = report.ignored.len(), "weights loaded");
+        let pack = match config.num_hoi_classes {
+            600 => Pack::hico_det(),
+            263 => Pack::v_coco(),
+            classes => return Err(DetectorError::UnknownVocabulary { classes }),
+        };
+        let classifier = model.trained_classifier();
+        let preprocess = PreprocessConfig {
+            clip_resolution: config.clip.image_resolution,
+            ..PreprocessConfig::default()
+        };
+        let name = format!("hoiclip-{}", pack.name);
+        let vocabulary = pack.name.clone();
+        Ok(Self::assemble(
+            model,
+            classifier,
+            pack,
+            preprocess,
+            ModelInfo {
+                name,
+                trained: true,
+                weights: Some(path.to_path_buf()),
+                vocabulary,
+            },
+            device,
+        ))
+    }
+
+    fn assemble(
+        model: Hoiclip<B>,
+        classifier: Classifier<B>,
+        pack: Pack,
+        preprocess: PreprocessConfig,
+        info: ModelInfo,
+        device: &B::Device,
+    ) -> Self {
+        let hoi_object = pack.hoi_object();
+        Self {
+            model,
+            classifier,
+            pack,
+            hoi_object,
+            preprocess,
+            postprocess: PostprocessConfig::default(),
+            info,
+            device: device.clone(),
+        }
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn pack(&self) -> &Pack {
+        &self.pack
+    }
+
+    pub fn model(&self) -> &Hoiclip<B> {
+        &self.model
+    }
+
+    /// Detects interactions in each image (one batched forward pass).
+    pub fn detect(&self, images: &[RgbImage], options: &DetectOptions) -> Vec<ImageDetections> {
+        if images.is_empty() {
+            return Vec::new();
+        }
+        let prepared: Vec<_> = images
+            .iter()
+            .map(|img| prepare(img, &self.preprocess))
+            .collect();
+        let sizes: Vec<(u32, u32)> = prepared.iter().map(|p| p.original).collect();
+        let input = batch::<B>(&prepared, &self.device);
+        let features = self.model.features(input);
+        let preds = self.model.heads(&features, &self.classifier);
+        let host = |t: Tensor<B, 3>| t.into_data().to_vec::<f32>().unwrap_or_default();
+        let (hoi, obj) = (host(preds.hoi_logits), host(preds.obj_logits));
+        let (sub, objb) = (host(preds.sub_boxes), host(preds.obj_boxes));
+        let clip: Vec<f32> = preds.clip_logits.into_data().to_vec().unwrap_or_default();
+        let n = images.len();
+        let (per_hoi, per_obj, per_box, per_clip) =
+            (hoi.len() / n, obj.len() / n, sub.len() / n, clip.len() / n);
+        let config = PostprocessConfig {
+            tfe_top_k: options.tfe_top_k,
+            ..self.postprocess
+        };
+        (0..n)
+            .map(|i| {
+                let p = ImagePredictions {
+                    hoi_logits: &hoi[i * per_hoi..(i + 1) * per_hoi],
+                    obj_logits: &obj[i * per_obj..(i + 1) * per_obj],
+                    sub_boxes: &sub[i * per_box..(i + 1) * per_box],
+                    obj_boxes: &objb[i * per_box..(i + 1) * per_box],
+                    clip_logits: &clip[i * per_clip..(i + 1) * per_clip],
+                    size: sizes[i],
+                };
+                let detections = triplets(&p, &self.hoi_object, &config)
+                    .into_iter()
+                    .filter(|t| t.score >= options.score_threshold)
+                    .take(options.max_results)
+                    .map(|t| self.describe(t))
+                    .collect();
+                ImageDetections {
+                    width: sizes[i].0,
+                    height: sizes[i].1,
+                    detections,
+                }
+            })
+            .collect()
+    }
+
+    fn describe(&self, t: Triplet) -> Detection {
+        let it = &self.pack.interactions[t.hoi];
+        Detection {
+            human: HumanOut { bbox: t.human_box },
+            object: ObjectOut {
+                bbox: t.object_box,
+                label: self.pack.object_name(it.object).to_string(),
+            },
+            verb: self.pack.verbs[it.verb].name.clone(),
+            interaction: it.prompt.clone(),
+            interaction_index: t.hoi,
+            score: t.score,
+        }
+    }
+}
+
+/// Re-draws every randomly initialised float parameter from a private seeded generator,
+/// with a scale fixed by the parameter's shape (constants such as norm weights stay).
+/// Burn's own RNG is global (shared with anything else initialising at the same time), so
+/// it cannot make the demo model reproducible; this can.
+struct SeededReinit {
+    rng: rand::rngs::StdRng,
+    in_embedding: usize,
+}
+
+impl SeededReinit {
+    fn new(seed: u64) -> Self {
+        use rand::SeedableRng;
+        Self {
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            in_embedding: 0,
+        }
+    }
+}
+
+impl<B: Backend> burn::module::ModuleMapper<B> for SeededReinit {
+    fn enter_module(&mut self, _name: &str, container_type: &str) {
+        if container_type == "Struct:Embedding" {
+            self.in_embedding += 1;
+        }
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if container_type == "Struct:Embedding" {
+            self.in_embedding -= 1;
+        }
+    }
+
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<B, D>>,
+    ) -> burn::module::Param<Tensor<B, D>> {
+        use rand::Rng;
+        let (id, tensor, mapper) = param.consume();
+        let dims = tensor.dims();
+        let device = tensor.device();
+        let values: Vec<f32> = tensor
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        let constant = values.windows(2).all(|w| w[0] == w[1]);
+        if constant {
+            return burn::module::Param::from_mapped_value(id, tensor, mapper);
+        }
+        let bound = match D {
+            1 => 0.05,
+            2 if self.in_embedding > 0 => 1.0,
+            2 => 1.0 / (dims[0] as f32).sqrt(),
+            _ => 1.0 / (dims[1..].iter().product::<usize>() as f32).sqrt(),
+        };
+        let fresh: Vec<f32> = values
+            .iter()
+            .map(|_| bound * self.rng.random_range(-1.0f32..=1.0))
+            .collect();
+        let tensor = Tensor::from_data(TensorData::new(fresh, dims), &device);
+        burn::module::Param::from_mapped_value(id, tensor, mapper)
+    }
+}
+
+/// A classifier made from text only: normalised prompt embeddings (bias 0) for the HOI
+/// and object rows, the model's verb rows and the pack's verb -> HOI map.
+pub fn text_classifier<B: Backend>(
+    model: &Hoiclip<B>,
+    pack: &Pack,
+    tokenizer: &ClipTokenizer,
+    device: &B::Device,
+) -> Result<Classifier<B>, DetectorError> {
+    let embed = |prompts: Vec<&str>| -> Result<Tensor<B, 2>, DetectorError> {
+        let ids = tokenizer.encode_batch(&prompts)?;
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(128) {
+            rows.push(l2_normalize(model.clip_model.encode_text(chunk)?));
+        }
+        Ok(Tensor::cat(rows, 0))
+    };
+    let hoi = embed(
+        pack.interactions
+            .iter()
+            .map(|i| i.prompt.as_str())
+            .collect(),
+    )?;
+    let obj = embed(pack.object_prompts.iter().map(String::as_str).collect())?;
+    let (c, k) = (hoi.dims()[0], obj.dims()[0]);
+    let v = pack.verbs.len();
+    Ok(Classifier {
+        hoi_weight: hoi.transpose(),
+        hoi_bias: Tensor::zeros([c], device),
+        verb_weight: model.verb_projection.weight.val(),
+        verb2hoi: Tensor::from_data(TensorData::new(pack.verb_to_hoi(), [v, c]), device),
+        obj_weight: obj.transpose(),
+        obj_bias: Tensor::zeros([k], device),
+    })
+}

@@ -1,0 +1,160 @@
+//! The detector end to end: the demo model, native conversion, config inference, the CLI.
+
+mod common;
+
+use std::process::Command;
+
+use common::{B, fixture, max_abs_diff, reference};
+use hoiclip::detector::{DetectOptions, Detector};
+use hoiclip::model::hoiclip::{self as detector_model, HoiclipConfig, ModelInput};
+use hoiclip::model::weights::Checkpoint;
+use hoiclip::vision::{DecodeLimits, decode};
+
+fn fixture_config() -> HoiclipConfig {
+    serde_json::from_str(&std::fs::read_to_string(fixture("hoiclip/config.json")).unwrap()).unwrap()
+}
+
+fn photo(name: &str) -> image::RgbImage {
+    decode(
+        &std::fs::read(fixture(&format!("hoiclip/{name}"))).unwrap(),
+        DecodeLimits::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn demo_model_detects_labelled_triplets_inside_the_image() {
+    let device = Default::default();
+    let detector = Detector::<B>::demo(&device).unwrap();
+    assert!(!detector.info().trained);
+    assert_eq!(detector.info().name, "hoiclip-demo");
+    let images = [photo("img0.png"), photo("img1.png")];
+    let options = DetectOptions {
+        max_results: 10,
+        ..Default::default()
+    };
+    let results = detector.detect(&images, &options);
+    assert_eq!(results.len(), 2);
+    for (img, r) in images.iter().zip(&results) {
+        assert_eq!((r.width, r.height), img.dimensions());
+        assert!(!r.detections.is_empty() && r.detections.len() <= 10);
+        for pair in r.detections.windows(2) {
+            assert!(pair[0].score >= pair[1].score, "sorted by score");
+        }
+        for d in &r.detections {
+            // sigmoid + sigmoid^2 lies in (0, 2)
+            assert!(d.score > 0.0 && d.score < 2.0);
+            let it = &detector.pack().interactions[d.interaction_index];
+            assert_eq!(d.interaction, it.prompt);
+            assert_eq!(d.verb, detector.pack().verbs[it.verb].name);
+            assert_eq!(d.object.label, detector.pack().object_name(it.object));
+        }
+    }
+    // The demo model is deterministic: same seed, same detections. (Compare equal batches:
+    // padding in a batch changes results, as in the reference; see the engine docs.)
+    let alone = detector.detect(&images[..1], &options);
+    let again = Detector::<B>::demo(&device)
+        .unwrap()
+        .detect(&images[..1], &options);
+    assert_eq!(again, alone);
+    // A threshold above every score leaves nothing.
+    let none = detector.detect(
+        &images[..1],
+        &DetectOptions {
+            score_threshold: 2.0,
+            ..Default::default()
+        },
+    );
+    assert!(none[0].detections.is_empty());
+}
+
+#[test]
+fn inferred_config_matches_the_checkpoint_sizes() {
+    let ckpt = Checkpoint::open(fixture("hoiclip/checkpoint.pth")).unwrap();
+    let inferred = detector_model::infer_config(&ckpt).unwrap();
+    let expected = fixture_config();
+    // Head counts are not visible in shapes (official values are assumed); all else is.
+    let mut inferred = inferred.with_nheads(expected.nheads);
+    inferred.clip.vision_heads = expected.clip.vision_heads;
+    inferred.clip.text_heads = expected.clip.text_heads;
+    assert_eq!(
+        serde_json::to_value(&inferred).unwrap(),
+        serde_json::to_value(&expected).unwrap()
+    );
+    let other = Checkpoint::open(fixture("clip/other_arch.pth")).unwrap();
+    let err = detector_model::infer_config(&other).unwrap_err();
+    assert!(err.to_string().contains("other_arch.pth"), "{err}");
+}
+
+#[test]
+fn native_conversion_gives_bit_identical_outputs() {
+    let device = Default::default();
+    let config = fixture_config();
+    let ckpt = Checkpoint::open(fixture("hoiclip/checkpoint.pth")).unwrap();
+    let (model, _) = detector_model::load::<B>(&config, &ckpt, &device).unwrap();
+    let out =
+        std::env::temp_dir().join(format!("hoiclip-native-{}.safetensors", std::process::id()));
+    detector_model::save_native(&model, &config, &out).unwrap();
+    let (native, native_config, report) = detector_model::load_file::<B>(&out, &device).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(
+        serde_json::to_value(&native_config).unwrap(),
+        serde_json::to_value(&config).unwrap()
+    );
+    let refs = Checkpoint::open(fixture("hoiclip/reference.safetensors")).unwrap();
+    let input = || {
+        let detr = reference::<4>(&refs, "img1_detr_input");
+        let [_, _, h, w] = detr.dims();
+        ModelInput {
+            detr,
+            valid: vec![(h, w)],
+            clip: reference::<4>(&refs, "img1_clip_input"),
+        }
+    };
+    let a = model.forward(input());
+    let b = native.forward(input());
+    assert_eq!(max_abs_diff(a.hoi_logits, b.hoi_logits), 0.0);
+    assert_eq!(max_abs_diff(a.obj_boxes, b.obj_boxes), 0.0);
+    std::fs::remove_file(out).ok();
+}
+
+#[test]
+fn cli_detect_prints_json_and_renders() {
+    let out = std::env::temp_dir().join(format!("hoiclip-render-{}.png", std::process::id()));
+    let result = Command::new(env!("CARGO_BIN_EXE_hoiclip"))
+        .args(["detect", "--max-results", "3", "--render"])
+        .arg(&out)
+        .arg(fixture("hoiclip/img1.png"))
+        .arg(fixture("hoiclip/img2.jpg"))
+        .env_remove("HOICLIP_WEIGHTS")
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let stdout = String::from_utf8(result.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["trained"], false);
+    assert_eq!(lines[0]["model"], "hoiclip-demo");
+    assert_eq!(lines[1]["width"], 128);
+    assert_eq!(lines[1]["detections"].as_array().unwrap().len(), 3);
+    assert!(String::from_utf8_lossy(&result.stderr).contains("DEMO"));
+    let rendered = image::open(&out).unwrap();
+    assert_eq!((rendered.width(), rendered.height()), (70, 100));
+    std::fs::remove_file(out).ok();
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_hoiclip"))
+        .args(["detect", "--weights"])
+        .arg(fixture("clip/other_arch.pth"))
+        .arg(fixture("hoiclip/img1.png"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("other_arch.pth"));
+}

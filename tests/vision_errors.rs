@@ -1,0 +1,116 @@
+//! Untrusted image bytes: every bad input is a typed error, never a panic or an OOM.
+
+use std::io::Cursor;
+
+use hoiclip::vision::{DecodeLimits, VisionError, decode};
+
+fn png_bytes(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb([10, 200, 30]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn jpeg_bytes(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 90]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+/// A PNG whose header claims `w x h` (valid CRC) followed by almost no data: a
+/// decompression bomb is refused from its header alone.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    bytes.extend_from_slice(&13u32.to_be_bytes());
+    bytes.extend_from_slice(&ihdr);
+    bytes.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
+    for (kind, data) in [
+        (&b"IDAT"[..], &[0x78u8, 0x9c, 0x03, 0x00][..]),
+        (&b"IEND"[..], &[][..]),
+    ] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        bytes.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&chunk);
+        bytes.extend_from_slice(&crc32fast::hash(&chunk).to_be_bytes());
+    }
+    bytes
+}
+
+#[test]
+fn valid_png_and_jpeg_decode() {
+    let img = decode(&png_bytes(31, 17), DecodeLimits::default()).unwrap();
+    assert_eq!(img.dimensions(), (31, 17));
+    assert_eq!(img.get_pixel(3, 3).0, [10, 200, 30]);
+    let img = decode(&jpeg_bytes(40, 24), DecodeLimits::default()).unwrap();
+    assert_eq!(img.dimensions(), (40, 24));
+}
+
+#[test]
+fn empty_input() {
+    assert!(matches!(
+        decode(&[], DecodeLimits::default()),
+        Err(VisionError::Empty)
+    ));
+}
+
+#[test]
+fn unsupported_formats() {
+    let bmp = [b"BM".to_vec(), vec![0u8; 60]].concat();
+    for bytes in [
+        bmp,
+        b"GIF89a........".to_vec(),
+        b"hello, I am text".to_vec(),
+    ] {
+        let err = decode(&bytes, DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, VisionError::UnsupportedFormat), "{err:?}");
+    }
+}
+
+#[test]
+fn truncated_images_are_corrupt() {
+    for full in [png_bytes(64, 64), jpeg_bytes(64, 64)] {
+        let err = decode(&full[..full.len() / 2], DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, VisionError::Corrupt(_)), "{err:?}");
+    }
+}
+
+#[test]
+fn decompression_bomb_is_refused_from_its_header() {
+    let err = decode(&png_claiming(60_000, 60_000), DecodeLimits::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VisionError::TooLarge {
+                width: 60_000,
+                height: 60_000,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Within each side's limit but over the pixel budget.
+    let limits = DecodeLimits {
+        max_side: 8192,
+        max_pixels: 1_000_000,
+        max_alloc: 1 << 30,
+    };
+    let err = decode(&png_claiming(2000, 2000), limits).unwrap_err();
+    assert!(matches!(err, VisionError::TooLarge { .. }), "{err:?}");
+}
+
+#[test]
+fn memory_budget_is_enforced() {
+    let limits = DecodeLimits {
+        max_side: 8192,
+        max_pixels: 100_000_000,
+        max_alloc: 100_000,
+    };
+    let err = decode(&png_bytes(400, 400), limits).unwrap_err();
+    assert!(matches!(err, VisionError::TooMuchMemory(_)), "{err:?}");
+}
