@@ -42,7 +42,7 @@ pub struct ModelInfo {
 }
 
 /// Per-call options.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DetectOptions {
     /// Drop triplets scoring below this.
     pub score_threshold: f32,
@@ -50,6 +50,8 @@ pub struct DetectOptions {
     pub max_results: usize,
     /// Training-free enhancement with CLIP's top-K image-level scores (paper: K=10).
     pub tfe_top_k: Option<usize>,
+    /// Score only these HOI classes (indices into the classifier's rows); `None`: all.
+    pub classes: Option<Vec<usize>>,
 }
 
 impl Default for DetectOptions {
@@ -58,6 +60,7 @@ impl Default for DetectOptions {
             score_threshold: 0.0,
             max_results: 100,
             tfe_top_k: None,
+            classes: None,
         }
     }
 }
@@ -235,8 +238,51 @@ impl<B: Backend> Detector<B> {
         &self.model
     }
 
-    /// Detects interactions in each image (one batched forward pass).
+    /// Detects interactions in each image (one batched forward pass) with the checkpoint's
+    /// own classifier and vocabulary.
     pub fn detect(&self, images: &[RgbImage], options: &DetectOptions) -> Vec<ImageDetections> {
+        self.run(
+            images,
+            options,
+            &self.classifier,
+            &self.hoi_object,
+            &|t: Triplet| self.describe(t),
+        )
+    }
+
+    /// Detects with a classifier set built from the vocabulary store (user interactions
+    /// included). The set's version is the one the caller reports.
+    pub fn detect_with_set(
+        &self,
+        images: &[RgbImage],
+        options: &DetectOptions,
+        set: &crate::classifier::ClassifierSet<B>,
+    ) -> Vec<ImageDetections> {
+        let describe = |t: Triplet| {
+            let row = &set.rows[t.hoi];
+            Detection {
+                human: HumanOut { bbox: t.human_box },
+                object: ObjectOut {
+                    bbox: t.object_box,
+                    label: row.object.clone(),
+                },
+                verb: row.verb.clone(),
+                interaction: row.prompt.clone(),
+                interaction_index: t.hoi,
+                score: t.score,
+            }
+        };
+        self.run(images, options, &set.classifier, &set.hoi_object, &describe)
+    }
+
+    fn run(
+        &self,
+        images: &[RgbImage],
+        options: &DetectOptions,
+        classifier: &Classifier<B>,
+        hoi_object: &[usize],
+        describe: &dyn Fn(Triplet) -> Detection,
+    ) -> Vec<ImageDetections> {
         if images.is_empty() {
             return Vec::new();
         }
@@ -247,7 +293,7 @@ impl<B: Backend> Detector<B> {
         let sizes: Vec<(u32, u32)> = prepared.iter().map(|p| p.original).collect();
         let input = batch::<B>(&prepared, &self.device);
         let features = self.model.features(input);
-        let preds = self.model.heads(&features, &self.classifier);
+        let preds = self.model.heads(&features, classifier);
         let host = |t: Tensor<B, 3>| t.into_data().to_vec::<f32>().unwrap_or_default();
         let (hoi, obj) = (host(preds.hoi_logits), host(preds.obj_logits));
         let (sub, objb) = (host(preds.sub_boxes), host(preds.obj_boxes));
@@ -259,6 +305,15 @@ impl<B: Backend> Detector<B> {
             tfe_top_k: options.tfe_top_k,
             ..self.postprocess
         };
+        let allowed: Option<Vec<bool>> = options.classes.as_ref().map(|classes| {
+            let mut mask = vec![false; hoi_object.len()];
+            for &c in classes {
+                if let Some(m) = mask.get_mut(c) {
+                    *m = true;
+                }
+            }
+            mask
+        });
         (0..n)
             .map(|i| {
                 let p = ImagePredictions {
@@ -269,11 +324,11 @@ impl<B: Backend> Detector<B> {
                     clip_logits: &clip[i * per_clip..(i + 1) * per_clip],
                     size: sizes[i],
                 };
-                let detections = triplets(&p, &self.hoi_object, &config)
+                let detections = triplets(&p, hoi_object, allowed.as_deref(), &config)
                     .into_iter()
                     .filter(|t| t.score >= options.score_threshold)
                     .take(options.max_results)
-                    .map(|t| self.describe(t))
+                    .map(describe)
                     .collect();
                 ImageDetections {
                     width: sizes[i].0,
@@ -282,6 +337,14 @@ impl<B: Backend> Detector<B> {
                 }
             })
             .collect()
+    }
+
+    /// The checkpoint's trained rows, for building classifier sets from the store.
+    pub fn trained_rows(&self) -> Option<crate::classifier::TrainedRows<B>> {
+        self.info.trained.then(|| crate::classifier::TrainedRows {
+            pack: self.pack.name.clone(),
+            classifier: self.classifier.clone(),
+        })
     }
 
     fn describe(&self, t: Triplet) -> Detection {

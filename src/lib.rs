@@ -5,6 +5,7 @@
 //! README.md here.
 
 pub mod backend;
+pub mod classifier;
 pub mod detector;
 pub mod model;
 pub mod postprocess;

@@ -139,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 score_threshold,
                 max_results,
                 tfe_top_k: tfe,
+                classes: None,
             };
             let limits = DecodeLimits::default();
             let mut decoded = Vec::with_capacity(images.len());

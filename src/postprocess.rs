@@ -82,10 +82,12 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 }
 
 /// Triplets of one image, highest score first (ties: lower query, then lower class).
-/// `hoi_object[c]` is the object class of HOI class `c`.
+/// `hoi_object[c]` is the object class of HOI class `c`; `allowed[c] == false` leaves
+/// class `c` out (a request restricted to some interactions).
 pub fn triplets(
     p: &ImagePredictions<'_>,
     hoi_object: &[usize],
+    allowed: Option<&[bool]>,
     config: &PostprocessConfig,
 ) -> Vec<Triplet> {
     let c = hoi_object.len();
@@ -108,6 +110,9 @@ pub fn triplets(
     let mut scored: Vec<(f32, usize)> = Vec::with_capacity(nq * c);
     for q in 0..nq {
         for (cls, &obj) in hoi_object.iter().enumerate() {
+            if allowed.is_some_and(|a| !a.get(cls).copied().unwrap_or(false)) {
+                continue;
+            }
             let mut hoi = sigmoid(p.hoi_logits[q * c + cls]);
             if let Some(t) = &tfe {
                 hoi += t[cls];

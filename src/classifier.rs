@@ -1,0 +1,425 @@
+//! Classifier sets: the HOI, verb and object rows a detection is scored against, built
+//! from a vocabulary snapshot. Immutable and versioned; the service swaps a new set in
+//! atomically, and a request keeps the set it started with.
+//!
+//! Rows: for the interactions, verbs and objects of the checkpoint's own pack, the
+//! checkpoint's trained rows (with their bias); for everything else, the L2-normalised
+//! CLIP text embedding of the prompt (bias 0). A new verb's row (read by the verb
+//! adapter) is the normalised text embedding of "a photo of a person {ing}": the verb
+//! space is CLIP's joint space, where the official verb rows also live (they start from
+//! CLIP image features, `tmp/verb.pth`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use tokio::sync::Mutex;
+
+use crate::model::clip::tokenizer::ClipTokenizer;
+use crate::model::clip::{Clip, ClipTextError, l2_normalize};
+use crate::model::hoiclip::Classifier;
+use crate::vocab::store::{VocabError, VocabSnapshot, VocabStore};
+
+/// Prompt of a verb's text-derived row.
+pub fn verb_prompt(ing: &str) -> String {
+    format!("a photo of a person {ing}")
+}
+
+/// Name of the object classifier's last ("no object") row.
+pub const NOTHING: &str = "nothing";
+const NOTHING_PROMPT: &str = "a photo of nothing";
+
+/// One HOI class of a set.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClassRow {
+    pub interaction_id: i64,
+    pub pack: String,
+    pub verb: String,
+    pub object: String,
+    pub prompt: String,
+}
+
+/// An immutable, versioned classifier.
+#[derive(Debug, Clone)]
+pub struct ClassifierSet<B: Backend> {
+    /// The vocabulary version it was built from.
+    pub version: i64,
+    pub classifier: Classifier<B>,
+    pub rows: Vec<ClassRow>,
+    /// Object-classifier row of each HOI class.
+    pub hoi_object: Vec<usize>,
+    /// Labels of the object-classifier rows (last: "nothing").
+    pub object_labels: Vec<String>,
+}
+
+/// The checkpoint's own classifier and the pack its rows follow.
+#[derive(Debug, Clone)]
+pub struct TrainedRows<B: Backend> {
+    pub pack: String,
+    pub classifier: Classifier<B>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifierError {
+    #[error(transparent)]
+    Vocab(#[from] VocabError),
+    #[error(transparent)]
+    Text(#[from] ClipTextError),
+    #[error("the vocabulary has no enabled interactions")]
+    Empty,
+}
+
+/// Fingerprint of a text tower's weights: cached embeddings are keyed by it, so changing
+/// the weights never reuses a stale embedding.
+pub fn text_fingerprint<B: Backend>(clip: &Clip<B>) -> String {
+    struct Hash(crc32fast::Hasher, usize);
+    impl<B: Backend> ModuleVisitor<B> for Hash {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let values: Vec<f32> = param
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .unwrap_or_default();
+            self.1 += values.len();
+            for chunk in values.chunks(1 << 16) {
+                let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+                self.0.update(&bytes);
+            }
+        }
+    }
+    let mut h = Hash(crc32fast::Hasher::new(), 0);
+    clip.transformer.visit(&mut h);
+    clip.token_embedding.visit(&mut h);
+    clip.ln_final.visit(&mut h);
+    ModuleVisitor::<B>::visit_float(&mut h, &clip.positional_embedding);
+    ModuleVisitor::<B>::visit_float(&mut h, &clip.text_projection);
+    format!("crc32-{:08x}-{}", h.0.finalize(), h.1)
+}
+
+/// Normalised text embeddings of `prompts` (batches cut to their longest prompt).
+pub fn embed_prompts<B: Backend>(
+    clip: &Clip<B>,
+    tokenizer: &ClipTokenizer,
+    prompts: &[String],
+) -> Result<Vec<Vec<f32>>, ClassifierError> {
+    let mut out = Vec::with_capacity(prompts.len());
+    // Similar lengths together waste less padding.
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    let ids: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| tokenizer.encode(p).map_err(VocabError::from))
+        .collect::<Result<_, _>>()?;
+    order.sort_by_key(|&i| ids[i].len());
+    let mut by_index: Vec<Option<Vec<f32>>> = vec![None; prompts.len()];
+    for chunk in order.chunks(64) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+        let emb = l2_normalize(clip.encode_text(&batch)?);
+        let dim = emb.dims()[1];
+        let values: Vec<f32> = emb.into_data().to_vec().unwrap_or_default();
+        for (row, &i) in chunk.iter().enumerate() {
+            by_index[i] = Some(values[row * dim..(row + 1) * dim].to_vec());
+        }
+    }
+    for v in by_index {
+        out.push(v.unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// Prompts whose embeddings a set built from `snapshot` needs.
+pub fn prompts_needed(snapshot: &VocabSnapshot, trained_pack: Option<&str>) -> Vec<String> {
+    let trained_verbs: HashSet<i64> = trained_pack
+        .and_then(|p| snapshot.pack_verbs.get(p))
+        .map(|v| v.iter().copied().collect())
+        .unwrap_or_default();
+    let trained_objects: HashSet<i64> = trained_pack
+        .and_then(|p| snapshot.pack_objects.get(p))
+        .map(|v| v.iter().copied().collect())
+        .unwrap_or_default();
+    let mut needed: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut push = |p: String| {
+        if seen.insert(p.clone()) {
+            needed.push(p);
+        }
+    };
+    for i in &snapshot.interactions {
+        let trained = Some(i.pack.as_str()) == trained_pack && i.seed_index.is_some();
+        if !trained {
+            push(i.prompt.clone());
+        }
+    }
+    for v in &snapshot.verbs {
+        if !trained_verbs.contains(&v.id) {
+            push(verb_prompt(&v.ing));
+        }
+    }
+    for o in &snapshot.objects {
+        if !trained_objects.contains(&o.id) {
+            push(o.prompt.clone());
+        }
+    }
+    if trained_pack.is_none() {
+        push(NOTHING_PROMPT.to_string());
+    }
+    needed
+}
+
+fn column<B: Backend>(t: &Tensor<B, 2>, i: usize) -> Vec<f32> {
+    t.clone()
+        .narrow(1, i, 1)
+        .into_data()
+        .to_vec()
+        .unwrap_or_default()
+}
+
+fn scalar<B: Backend>(t: &Tensor<B, 1>, i: usize) -> f32 {
+    t.clone()
+        .narrow(0, i, 1)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap_or_default()
+        .first()
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// Builds a set from a snapshot and the embeddings of [`prompts_needed`].
+pub fn assemble<B: Backend>(
+    snapshot: &VocabSnapshot,
+    embeddings: &HashMap<String, Vec<f32>>,
+    trained: Option<&TrainedRows<B>>,
+    embed_dim: usize,
+    device: &B::Device,
+) -> Result<ClassifierSet<B>, ClassifierError> {
+    if snapshot.interactions.is_empty() {
+        return Err(ClassifierError::Empty);
+    }
+    let text = |p: &str| {
+        embeddings
+            .get(p)
+            .cloned()
+            .unwrap_or_else(|| vec![0.0; embed_dim])
+    };
+    let pack = trained.map(|t| t.pack.as_str());
+
+    // Objects: every object, then "nothing".
+    let trained_object_row: HashMap<i64, usize> = pack
+        .and_then(|p| snapshot.pack_objects.get(p))
+        .map(|ids| ids.iter().enumerate().map(|(i, &id)| (id, i)).collect())
+        .unwrap_or_default();
+    let mut obj_cols = Vec::new();
+    let mut obj_bias = Vec::new();
+    let mut object_labels = Vec::new();
+    let mut object_row: HashMap<i64, usize> = HashMap::new();
+    for o in &snapshot.objects {
+        object_row.insert(o.id, object_labels.len());
+        object_labels.push(o.name.clone());
+        match (trained, trained_object_row.get(&o.id)) {
+            (Some(t), Some(&r)) => {
+                obj_cols.push(column(&t.classifier.obj_weight, r));
+                obj_bias.push(scalar(&t.classifier.obj_bias, r));
+            }
+            _ => {
+                obj_cols.push(text(&o.prompt));
+                obj_bias.push(0.0);
+            }
+        }
+    }
+    let nothing_row = object_labels.len();
+    object_labels.push(NOTHING.into());
+    match trained {
+        Some(t) => {
+            let last = t.classifier.obj_weight.dims()[1] - 1;
+            obj_cols.push(column(&t.classifier.obj_weight, last));
+            obj_bias.push(scalar(&t.classifier.obj_bias, last));
+        }
+        None => {
+            obj_cols.push(text(NOTHING_PROMPT));
+            obj_bias.push(0.0);
+        }
+    }
+
+    // Verbs.
+    let trained_verb_row: HashMap<i64, usize> = pack
+        .and_then(|p| snapshot.pack_verbs.get(p))
+        .map(|ids| ids.iter().enumerate().map(|(i, &id)| (id, i)).collect())
+        .unwrap_or_default();
+    let mut verb_cols = Vec::new();
+    let mut verb_index: HashMap<i64, usize> = HashMap::new();
+    for v in &snapshot.verbs {
+        verb_index.insert(v.id, verb_cols.len());
+        match (trained, trained_verb_row.get(&v.id)) {
+            (Some(t), Some(&r)) => verb_cols.push(column(&t.classifier.verb_weight, r)),
+            _ => verb_cols.push(text(&verb_prompt(&v.ing))),
+        }
+    }
+
+    // HOI rows.
+    let mut hoi_cols = Vec::new();
+    let mut hoi_bias = Vec::new();
+    let mut rows = Vec::new();
+    let mut hoi_object = Vec::new();
+    let mut verb_of = Vec::new();
+    for i in &snapshot.interactions {
+        let trained_row = match (trained, i.seed_index) {
+            (Some(t), Some(s)) if Some(i.pack.as_str()) == pack => Some((t, s as usize)),
+            _ => None,
+        };
+        match trained_row {
+            Some((t, s)) => {
+                hoi_cols.push(column(&t.classifier.hoi_weight, s));
+                hoi_bias.push(scalar(&t.classifier.hoi_bias, s));
+            }
+            None => {
+                hoi_cols.push(text(&i.prompt));
+                hoi_bias.push(0.0);
+            }
+        }
+        hoi_object.push(
+            i.object_id
+                .and_then(|o| object_row.get(&o).copied())
+                .unwrap_or(nothing_row),
+        );
+        verb_of.push(verb_index.get(&i.verb_id).copied().unwrap_or(0));
+        rows.push(ClassRow {
+            interaction_id: i.id,
+            pack: i.pack.clone(),
+            verb: i.verb.clone(),
+            object: i.object.clone().unwrap_or_else(|| NOTHING.into()),
+            prompt: i.prompt.clone(),
+        });
+    }
+    let c = rows.len();
+    let v = verb_cols.len();
+    let mut verb2hoi = vec![0f32; v * c];
+    for (h, &vi) in verb_of.iter().enumerate() {
+        verb2hoi[vi * c + h] = 1.0;
+    }
+    let matrix = |cols: Vec<Vec<f32>>| -> Tensor<B, 2> {
+        // cols[j] is row j of a [n, E] matrix; the classifier wants [E, n].
+        let n = cols.len();
+        let flat: Vec<f32> = cols.into_iter().flatten().collect();
+        Tensor::<B, 2>::from_data(TensorData::new(flat, [n, embed_dim]), device).transpose()
+    };
+    let k = obj_bias.len();
+    Ok(ClassifierSet {
+        version: snapshot.version,
+        classifier: Classifier {
+            hoi_weight: matrix(hoi_cols),
+            hoi_bias: Tensor::from_data(TensorData::new(hoi_bias, [c]), device),
+            verb_weight: matrix(verb_cols),
+            verb2hoi: Tensor::from_data(TensorData::new(verb2hoi, [v, c]), device),
+            obj_weight: matrix(obj_cols),
+            obj_bias: Tensor::from_data(TensorData::new(obj_bias, [k]), device),
+        },
+        rows,
+        hoi_object,
+        object_labels,
+    })
+}
+
+/// Keeps the current [`ClassifierSet`] and rebuilds it from the store on demand.
+pub struct ClassifierService<B: Backend> {
+    store: VocabStore,
+    tokenizer: Arc<ClipTokenizer>,
+    fingerprint: String,
+    trained: Option<TrainedRows<B>>,
+    embed_dim: usize,
+    device: B::Device,
+    current: ArcSwap<Option<Arc<ClassifierSet<B>>>>,
+    rebuild_lock: Mutex<()>,
+    text_passes: AtomicUsize,
+    prompts_embedded: AtomicUsize,
+}
+
+impl<B: Backend> ClassifierService<B> {
+    pub fn new(
+        store: VocabStore,
+        tokenizer: Arc<ClipTokenizer>,
+        clip: &Clip<B>,
+        trained: Option<TrainedRows<B>>,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            store,
+            tokenizer,
+            fingerprint: text_fingerprint(clip),
+            trained,
+            embed_dim: clip.text_projection.dims()[1],
+            device: device.clone(),
+            current: ArcSwap::from_pointee(None),
+            rebuild_lock: Mutex::new(()),
+            text_passes: AtomicUsize::new(0),
+            prompts_embedded: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn store(&self) -> &VocabStore {
+        &self.store
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The set in service (None before the first build).
+    pub fn current(&self) -> Option<Arc<ClassifierSet<B>>> {
+        self.current.load_full().as_ref().clone()
+    }
+
+    /// Text-tower batches run so far, and prompts embedded (cache misses).
+    pub fn text_passes(&self) -> (usize, usize) {
+        (
+            self.text_passes.load(Ordering::Relaxed),
+            self.prompts_embedded.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Rebuilds from the store if its version moved, embedding only uncached prompts, and
+    /// swaps the result in. A failure leaves the previous set serving.
+    pub async fn refresh(&self, clip: &Clip<B>) -> Result<Arc<ClassifierSet<B>>, ClassifierError> {
+        let _guard = self.rebuild_lock.lock().await;
+        let snapshot = self.store.snapshot().await?;
+        if let Some(set) = self.current()
+            && set.version == snapshot.version
+        {
+            return Ok(set);
+        }
+        let pack = self.trained.as_ref().map(|t| t.pack.as_str());
+        let needed = prompts_needed(&snapshot, pack);
+        let mut embeddings = self
+            .store
+            .cached_embeddings(&self.fingerprint, &needed)
+            .await?;
+        let missing: Vec<String> = needed
+            .into_iter()
+            .filter(|p| !embeddings.contains_key(p))
+            .collect();
+        if !missing.is_empty() {
+            let fresh = embed_prompts(clip, &self.tokenizer, &missing)?;
+            self.text_passes
+                .fetch_add(missing.len().div_ceil(64), Ordering::Relaxed);
+            self.prompts_embedded
+                .fetch_add(missing.len(), Ordering::Relaxed);
+            let rows: Vec<(String, Vec<f32>)> = missing.into_iter().zip(fresh).collect();
+            self.store
+                .store_embeddings(&self.fingerprint, &rows)
+                .await?;
+            embeddings.extend(rows);
+        }
+        let set = Arc::new(assemble(
+            &snapshot,
+            &embeddings,
+            self.trained.as_ref(),
+            self.embed_dim,
+            &self.device,
+        )?);
+        self.current.store(Arc::new(Some(set.clone())));
+        Ok(set)
+    }
+}
