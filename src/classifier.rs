@@ -169,23 +169,33 @@ pub fn prompts_needed(snapshot: &VocabSnapshot, trained_pack: Option<&str>) -> V
     needed
 }
 
-fn column<B: Backend>(t: &Tensor<B, 2>, i: usize) -> Vec<f32> {
-    t.clone()
-        .narrow(1, i, 1)
-        .into_data()
-        .to_vec()
-        .unwrap_or_default()
+/// A `[E, n]` classifier matrix on the host, read column by column.
+struct HostColumns {
+    values: Vec<f32>,
+    n: usize,
 }
 
-fn scalar<B: Backend>(t: &Tensor<B, 1>, i: usize) -> f32 {
-    t.clone()
-        .narrow(0, i, 1)
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap_or_default()
-        .first()
-        .copied()
-        .unwrap_or(0.0)
+impl HostColumns {
+    fn new<B: Backend>(t: &Tensor<B, 2>) -> Self {
+        let n = t.dims()[1];
+        Self {
+            values: t.clone().into_data().to_vec().unwrap_or_default(),
+            n,
+        }
+    }
+
+    fn column(&self, i: usize) -> Vec<f32> {
+        self.values
+            .iter()
+            .skip(i)
+            .step_by(self.n)
+            .copied()
+            .collect()
+    }
+}
+
+fn host_vec<B: Backend>(t: &Tensor<B, 1>) -> Vec<f32> {
+    t.clone().into_data().to_vec().unwrap_or_default()
 }
 
 /// Builds a set from a snapshot and the embeddings of [`prompts_needed`].
@@ -206,6 +216,16 @@ pub fn assemble<B: Backend>(
             .unwrap_or_else(|| vec![0.0; embed_dim])
     };
     let pack = trained.map(|t| t.pack.as_str());
+    // Trained matrices read back once, not a device round trip per row.
+    let host = trained.map(|t| {
+        (
+            HostColumns::new(&t.classifier.hoi_weight),
+            host_vec(&t.classifier.hoi_bias),
+            HostColumns::new(&t.classifier.verb_weight),
+            HostColumns::new(&t.classifier.obj_weight),
+            host_vec(&t.classifier.obj_bias),
+        )
+    });
 
     // Objects: every object, then "nothing".
     let trained_object_row: HashMap<i64, usize> = pack
@@ -219,10 +239,10 @@ pub fn assemble<B: Backend>(
     for o in &snapshot.objects {
         object_row.insert(o.id, object_labels.len());
         object_labels.push(o.name.clone());
-        match (trained, trained_object_row.get(&o.id)) {
-            (Some(t), Some(&r)) => {
-                obj_cols.push(column(&t.classifier.obj_weight, r));
-                obj_bias.push(scalar(&t.classifier.obj_bias, r));
+        match (&host, trained_object_row.get(&o.id)) {
+            (Some((_, _, _, w, b)), Some(&r)) => {
+                obj_cols.push(w.column(r));
+                obj_bias.push(b[r]);
             }
             _ => {
                 obj_cols.push(text(&o.prompt));
@@ -232,11 +252,11 @@ pub fn assemble<B: Backend>(
     }
     let nothing_row = object_labels.len();
     object_labels.push(NOTHING.into());
-    match trained {
-        Some(t) => {
-            let last = t.classifier.obj_weight.dims()[1] - 1;
-            obj_cols.push(column(&t.classifier.obj_weight, last));
-            obj_bias.push(scalar(&t.classifier.obj_bias, last));
+    match &host {
+        Some((_, _, _, w, b)) => {
+            let last = w.n - 1;
+            obj_cols.push(w.column(last));
+            obj_bias.push(b[last]);
         }
         None => {
             obj_cols.push(text(NOTHING_PROMPT));
@@ -253,8 +273,8 @@ pub fn assemble<B: Backend>(
     let mut verb_index: HashMap<i64, usize> = HashMap::new();
     for v in &snapshot.verbs {
         verb_index.insert(v.id, verb_cols.len());
-        match (trained, trained_verb_row.get(&v.id)) {
-            (Some(t), Some(&r)) => verb_cols.push(column(&t.classifier.verb_weight, r)),
+        match (&host, trained_verb_row.get(&v.id)) {
+            (Some((_, _, w, _, _)), Some(&r)) => verb_cols.push(w.column(r)),
             _ => verb_cols.push(text(&verb_prompt(&v.ing))),
         }
     }
@@ -266,14 +286,16 @@ pub fn assemble<B: Backend>(
     let mut hoi_object = Vec::new();
     let mut verb_of = Vec::new();
     for i in &snapshot.interactions {
-        let trained_row = match (trained, i.seed_index) {
-            (Some(t), Some(s)) if Some(i.pack.as_str()) == pack => Some((t, s as usize)),
+        let trained_row = match (&host, i.seed_index) {
+            (Some((w, b, _, _, _)), Some(s)) if Some(i.pack.as_str()) == pack => {
+                Some((w, b, s as usize))
+            }
             _ => None,
         };
         match trained_row {
-            Some((t, s)) => {
-                hoi_cols.push(column(&t.classifier.hoi_weight, s));
-                hoi_bias.push(scalar(&t.classifier.hoi_bias, s));
+            Some((w, b, s)) => {
+                hoi_cols.push(w.column(s));
+                hoi_bias.push(b[s]);
             }
             None => {
                 hoi_cols.push(text(&i.prompt));
@@ -332,7 +354,7 @@ pub struct ClassifierService<B: Backend> {
     embed_dim: usize,
     device: B::Device,
     current: ArcSwap<Option<Arc<ClassifierSet<B>>>>,
-    rebuild_lock: Mutex<()>,
+    rebuild_lock: Mutex<HashMap<String, Vec<f32>>>,
     text_passes: AtomicUsize,
     prompts_embedded: AtomicUsize,
 }
@@ -353,7 +375,7 @@ impl<B: Backend> ClassifierService<B> {
             embed_dim: clip.text_projection.dims()[1],
             device: device.clone(),
             current: ArcSwap::from_pointee(None),
-            rebuild_lock: Mutex::new(()),
+            rebuild_lock: Mutex::new(HashMap::new()),
             text_passes: AtomicUsize::new(0),
             prompts_embedded: AtomicUsize::new(0),
         }

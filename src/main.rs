@@ -71,6 +71,14 @@ enum Command {
         /// Output file (.safetensors, Burn layout plus the model's sizes).
         out: PathBuf,
     },
+    /// Manage the vocabulary in the database (seeded with HICO-DET and V-COCO on first use).
+    Vocab {
+        /// SQLite database URL.
+        #[arg(long, env = "HOICLIP_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+        #[command(subcommand)]
+        command: VocabCommand,
+    },
     /// Embed prompts with the CLIP text tower of a checkpoint; prints L2-normalised vectors as JSON.
     EmbedText {
         #[arg(long, env = "HOICLIP_WEIGHTS")]
@@ -78,6 +86,128 @@ enum Command {
         #[arg(required = true)]
         prompts: Vec<String>,
     },
+}
+
+const DEFAULT_DATABASE_URL: &str = "sqlite://data/hoiclip.db";
+
+#[derive(Subcommand, Debug)]
+enum VocabCommand {
+    /// List verbs, objects, interactions or packs as JSON lines.
+    List {
+        #[arg(value_parser = ["verbs", "objects", "interactions", "packs"])]
+        what: String,
+        /// Only interactions of this pack.
+        #[arg(long)]
+        pack: Option<String>,
+    },
+    /// Add a verb and its interactions ("a photo of a person {ing} {a/an} {object}").
+    AddVerb {
+        name: String,
+        /// The -ing phrase used in prompts ("juggling", "sitting on").
+        #[arg(long)]
+        ing: String,
+        /// Objects it applies to (repeatable).
+        #[arg(long = "object")]
+        objects: Vec<String>,
+        /// An explicit prompt for an object: OBJECT=PROMPT (repeatable).
+        #[arg(long = "prompt")]
+        prompts: Vec<String>,
+        #[arg(long)]
+        pack: Option<String>,
+    },
+    /// Add an object ("a photo of {a/an} {object}" unless --prompt).
+    AddObject {
+        name: String,
+        #[arg(long)]
+        prompt: Option<String>,
+    },
+    /// Add an interaction for an existing verb and object.
+    AddInteraction {
+        verb: String,
+        object: String,
+        #[arg(long)]
+        prompt: Option<String>,
+        #[arg(long)]
+        pack: Option<String>,
+    },
+    /// Remove a user verb, object or interaction (seed entries stay).
+    Remove {
+        #[arg(value_parser = ["verb", "object", "interaction"])]
+        what: String,
+        id: i64,
+    },
+    /// Write a pack as JSON (to stdout, or --out).
+    Export {
+        pack: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Import a pack written by `export`.
+    Import { file: PathBuf },
+}
+
+fn vocab(database_url: &str, command: VocabCommand) -> anyhow::Result<()> {
+    use hoiclip::vocab::Pack;
+    use hoiclip::vocab::store::{NewVerb, VocabStore};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = VocabStore::open(database_url, std::sync::Arc::new(ClipTokenizer::new()?)).await?;
+        store.seed(&Pack::hico_det()).await?;
+        store.seed(&Pack::v_coco()).await?;
+        let print = |v: serde_json::Value| println!("{v}");
+        match command {
+            VocabCommand::List { what, pack } => match what.as_str() {
+                "verbs" => store.verbs().await?.into_iter().for_each(|v| print(serde_json::json!(v))),
+                "objects" => store.objects().await?.into_iter().for_each(|v| print(serde_json::json!(v))),
+                "packs" => store.packs().await?.into_iter().for_each(|v| print(serde_json::json!(v))),
+                _ => store.interactions(pack.as_deref()).await?.into_iter().for_each(|v| print(serde_json::json!(v))),
+            },
+            VocabCommand::AddVerb { name, ing, objects, prompts, pack } => {
+                let prompts = prompts
+                    .iter()
+                    .map(|p| {
+                        p.split_once('=')
+                            .map(|(o, t)| (o.trim().to_string(), t.trim().to_string()))
+                            .ok_or_else(|| anyhow::anyhow!("--prompt takes OBJECT=PROMPT, got {p:?}"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let (verb, interactions, version) = store.add_verb(NewVerb { name, ing, objects, prompts, pack }).await?;
+                print(serde_json::json!({"verb": verb, "interactions": interactions, "version": version}));
+            }
+            VocabCommand::AddObject { name, prompt } => {
+                let (object, version) = store.add_object(&name, prompt.as_deref()).await?;
+                print(serde_json::json!({"object": object, "version": version}));
+            }
+            VocabCommand::AddInteraction { verb, object, prompt, pack } => {
+                let (interaction, version) = store.add_interaction(&verb, &object, prompt.as_deref(), pack.as_deref()).await?;
+                print(serde_json::json!({"interaction": interaction, "version": version}));
+            }
+            VocabCommand::Remove { what, id } => {
+                let version = match what.as_str() {
+                    "verb" => store.remove_verb(id).await?,
+                    "object" => store.remove_object(id).await?,
+                    _ => store.remove_interaction(id).await?,
+                };
+                print(serde_json::json!({"removed": {what: id}, "version": version}));
+            }
+            VocabCommand::Export { pack, out } => {
+                let json = serde_json::to_string_pretty(&store.export_pack(&pack).await?)?;
+                match out {
+                    Some(path) => std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?,
+                    None => println!("{json}"),
+                }
+            }
+            VocabCommand::Import { file } => {
+                let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                let pack = serde_json::from_str(&text).with_context(|| format!("{} is not a pack export", file.display()))?;
+                let version = store.import_pack(&pack).await?;
+                print(serde_json::json!({"imported": file.display().to_string(), "version": version}));
+            }
+        }
+        anyhow::Ok(())
+    })
 }
 
 fn main() -> ExitCode {
@@ -184,6 +314,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.ignored.len()
             );
         }
+        Command::Vocab {
+            database_url,
+            command,
+        } => vocab(&database_url, command)?,
         Command::EmbedText { weights, prompts } => {
             let ckpt = Checkpoint::open(&weights)?;
             let mut clip = ClipConfig::vit_b_32().init::<Cpu>(&Default::default());

@@ -158,3 +158,45 @@ fn cli_detect_prints_json_and_renders() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("other_arch.pth"));
 }
+
+#[test]
+fn cli_vocab_adds_lists_exports_and_refuses_bad_input() {
+    let dir = std::env::temp_dir().join(format!("hoiclip-cli-vocab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = format!("sqlite://{}/v.db", dir.display());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hoiclip"))
+            .arg("vocab")
+            .args(["--database-url", &url])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "add-verb", "juggle", "--ing", "juggling", "--object", "orange", "--object", "apple",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["interactions"].as_array().unwrap().len(), 2);
+    let out = run(&["list", "interactions", "--pack", "user"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = run(&["list", "packs"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3); // hico-det, v-coco, user
+    let dup = run(&[
+        "add-verb", "juggle", "--ing", "juggling", "--object", "orange",
+    ]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let seed = run(&["remove", "verb", "1"]);
+    assert!(!seed.status.success());
+    assert!(String::from_utf8_lossy(&seed.stderr).contains("seed"));
+    let export = run(&["export", "user"]);
+    assert!(
+        String::from_utf8_lossy(&export.stdout).contains("a photo of a person juggling an apple")
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
