@@ -95,7 +95,7 @@ pub fn triplets(
         return Vec::new();
     }
     let nq = p.hoi_logits.len() / c;
-    let k1 = if nq == 0 { 0 } else { p.obj_logits.len() / nq };
+    let k1 = p.obj_logits.len().checked_div(nq).unwrap_or(0);
     // Training-free enhancement: sigmoid of CLIP's cosine for the top-K classes, sigmoid(0)
     // for the rest (the reference zeroes the other cosines before the sigmoid).
     let tfe: Option<Vec<f32>> = config.tfe_top_k.map(|k| {

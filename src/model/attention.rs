@@ -31,7 +31,7 @@ pub struct MultiheadAttention<B: Backend> {
 impl MultiheadAttentionConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> MultiheadAttention<B> {
         assert!(
-            self.d_model % self.n_heads == 0,
+            self.d_model.is_multiple_of(self.n_heads),
             "d_model {} is not divisible by n_heads {}",
             self.d_model,
             self.n_heads

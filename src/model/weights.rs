@@ -42,7 +42,10 @@ pub enum WeightsError {
         examples: String,
     },
     #[error("weights file {path} does not fit the model: {report}")]
-    Mismatch { path: PathBuf, report: LoadReport },
+    Mismatch {
+        path: PathBuf,
+        report: Box<LoadReport>,
+    },
 }
 
 /// What a load did, key by key (names as in the file, prefix included).
@@ -348,7 +351,7 @@ impl Checkpoint {
         } else {
             Err(WeightsError::Mismatch {
                 path: self.path.clone(),
-                report,
+                report: Box::new(report),
             })
         }
     }
