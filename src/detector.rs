@@ -154,15 +154,11 @@ impl<B: Backend> Detector<B> {
         let pack = Pack::hico_det();
         let tokenizer = ClipTokenizer::new()?;
         let classifier = text_classifier(&model, &pack, &tokenizer, device)?;
-        let preprocess = PreprocessConfig {
-            clip_resolution: config.clip.image_resolution,
-            ..PreprocessConfig::default()
-        };
         Ok(Self::assemble(
             model,
             classifier,
             pack,
-            preprocess,
+            &config,
             ModelInfo {
                 name: "hoiclip-demo".into(),
                 trained: false,
@@ -184,17 +180,13 @@ impl<B: Backend> Detector<B> {
             classes => return Err(DetectorError::UnknownVocabulary { classes }),
         };
         let classifier = model.trained_classifier();
-        let preprocess = PreprocessConfig {
-            clip_resolution: config.clip.image_resolution,
-            ..PreprocessConfig::default()
-        };
         let name = format!("hoiclip-{}", pack.name);
         let vocabulary = pack.name.clone();
         Ok(Self::assemble(
             model,
             classifier,
             pack,
-            preprocess,
+            &config,
             ModelInfo {
                 name,
                 trained: true,
@@ -209,11 +201,15 @@ impl<B: Backend> Detector<B> {
         model: Hoiclip<B>,
         classifier: Classifier<B>,
         pack: Pack,
-        preprocess: PreprocessConfig,
+        config: &HoiclipConfig,
         info: ModelInfo,
         device: &B::Device,
     ) -> Self {
         let hoi_object = pack.hoi_object();
+        let preprocess = PreprocessConfig {
+            clip_resolution: config.clip.image_resolution,
+            ..PreprocessConfig::default()
+        };
         Self {
             model,
             classifier,

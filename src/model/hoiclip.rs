@@ -8,7 +8,6 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 
-use super::attention::{MultiheadAttention, MultiheadAttentionConfig};
 use super::clip::{Clip, ClipConfig, l2_normalize};
 use super::detr::backbone::{ResNet, ResNetConfig};
 use super::detr::position::position_inputs;
@@ -106,16 +105,7 @@ impl HoiclipConfig {
                 },
                 clip_interaction_decoder: FusionDecoder {
                     layers: (0..self.inter_dec_layers)
-                        .map(|_| FusionLayer {
-                            self_attn: MultiheadAttentionConfig::new(cd, self.nheads).init(device),
-                            multihead_attn: MultiheadAttentionConfig::new(cd, self.nheads)
-                                .init(device),
-                            linear1: LinearConfig::new(cd, fusion.dim_feedforward).init(device),
-                            linear2: LinearConfig::new(fusion.dim_feedforward, cd).init(device),
-                            norm1: LayerNormConfig::new(cd).init(device),
-                            norm2: LayerNormConfig::new(cd).init(device),
-                            norm3: LayerNormConfig::new(cd).init(device),
-                        })
+                        .map(|_| fusion.decoder(device))
                         .collect(),
                     norm: LayerNormConfig::new(cd).init(device),
                 },
@@ -177,49 +167,36 @@ pub struct Decoder<B: Backend> {
     pub norm: LayerNorm<B>,
 }
 
-/// One knowledge-integration layer (official `TransformerDecoderFusionLayer`): the same
-/// cross-attention and `norm2` read CLIP's tokens and the detection memory; results add.
-#[derive(Module, Debug)]
-pub struct FusionLayer<B: Backend> {
-    pub self_attn: MultiheadAttention<B>,
-    pub multihead_attn: MultiheadAttention<B>,
-    pub linear1: Linear<B>,
-    pub linear2: Linear<B>,
-    pub norm1: LayerNorm<B>,
-    pub norm2: LayerNorm<B>,
-    pub norm3: LayerNorm<B>,
-}
-
-impl<B: Backend> FusionLayer<B> {
-    /// No positional embeddings and no masks, as in the official code (padded memory
-    /// positions are attended to).
-    pub fn forward(
-        &self,
-        t: Tensor<B, 3>,
-        clip_tokens: Tensor<B, 3>,
-        det_memory: Tensor<B, 3>,
-    ) -> Tensor<B, 3> {
-        let t2 = self
-            .self_attn
-            .forward(t.clone(), t.clone(), t.clone(), None);
-        let t = self.norm1.forward(t + t2);
-        let a = self
-            .multihead_attn
-            .forward(t.clone(), clip_tokens.clone(), clip_tokens, None);
-        let a = self.norm2.forward(t.clone() + a);
-        let b = self
-            .multihead_attn
-            .forward(t.clone(), det_memory.clone(), det_memory, None);
-        let b = self.norm2.forward(t + b);
-        let t = a + b;
-        let t2 = ffn(&self.linear1, &self.linear2, t.clone());
-        self.norm3.forward(t + t2)
-    }
+/// One knowledge-integration layer (official `TransformerDecoderFusionLayer`, same
+/// parameters as a DETR decoder layer): the same cross-attention and `norm2` read CLIP's
+/// tokens and the detection memory, and the two results add. No positional embeddings and
+/// no masks, as in the official code (padded memory positions are attended to).
+pub fn fusion_layer<B: Backend>(
+    layer: &DecoderLayer<B>,
+    t: Tensor<B, 3>,
+    clip_tokens: Tensor<B, 3>,
+    det_memory: Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    let t2 = layer
+        .self_attn
+        .forward(t.clone(), t.clone(), t.clone(), None);
+    let t = layer.norm1.forward(t + t2);
+    let a = layer
+        .multihead_attn
+        .forward(t.clone(), clip_tokens.clone(), clip_tokens, None);
+    let a = layer.norm2.forward(t.clone() + a);
+    let b = layer
+        .multihead_attn
+        .forward(t.clone(), det_memory.clone(), det_memory, None);
+    let b = layer.norm2.forward(t + b);
+    let t = a + b;
+    let t2 = ffn(&layer.linear1, &layer.linear2, t.clone());
+    layer.norm3.forward(t + t2)
 }
 
 #[derive(Module, Debug)]
 pub struct FusionDecoder<B: Backend> {
-    pub layers: Vec<FusionLayer<B>>,
+    pub layers: Vec<DecoderLayer<B>>,
     pub norm: LayerNorm<B>,
 }
 
@@ -414,7 +391,7 @@ impl<B: Backend> Hoiclip<B> {
             .forward(forward3(&self.transformer.obj_class_fc, memory.clone()));
         let mut t = t;
         for layer in &self.transformer.clip_interaction_decoder.layers {
-            t = layer.forward(t, clip.tokens.clone(), det_memory.clone());
+            t = fusion_layer(layer, t, clip.tokens.clone(), det_memory.clone());
         }
         let t = self.transformer.clip_interaction_decoder.norm.forward(t);
         let inter_hs = self.clip_model.visual.project(t);

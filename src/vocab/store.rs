@@ -570,15 +570,7 @@ impl VocabStore {
         let rows = sqlx::query("SELECT id, name, ing, origin FROM verbs ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| VerbRecord {
-                id: r.get(0),
-                name: r.get(1),
-                ing: r.get(2),
-                origin: r.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(Self::verb_row).collect())
     }
 
     pub async fn verb(&self, id: i64) -> Result<VerbRecord, VocabError> {
@@ -590,27 +582,14 @@ impl VocabStore {
                 what: "verb",
                 key: id.to_string(),
             })?;
-        Ok(VerbRecord {
-            id: r.get(0),
-            name: r.get(1),
-            ing: r.get(2),
-            origin: r.get(3),
-        })
+        Ok(Self::verb_row(&r))
     }
 
     pub async fn objects(&self) -> Result<Vec<ObjectRecord>, VocabError> {
         let rows = sqlx::query("SELECT id, name, prompt, origin FROM objects ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ObjectRecord {
-                id: r.get(0),
-                name: r.get(1),
-                prompt: r.get(2),
-                origin: r.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(Self::object_row).collect())
     }
 
     pub async fn object(&self, id: i64) -> Result<ObjectRecord, VocabError> {
@@ -622,12 +601,25 @@ impl VocabStore {
                 what: "object",
                 key: id.to_string(),
             })?;
-        Ok(ObjectRecord {
+        Ok(Self::object_row(&r))
+    }
+
+    fn verb_row(r: &sqlx::sqlite::SqliteRow) -> VerbRecord {
+        VerbRecord {
+            id: r.get(0),
+            name: r.get(1),
+            ing: r.get(2),
+            origin: r.get(3),
+        }
+    }
+
+    fn object_row(r: &sqlx::sqlite::SqliteRow) -> ObjectRecord {
+        ObjectRecord {
             id: r.get(0),
             name: r.get(1),
             prompt: r.get(2),
             origin: r.get(3),
-        })
+        }
     }
 
     const INTERACTION_SELECT: &'static str = "SELECT i.id, p.name, i.verb_id, v.name, i.object_id, o.name, i.prompt, \
@@ -708,23 +700,13 @@ impl VocabStore {
             .fetch_all(&mut *tx)
             .await?
             .iter()
-            .map(|r| VerbRecord {
-                id: r.get(0),
-                name: r.get(1),
-                ing: r.get(2),
-                origin: r.get(3),
-            })
+            .map(Self::verb_row)
             .collect();
         let objects = sqlx::query("SELECT id, name, prompt, origin FROM objects ORDER BY id")
             .fetch_all(&mut *tx)
             .await?
             .iter()
-            .map(|r| ObjectRecord {
-                id: r.get(0),
-                name: r.get(1),
-                prompt: r.get(2),
-                origin: r.get(3),
-            })
+            .map(Self::object_row)
             .collect();
         let sql = format!(
             "{} WHERE i.enabled = 1 ORDER BY i.seed_index IS NULL, p.id, i.seed_index, i.id",
