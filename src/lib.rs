@@ -4,6 +4,7 @@
 //! SQL or the network. See `../shared/design/architecture.md` in the steering repo, and
 //! README.md here.
 
+pub mod api;
 pub mod backend;
 pub mod classifier;
 pub mod detector;

@@ -71,6 +71,11 @@ enum Command {
         /// Output file (.safetensors, Burn layout plus the model's sizes).
         out: PathBuf,
     },
+    /// Run the REST API (see /docs for the OpenAPI UI). Without --weights it serves the
+    /// clearly labelled demo model.
+    Serve(ServeArgs),
+    /// Print the OpenAPI document (what openapi/openapi.json holds).
+    Openapi,
     /// Manage the vocabulary in the database (seeded with HICO-DET and V-COCO on first use).
     Vocab {
         /// SQLite database URL.
@@ -89,6 +94,105 @@ enum Command {
 }
 
 const DEFAULT_DATABASE_URL: &str = "sqlite://data/hoiclip.db";
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOICLIP_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// An official HOICLIP checkpoint (.pth) or a file from `hoiclip convert`.
+    #[arg(long, env = "HOICLIP_WEIGHTS")]
+    weights: Option<PathBuf>,
+    /// SQLite database URL of the vocabulary.
+    #[arg(long, env = "HOICLIP_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// API key required by POST /detect (header X-API-Key or Authorization: Bearer).
+    #[arg(long, env = "HOICLIP_API_KEY")]
+    api_key: Option<String>,
+    /// API key required by vocabulary writes.
+    #[arg(long, env = "HOICLIP_ADMIN_KEY")]
+    admin_key: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "HOICLIP_MAX_BODY_BYTES", default_value_t = 16 << 20)]
+    max_body_bytes: usize,
+    /// Largest accepted image, in decoded pixels.
+    #[arg(long, env = "HOICLIP_MAX_PIXELS", default_value_t = 40_000_000)]
+    max_pixels: u64,
+    /// Detection requests admitted at once; more are answered 429.
+    #[arg(long, env = "HOICLIP_MAX_QUEUE", default_value_t = 32)]
+    max_queue: usize,
+    /// Per-request time limit in seconds (503 after it).
+    #[arg(long, env = "HOICLIP_REQUEST_TIMEOUT", default_value_t = 60)]
+    request_timeout: u64,
+    /// Allow cross-origin requests from any origin.
+    #[arg(long, env = "HOICLIP_CORS")]
+    cors: bool,
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    use hoiclip::api::{AppState, ServeOptions, router};
+    use hoiclip::classifier::ClassifierService;
+    use hoiclip::vocab::Pack;
+    use hoiclip::vocab::store::VocabStore;
+    use std::sync::Arc;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let device = Default::default();
+        let detector = Arc::new(match &args.weights {
+            Some(path) => Detector::<Cpu>::from_weights(path, &device)?,
+            None => {
+                tracing::warn!("no --weights: serving the DEMO model (random weights, detections are meaningless, \"trained\": false)");
+                Detector::<Cpu>::demo(&device)?
+            }
+        });
+        let tokenizer = Arc::new(ClipTokenizer::new()?);
+        let store = VocabStore::open(&args.database_url, tokenizer.clone()).await?;
+        store.seed(&Pack::hico_det()).await?;
+        store.seed(&Pack::v_coco()).await?;
+        let classifiers = Arc::new(ClassifierService::new(
+            store,
+            tokenizer,
+            &detector.model().clip_model,
+            detector.trained_rows(),
+            &device,
+        ));
+        classifiers.refresh(&detector.model().clip_model).await?;
+        let options = ServeOptions {
+            api_key: args.api_key,
+            admin_key: args.admin_key,
+            max_body_bytes: args.max_body_bytes,
+            decode: DecodeLimits { max_pixels: args.max_pixels, ..DecodeLimits::default() },
+            max_queue: args.max_queue,
+            request_timeout: std::time::Duration::from_secs(args.request_timeout),
+            cors: args.cors,
+        };
+        let state = AppState::new(detector.clone(), classifiers.clone(), options);
+        // Ready only after one real forward pass.
+        let warm = detector.clone();
+        let set = classifiers.current();
+        tokio::task::spawn_blocking(move || {
+            let blank = image::RgbImage::from_pixel(64, 48, image::Rgb([127, 127, 127]));
+            if let Some(set) = set {
+                warm.detect_with_set(&[blank], &DetectOptions::default(), &set);
+            }
+        })
+        .await?;
+        state.0.ready.store(true, std::sync::atomic::Ordering::Release);
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(listen = %args.listen, model = %detector.info().name, "serving; OpenAPI UI at /docs");
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("shutting down: finishing requests in flight");
+            })
+            .await?;
+        anyhow::Ok(())
+    })
+}
 
 #[derive(Subcommand, Debug)]
 enum VocabCommand {
@@ -318,6 +422,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             database_url,
             command,
         } => vocab(&database_url, command)?,
+        Command::Serve(args) => serve(args)?,
+        Command::Openapi => println!("{}", hoiclip::api::openapi_json()),
         Command::EmbedText { weights, prompts } => {
             let ckpt = Checkpoint::open(&weights)?;
             let mut clip = ClipConfig::vit_b_32().init::<Cpu>(&Default::default());

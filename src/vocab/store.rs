@@ -903,19 +903,19 @@ impl VocabStore {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExportVerb {
     pub name: String,
     pub ing: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExportObject {
     pub name: String,
     pub prompt: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExportInteraction {
     pub verb: String,
     pub object: Option<String>,
@@ -923,7 +923,7 @@ pub struct ExportInteraction {
 }
 
 /// A pack in its portable JSON form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PackExport {
     pub name: String,
     pub verbs: Vec<ExportVerb>,

@@ -1,0 +1,267 @@
+//! `POST /detect`: an image as multipart field `image`, a raw `image/*` body, or JSON with
+//! a base64 `image`; options in the query string (or the JSON body).
+
+use std::io::Cursor;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+
+use super::dto::{
+    BoxOut, DetectJson, DetectParams, DetectResponse, ModelOut, ObjectOut, TimingsOut, TripletOut,
+};
+use super::error::ApiError;
+use super::{AppState, authorize};
+use crate::detector::DetectOptions;
+use crate::vision::{decode, render::render};
+
+/// Detect human-object interactions in one image.
+#[utoipa::path(
+    post,
+    path = "/detect",
+    tag = "detection",
+    params(DetectParams),
+    request_body(
+        description = "multipart/form-data with an `image` file field, a raw image/jpeg|png|webp body, or application/json `{\"image\": base64, ...options}`",
+        content(
+            (DetectJson = "application/json"),
+            (Vec<u8> = "image/jpeg"),
+            (Vec<u8> = "image/png"),
+            (Vec<u8> = "image/webp"),
+        )
+    ),
+    responses(
+        (status = 200, description = "Triplets (or a PNG when `render=true`)", body = DetectResponse),
+        (status = 400, description = "Bad request or undecodable image", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "API key missing", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API key wrong", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body or image too large", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not an accepted content or image type", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full; retry later", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not ready, or timed out", body = super::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn detect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Query<DetectParams>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    authorize(&headers, state.0.options.api_key.as_deref())?;
+    let Some(set) = state.0.classifiers.current() else {
+        return Err(ApiError::Unavailable("the model is still loading".into()));
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let (bytes, params) = if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?;
+        let mut image = None;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?
+        {
+            if field.name() == Some("image") {
+                image = Some(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| body_error(&e.to_string()))?,
+                );
+            }
+        }
+        (
+            image.ok_or_else(|| {
+                ApiError::BadRequest("multipart body has no `image` field".into())
+            })?,
+            query.0,
+        )
+    } else if content_type.starts_with("application/json") {
+        let body = Bytes::from_request(request, &state)
+            .await
+            .map_err(|e| body_error(&e.to_string()))?;
+        let json: DetectJson = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(json.image.trim())
+            .map_err(|e| ApiError::BadRequest(format!("`image` is not valid base64: {e}")))?;
+        (Bytes::from(bytes), merge(query.0, json.params))
+    } else if content_type.starts_with("image/")
+        || content_type.starts_with("application/octet-stream")
+    {
+        (
+            Bytes::from_request(request, &state)
+                .await
+                .map_err(|e| body_error(&e.to_string()))?,
+            query.0,
+        )
+    } else {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "content type `{content_type}`: send multipart/form-data, image/jpeg|png|webp or application/json"
+        )));
+    };
+
+    // A full queue answers at once instead of piling requests up.
+    let permit = state
+        .0
+        .queue
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("the detection queue is full".into()))?;
+    let limits = state.0.options.decode;
+    let decode_started = Instant::now();
+    let image = tokio::task::spawn_blocking(move || decode(&bytes, limits))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let decode_ms = decode_started.elapsed().as_secs_f64() * 1000.0;
+
+    let classes = select_classes(&set, &params, &state.0.detector.info().vocabulary)?;
+    let options = DetectOptions {
+        score_threshold: params.score_threshold.unwrap_or(0.0),
+        max_results: params.top_k.unwrap_or(100),
+        tfe_top_k: params
+            .training_free_enhancement
+            .unwrap_or(false)
+            .then_some(10),
+        classes,
+    };
+    let detector = state.0.detector.clone();
+    let set_for_run = set.clone();
+    let infer_started = Instant::now();
+    let (image, result) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let result = detector.detect_with_set(std::slice::from_ref(&image), &options, &set_for_run);
+        (image, result)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("detection failed: {e}")))?;
+    let inference_ms = infer_started.elapsed().as_secs_f64() * 1000.0;
+    let result = result
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Internal("no result".into()))?;
+
+    if params.render.unwrap_or(false) {
+        let drawn = render(&image, &result.detections);
+        let mut png = Cursor::new(Vec::new());
+        drawn
+            .write_to(&mut png, image::ImageFormat::Png)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Ok(([(header::CONTENT_TYPE, "image/png")], png.into_inner()).into_response());
+    }
+    let info = state.0.detector.info();
+    let triplets = result
+        .detections
+        .into_iter()
+        .map(|d| TripletOut {
+            human: BoxOut { bbox: d.human.bbox },
+            object: ObjectOut {
+                bbox: d.object.bbox,
+                label: d.object.label,
+            },
+            verb: d.verb,
+            interaction: d.interaction,
+            interaction_id: set.rows[d.interaction_index].interaction_id,
+            score: d.score,
+        })
+        .collect();
+    Ok(axum::Json(DetectResponse {
+        width: result.width,
+        height: result.height,
+        triplets,
+        vocabulary_version: set.version,
+        model: ModelOut {
+            name: info.name.clone(),
+            trained: info.trained,
+        },
+        timings: TimingsOut {
+            decode_ms,
+            inference_ms,
+            total_ms: started.elapsed().as_secs_f64() * 1000.0,
+        },
+    })
+    .into_response())
+}
+
+fn body_error(message: &str) -> ApiError {
+    if message.contains("length limit") || message.contains("too large") {
+        ApiError::PayloadTooLarge(format!("request body too large: {message}"))
+    } else {
+        ApiError::BadRequest(format!("cannot read the request body: {message}"))
+    }
+}
+
+/// JSON-body options override query options.
+fn merge(query: DetectParams, body: DetectParams) -> DetectParams {
+    DetectParams {
+        score_threshold: body.score_threshold.or(query.score_threshold),
+        top_k: body.top_k.or(query.top_k),
+        pack: body.pack.or(query.pack),
+        verbs: body.verbs.or(query.verbs),
+        training_free_enhancement: body
+            .training_free_enhancement
+            .or(query.training_free_enhancement),
+        render: body.render.or(query.render),
+    }
+}
+
+/// Seed packs other than the model's own are only scored when asked for by name: their
+/// rows are text-only and would compete with the model's trained classes.
+const SEED_PACKS: &[&str] = &["hico-det", "v-coco"];
+
+/// Class indices allowed by `pack` / `verbs`; unknown names are a 422.
+fn select_classes(
+    set: &crate::classifier::ClassifierSet<crate::backend::Cpu>,
+    params: &DetectParams,
+    own_pack: &str,
+) -> Result<Option<Vec<usize>>, ApiError> {
+    if params.pack.is_none() && params.verbs.is_none() {
+        let default: Vec<usize> = (0..set.rows.len())
+            .filter(|&i| {
+                let pack = set.rows[i].pack.as_str();
+                pack == own_pack || !SEED_PACKS.contains(&pack)
+            })
+            .collect();
+        return Ok(Some(default));
+    }
+    let verbs: Option<Vec<String>> = params.verbs.as_ref().map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    if let Some(pack) = &params.pack
+        && !set.rows.iter().any(|r| &r.pack == pack)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "no interactions in pack `{pack}`"
+        )));
+    }
+    if let Some(verbs) = &verbs {
+        for v in verbs {
+            if !set.rows.iter().any(|r| &r.verb == v) {
+                return Err(ApiError::Unprocessable(format!(
+                    "no interactions with verb `{v}`"
+                )));
+            }
+        }
+    }
+    Ok(Some(
+        set.rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| params.pack.as_ref().is_none_or(|p| &r.pack == p))
+            .filter(|(_, r)| verbs.as_ref().is_none_or(|vs| vs.contains(&r.verb)))
+            .map(|(i, _)| i)
+            .collect(),
+    ))
+}

@@ -1,0 +1,214 @@
+//! Request and response bodies (the OpenAPI schemas come from these types).
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Options of a detection request (query string, or fields of the JSON body).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DetectParams {
+    /// Drop triplets scoring below this (scores lie in [0, 2]: sigmoid + sigmoid^2).
+    pub score_threshold: Option<f32>,
+    /// Return at most this many triplets (default 100).
+    pub top_k: Option<usize>,
+    /// Only interactions of this pack (e.g. `hico-det`, `v-coco`, `user`). Default: the
+    /// model's own pack plus every user pack.
+    pub pack: Option<String>,
+    /// Only interactions of these verbs (comma-separated in a query string).
+    pub verbs: Option<String>,
+    /// Training-free enhancement with CLIP's top-10 image-level scores (the paper's 34.69 setting).
+    pub training_free_enhancement: Option<bool>,
+    /// Answer with a PNG with the detections drawn instead of JSON.
+    pub render: Option<bool>,
+}
+
+/// `POST /detect` with a JSON body: the image as base64, plus options.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DetectJson {
+    /// JPEG, PNG or WebP bytes, base64-encoded (standard alphabet).
+    pub image: String,
+    #[serde(flatten)]
+    pub params: DetectParams,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BoxOut {
+    /// `[x1, y1, x2, y2]` in the original image's pixels.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ObjectOut {
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    pub label: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TripletOut {
+    pub human: BoxOut,
+    pub object: ObjectOut,
+    pub verb: String,
+    /// The interaction's prompt text.
+    pub interaction: String,
+    /// Id of the interaction in the vocabulary (`/interactions/{id}`).
+    pub interaction_id: i64,
+    pub score: f32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelOut {
+    pub name: String,
+    /// False for the demo model: random weights, meaningless detections.
+    pub trained: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimingsOut {
+    pub decode_ms: f64,
+    pub inference_ms: f64,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DetectResponse {
+    pub width: u32,
+    pub height: u32,
+    pub triplets: Vec<TripletOut>,
+    /// The vocabulary version the classifier was built from.
+    pub vocabulary_version: i64,
+    pub model: ModelOut,
+    pub timings: TimingsOut,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewVerbIn {
+    pub name: String,
+    /// The -ing phrase used in prompts ("juggling", "sitting on").
+    pub ing: String,
+    /// Existing objects it applies to (prompts from the official template).
+    #[serde(default)]
+    pub objects: Vec<String>,
+    /// Explicit prompts per object.
+    #[serde(default)]
+    pub prompts: Vec<PromptIn>,
+    pub pack: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PromptIn {
+    pub object: String,
+    pub prompt: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewObjectIn {
+    pub name: String,
+    /// Object-classifier prompt (default "a photo of {a/an} {name}").
+    pub prompt: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewInteractionIn {
+    pub verb: String,
+    pub object: String,
+    pub prompt: Option<String>,
+    pub pack: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerbOut {
+    pub id: i64,
+    pub name: String,
+    pub ing: String,
+    /// `seed` (official packs) or `user`.
+    pub origin: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ObjectRecordOut {
+    pub id: i64,
+    pub name: String,
+    pub prompt: String,
+    pub origin: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InteractionOut {
+    pub id: i64,
+    pub pack: String,
+    pub verb: String,
+    pub object: Option<String>,
+    pub prompt: String,
+    pub origin: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedVerb {
+    pub verb: VerbOut,
+    pub interactions: Vec<InteractionOut>,
+    pub vocabulary_version: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedObject {
+    pub object: ObjectRecordOut,
+    pub vocabulary_version: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedInteraction {
+    pub interaction: InteractionOut,
+    pub vocabulary_version: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    pub vocabulary_version: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PackOut {
+    pub name: String,
+    pub description: String,
+    pub origin: String,
+    pub interactions: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VocabularyOut {
+    pub version: i64,
+    /// Version of the classifier in service (equal to `version` once rebuilt).
+    pub classifier_version: Option<i64>,
+    pub verbs: usize,
+    pub objects: usize,
+    pub interactions: usize,
+    pub packs: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InfoOut {
+    pub model: ModelOut,
+    pub vocabulary: String,
+    pub weights: Option<String>,
+    pub text_fingerprint: String,
+    pub backend: String,
+    pub device: String,
+    pub max_body_bytes: usize,
+    pub max_pixels: u64,
+    pub max_queue: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusOut {
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PackFilter {
+    /// Only interactions of this pack.
+    pub pack: Option<String>,
+}

@@ -1,0 +1,165 @@
+//! Every failure a client can see, mapped to HTTP in this one place as RFC 9457
+//! `application/problem+json` with a stable `type` per kind.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::classifier::ClassifierError;
+use crate::vision::VisionError;
+use crate::vocab::store::VocabError;
+
+/// RFC 9457 problem details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the error kind, e.g. `urn:hoiclip:problem:invalid-image`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidImage(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Protected(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            ApiError::InvalidImage(_) => {
+                (StatusCode::BAD_REQUEST, "invalid-image", "Invalid image")
+            }
+            ApiError::Unauthorized(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", "Missing API key")
+            }
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Wrong API key"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::Protected(_) => (
+                StatusCode::CONFLICT,
+                "seed-entry",
+                "Seed entries cannot be removed",
+            ),
+            ApiError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            ApiError::Unprocessable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Validation failed",
+            ),
+            ApiError::Busy(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue-full",
+                "Too many requests",
+            ),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let problem = Problem {
+            kind: format!("urn:hoiclip:problem:{kind}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<VisionError> for ApiError {
+    fn from(e: VisionError) -> Self {
+        match e {
+            VisionError::UnsupportedFormat => ApiError::UnsupportedMediaType(e.to_string()),
+            VisionError::TooLarge { .. } | VisionError::TooMuchMemory(_) => {
+                ApiError::PayloadTooLarge(e.to_string())
+            }
+            VisionError::Empty | VisionError::Corrupt(_) => ApiError::InvalidImage(e.to_string()),
+        }
+    }
+}
+
+impl From<VocabError> for ApiError {
+    fn from(e: VocabError) -> Self {
+        match e {
+            VocabError::Invalid { .. } | VocabError::PromptTooLong { .. } | VocabError::Pack(_) => {
+                ApiError::Unprocessable(e.to_string())
+            }
+            VocabError::Duplicate { .. } => ApiError::Conflict(e.to_string()),
+            VocabError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            VocabError::SeedEntry { .. } => ApiError::Protected(e.to_string()),
+            VocabError::Database(_) | VocabError::Migration(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ClassifierError> for ApiError {
+    fn from(e: ClassifierError) -> Self {
+        match e {
+            ClassifierError::Vocab(v) => v.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Vocabulary endpoints. Every write rebuilds the classifier before answering, so the new
+//! categories are detectable in the very next request.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+
+use super::dto::*;
+use super::error::{ApiError, Problem};
+use super::{AppState, authorize};
+use crate::vocab::store::{InteractionRecord, NewVerb, ObjectRecord, PackExport, VerbRecord};
+
+fn verb_out(v: VerbRecord) -> VerbOut {
+    VerbOut {
+        id: v.id,
+        name: v.name,
+        ing: v.ing,
+        origin: v.origin,
+    }
+}
+
+fn object_out(o: ObjectRecord) -> ObjectRecordOut {
+    ObjectRecordOut {
+        id: o.id,
+        name: o.name,
+        prompt: o.prompt,
+        origin: o.origin,
+    }
+}
+
+fn interaction_out(i: InteractionRecord) -> InteractionOut {
+    InteractionOut {
+        id: i.id,
+        pack: i.pack,
+        verb: i.verb,
+        object: i.object,
+        prompt: i.prompt,
+        origin: i.origin,
+        enabled: i.enabled,
+    }
+}
+
+async fn rebuild(state: &AppState) -> Result<(), ApiError> {
+    let inner = &state.0;
+    inner
+        .classifiers
+        .refresh(&inner.detector.model().clip_model)
+        .await?;
+    Ok(())
+}
+
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    authorize(headers, state.0.options.admin_key.as_deref())
+}
+
+/// List verbs.
+#[utoipa::path(get, path = "/verbs", tag = "vocabulary", responses((status = 200, body = [VerbOut])))]
+pub async fn list_verbs(State(state): State<AppState>) -> Result<Json<Vec<VerbOut>>, ApiError> {
+    Ok(Json(
+        state
+            .0
+            .classifiers
+            .store()
+            .verbs()
+            .await?
+            .into_iter()
+            .map(verb_out)
+            .collect(),
+    ))
+}
+
+/// One verb.
+#[utoipa::path(get, path = "/verbs/{id}", tag = "vocabulary", params(("id" = i64, Path)),
+    responses((status = 200, body = VerbOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_verb(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<VerbOut>, ApiError> {
+    Ok(Json(verb_out(state.0.classifiers.store().verb(id).await?)))
+}
+
+/// Register a verb and its interactions; they are detectable in the next request.
+#[utoipa::path(post, path = "/verbs", tag = "vocabulary", request_body = NewVerbIn,
+    responses(
+        (status = 201, body = CreatedVerb),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "An object does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The verb or an interaction exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name or prompt", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_verb(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<NewVerbIn>,
+) -> Result<(StatusCode, Json<CreatedVerb>), ApiError> {
+    admin(&state, &headers)?;
+    let new = NewVerb {
+        name: body.name,
+        ing: body.ing,
+        objects: body.objects,
+        prompts: body
+            .prompts
+            .into_iter()
+            .map(|p| (p.object, p.prompt))
+            .collect(),
+        pack: body.pack,
+    };
+    let (verb, interactions, version) = state.0.classifiers.store().add_verb(new).await?;
+    rebuild(&state).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedVerb {
+            verb: verb_out(verb),
+            interactions: interactions.into_iter().map(interaction_out).collect(),
+            vocabulary_version: version,
+        }),
+    ))
+}
+
+/// Remove a user verb and its interactions (seed verbs: 409).
+#[utoipa::path(delete, path = "/verbs/{id}", tag = "vocabulary", params(("id" = i64, Path)),
+    responses((status = 200, body = Deleted), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Seed entry", body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_verb(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Deleted>, ApiError> {
+    admin(&state, &headers)?;
+    let version = state.0.classifiers.store().remove_verb(id).await?;
+    rebuild(&state).await?;
+    Ok(Json(Deleted {
+        vocabulary_version: version,
+    }))
+}
+
+/// List objects.
+#[utoipa::path(get, path = "/objects", tag = "vocabulary", responses((status = 200, body = [ObjectRecordOut])))]
+pub async fn list_objects(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ObjectRecordOut>>, ApiError> {
+    Ok(Json(
+        state
+            .0
+            .classifiers
+            .store()
+            .objects()
+            .await?
+            .into_iter()
+            .map(object_out)
+            .collect(),
+    ))
+}
+
+/// One object.
+#[utoipa::path(get, path = "/objects/{id}", tag = "vocabulary", params(("id" = i64, Path)),
+    responses((status = 200, body = ObjectRecordOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_object(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<ObjectRecordOut>, ApiError> {
+    Ok(Json(object_out(
+        state.0.classifiers.store().object(id).await?,
+    )))
+}
+
+/// Register an object (a new row of the object classifier).
+#[utoipa::path(post, path = "/objects", tag = "vocabulary", request_body = NewObjectIn,
+    responses((status = 201, body = CreatedObject), (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_object(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<NewObjectIn>,
+) -> Result<(StatusCode, Json<CreatedObject>), ApiError> {
+    admin(&state, &headers)?;
+    let (object, version) = state
+        .0
+        .classifiers
+        .store()
+        .add_object(&body.name, body.prompt.as_deref())
+        .await?;
+    rebuild(&state).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedObject {
+            object: object_out(object),
+            vocabulary_version: version,
+        }),
+    ))
+}
+
+/// Remove a user object and its interactions.
+#[utoipa::path(delete, path = "/objects/{id}", tag = "vocabulary", params(("id" = i64, Path)),
+    responses((status = 200, body = Deleted), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_object(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Deleted>, ApiError> {
+    admin(&state, &headers)?;
+    let version = state.0.classifiers.store().remove_object(id).await?;
+    rebuild(&state).await?;
+    Ok(Json(Deleted {
+        vocabulary_version: version,
+    }))
+}
+
+/// List interactions (optionally of one pack).
+#[utoipa::path(get, path = "/interactions", tag = "vocabulary", params(PackFilter), responses((status = 200, body = [InteractionOut])))]
+pub async fn list_interactions(
+    State(state): State<AppState>,
+    Query(filter): Query<PackFilter>,
+) -> Result<Json<Vec<InteractionOut>>, ApiError> {
+    Ok(Json(
+        state
+            .0
+            .classifiers
+            .store()
+            .interactions(filter.pack.as_deref())
+            .await?
+            .into_iter()
+            .map(interaction_out)
+            .collect(),
+    ))
+}
+
+/// One interaction.
+#[utoipa::path(get, path = "/interactions/{id}", tag = "vocabulary", params(("id" = i64, Path)),
+    responses((status = 200, body = InteractionOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_interaction(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<InteractionOut>, ApiError> {
+    Ok(Json(interaction_out(
+        state.0.classifiers.store().interaction(id).await?,
+    )))
+}
+
+/// Register an interaction for an existing verb and object.
+#[utoipa::path(post, path = "/interactions", tag = "vocabulary", request_body = NewInteractionIn,
+    responses((status = 201, body = CreatedInteraction), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_interaction(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<NewInteractionIn>,
+) -> Result<(StatusCode, Json<CreatedInteraction>), ApiError> {
+    admin(&state, &headers)?;
+    let (interaction, version) = state
+        .0
+        .classifiers
+        .store()
+        .add_interaction(
+            &body.verb,
+            &body.object,
+            body.prompt.as_deref(),
+            body.pack.as_deref(),
+        )
+        .await?;
+    rebuild(&state).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedInteraction {
+            interaction: interaction_out(interaction),
+            vocabulary_version: version,
+        }),
+    ))
+}
+
+/// Remove a user interaction.
+#[utoipa::path(delete, path = "/interactions/{id}", tag = "vocabulary", params(("id" = i64, Path)),
+    responses((status = 200, body = Deleted), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_interaction(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Deleted>, ApiError> {
+    admin(&state, &headers)?;
+    let version = state.0.classifiers.store().remove_interaction(id).await?;
+    rebuild(&state).await?;
+    Ok(Json(Deleted {
+        vocabulary_version: version,
+    }))
+}
+
+/// List packs.
+#[utoipa::path(get, path = "/packs", tag = "vocabulary", responses((status = 200, body = [PackOut])))]
+pub async fn list_packs(State(state): State<AppState>) -> Result<Json<Vec<PackOut>>, ApiError> {
+    Ok(Json(
+        state
+            .0
+            .classifiers
+            .store()
+            .packs()
+            .await?
+            .into_iter()
+            .map(|p| PackOut {
+                name: p.name,
+                description: p.description,
+                origin: p.origin,
+                interactions: p.interactions,
+            })
+            .collect(),
+    ))
+}
+
+/// Export a pack as JSON (the plugin unit).
+#[utoipa::path(get, path = "/packs/{name}/export", tag = "vocabulary", params(("name" = String, Path)),
+    responses((status = 200, body = PackExport), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn export_pack(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PackExport>, ApiError> {
+    Ok(Json(state.0.classifiers.store().export_pack(&name).await?))
+}
+
+/// Import a pack exported by `/packs/{name}/export`.
+#[utoipa::path(post, path = "/packs/import", tag = "vocabulary", request_body = PackExport,
+    responses((status = 201, body = Deleted, description = "Imported; the body holds the new vocabulary version"),
+        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn import_pack(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(pack): Json<PackExport>,
+) -> Result<(StatusCode, Json<Deleted>), ApiError> {
+    admin(&state, &headers)?;
+    let version = state.0.classifiers.store().import_pack(&pack).await?;
+    rebuild(&state).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Deleted {
+            vocabulary_version: version,
+        }),
+    ))
+}
+
+/// Vocabulary version and counts.
+#[utoipa::path(get, path = "/vocabulary", tag = "vocabulary", responses((status = 200, body = VocabularyOut)))]
+pub async fn vocabulary(State(state): State<AppState>) -> Result<Json<VocabularyOut>, ApiError> {
+    let store = state.0.classifiers.store();
+    Ok(Json(VocabularyOut {
+        version: store.version().await?,
+        classifier_version: state.0.classifiers.current().map(|s| s.version),
+        verbs: store.verbs().await?.len(),
+        objects: store.objects().await?.len(),
+        interactions: store.interactions(None).await?.len(),
+        packs: store.packs().await?.len(),
+    }))
+}

@@ -1,0 +1,596 @@
+//! The REST API over tower's `oneshot`: every endpoint, every error status, the
+//! add-verb-then-detect flow, auth, the queue limit, and the committed OpenAPI document.
+
+mod common;
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::fixture;
+use hoiclip::api::{AppState, ServeOptions, router};
+use hoiclip::backend::Cpu;
+use hoiclip::classifier::ClassifierService;
+use hoiclip::detector::Detector;
+use hoiclip::model::clip::tokenizer::ClipTokenizer;
+use hoiclip::vocab::Pack;
+use hoiclip::vocab::store::VocabStore;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+async fn state(options: ServeOptions) -> AppState {
+    let device = Default::default();
+    let detector = Arc::new(Detector::<Cpu>::demo(&device).unwrap());
+    let tokenizer = Arc::new(ClipTokenizer::new().unwrap());
+    let store = VocabStore::open("sqlite::memory:", tokenizer.clone())
+        .await
+        .unwrap();
+    store.seed(&Pack::hico_det()).await.unwrap();
+    let classifiers = Arc::new(ClassifierService::new(
+        store,
+        tokenizer,
+        &detector.model().clip_model,
+        None,
+        &device,
+    ));
+    classifiers
+        .refresh(&detector.model().clip_model)
+        .await
+        .unwrap();
+    let state = AppState::new(detector, classifiers, options);
+    state
+        .0
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    state
+}
+
+async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, content_type, body)
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+fn png() -> Vec<u8> {
+    std::fs::read(fixture("hoiclip/img0.png")).unwrap()
+}
+
+fn raw(uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn multipart(field: &str, bytes: &[u8]) -> Request<Body> {
+    let boundary = "XhoiclipX";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    raw(
+        "/detect?top_k=5",
+        &format!("multipart/form-data; boundary={boundary}"),
+        body,
+    )
+}
+
+fn post_json(uri: &str, value: serde_json::Value) -> Request<Body> {
+    raw(uri, "application/json", value.to_string().into_bytes())
+}
+
+fn assert_problem(
+    status: StatusCode,
+    content_type: &str,
+    body: &[u8],
+    expected: StatusCode,
+    kind: &str,
+) {
+    assert_eq!(status, expected, "{}", String::from_utf8_lossy(body));
+    assert_eq!(content_type, "application/problem+json");
+    let p = json(body);
+    assert_eq!(p["type"], format!("urn:hoiclip:problem:{kind}"), "{p}");
+    assert_eq!(p["status"], expected.as_u16());
+    assert!(!p["detail"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn detect_accepts_multipart_raw_and_base64_json() {
+    let s = state(ServeOptions::default()).await;
+    let (status, ct, body) = send(&s, multipart("image", &png())).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(ct, "application/json");
+    let v = json(&body);
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(90), Some(60))
+    );
+    assert_eq!(v["model"]["trained"], false);
+    assert_eq!(v["triplets"].as_array().unwrap().len(), 5);
+    assert!(v["vocabulary_version"].as_i64().unwrap() >= 1);
+    let t = &v["triplets"][0];
+    assert!(t["human"]["box"].as_array().unwrap().len() == 4 && t["object"]["label"].is_string());
+
+    let (status, _, body) = send(&s, raw("/detect?top_k=2", "image/png", png())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["triplets"].as_array().unwrap().len(), 2);
+
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png());
+    let (status, _, body) = send(
+        &s,
+        post_json(
+            "/detect",
+            serde_json::json!({"image": b64, "top_k": 3, "training_free_enhancement": true}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["triplets"].as_array().unwrap().len(), 3);
+
+    let (status, ct, body) = send(&s, raw("/detect?render=true&top_k=3", "image/png", png())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ct, "image/png");
+    assert_eq!(image::load_from_memory(&body).unwrap().width(), 90);
+}
+
+#[tokio::test]
+async fn detect_errors_are_problem_json_with_the_right_status() {
+    let options = ServeOptions {
+        max_body_bytes: 200_000,
+        ..ServeOptions::default()
+    };
+    let s = state(options).await;
+    let jpeg = {
+        let img =
+            image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 3, y as u8 * 3, 50]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    };
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            raw("/detect", "text/plain", b"hello".to_vec()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
+        (
+            raw("/detect", "image/png", Vec::new()),
+            StatusCode::BAD_REQUEST,
+            "invalid-image",
+        ),
+        (
+            raw("/detect", "image/jpeg", jpeg[..jpeg.len() / 2].to_vec()),
+            StatusCode::BAD_REQUEST,
+            "invalid-image",
+        ),
+        (
+            raw("/detect", "image/gif", b"GIF89a\x01\x00\x01\x00".to_vec()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
+        (
+            raw("/detect", "image/png", vec![7u8; 300_000]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+        ),
+        (
+            multipart("photo", &png()),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            raw(
+                "/detect",
+                "multipart/form-data; boundary=x",
+                b"garbage".to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            post_json("/detect", serde_json::json!({"image": "%%% not base64"})),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            raw("/detect", "application/json", b"{not json".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            raw("/detect?verbs=teleport", "image/png", png()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        (
+            raw("/detect?pack=nope", "image/png", png()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        (
+            Request::get("/no/such/route").body(Body::empty()).unwrap(),
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+    ];
+    for (request, expected, kind) in cases {
+        let (status, ct, body) = send(&s, request).await;
+        assert_problem(status, &ct, &body, expected, kind);
+    }
+    // A decompression bomb: a valid PNG header claiming 50000 x 50000 pixels.
+    let mut bomb = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    bomb.extend_from_slice(&13u32.to_be_bytes());
+    bomb.extend_from_slice(&ihdr);
+    bomb.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
+    for (kind, data) in [
+        (&b"IDAT"[..], &[0x78u8, 0x9c, 0x03, 0x00][..]),
+        (&b"IEND"[..], &[][..]),
+    ] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        bomb.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        bomb.extend_from_slice(&chunk);
+        bomb.extend_from_slice(&crc32fast::hash(&chunk).to_be_bytes());
+    }
+    let (status, ct, body) = send(&s, raw("/detect", "image/png", bomb)).await;
+    assert_problem(
+        status,
+        &ct,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload-too-large",
+    );
+}
+
+#[tokio::test]
+async fn a_registered_verb_is_detectable_in_the_next_request_and_can_be_deleted() {
+    let s = state(ServeOptions::default()).await;
+    let (status, _, body) = send(&s, post_json("/verbs", serde_json::json!({"name": "juggle", "ing": "juggling", "objects": ["orange", "apple"]}))).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let created = json(&body);
+    assert_eq!(created["interactions"].as_array().unwrap().len(), 2);
+    let id = created["verb"]["id"].as_i64().unwrap();
+    let version = created["vocabulary_version"].as_i64().unwrap();
+
+    let (status, _, body) = send(&s, raw("/detect?verbs=juggle", "image/png", png())).await;
+    assert_eq!(status, StatusCode::OK);
+    let v = json(&body);
+    assert_eq!(v["vocabulary_version"], version);
+    let triplets = v["triplets"].as_array().unwrap();
+    assert!(!triplets.is_empty());
+    assert!(triplets.iter().all(|t| t["verb"] == "juggle"));
+
+    let (status, _, body) = send(
+        &s,
+        Request::get(format!("/verbs/{id}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)["origin"].as_str()),
+        (StatusCode::OK, Some("user"))
+    );
+    let (status, _, body) =
+        send(&s, Request::get("/vocabulary").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["classifier_version"], version);
+
+    let (status, _, _) = send(
+        &s,
+        Request::delete(format!("/verbs/{id}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, ct, body) = send(&s, raw("/detect?verbs=juggle", "image/png", png())).await;
+    assert_problem(
+        status,
+        &ct,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    );
+}
+
+#[tokio::test]
+async fn vocabulary_errors() {
+    let s = state(ServeOptions::default()).await;
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            post_json(
+                "/verbs",
+                serde_json::json!({"name": "ride", "ing": "riding", "objects": ["horse"]}),
+            ),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            post_json(
+                "/verbs",
+                serde_json::json!({"name": "zap", "ing": "zapping", "objects": ["unicorn"]}),
+            ),
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        (
+            post_json("/verbs", serde_json::json!({"name": "", "ing": "x"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        (
+            post_json("/objects", serde_json::json!({"name": "kite"})),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            post_json(
+                "/interactions",
+                serde_json::json!({"verb": "nope", "object": "kite"}),
+            ),
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        (
+            Request::delete("/verbs/1").body(Body::empty()).unwrap(),
+            StatusCode::CONFLICT,
+            "seed-entry",
+        ),
+        (
+            Request::delete("/objects/99999")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        (
+            Request::get("/interactions/99999")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        (
+            Request::get("/packs/nope/export")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+    ];
+    for (request, expected, kind) in cases {
+        let (status, ct, body) = send(&s, request).await;
+        assert_problem(status, &ct, &body, expected, kind);
+    }
+    // Malformed JSON is rejected by the extractor, before any handler code.
+    let (status, _, _) = send(&s, raw("/verbs", "application/json", b"{".to_vec())).await;
+    assert!(status.is_client_error());
+    let (status, _, body) = send(
+        &s,
+        Request::get("/interactions?pack=hico-det")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body).as_array().unwrap().len()),
+        (StatusCode::OK, 600)
+    );
+}
+
+#[tokio::test]
+async fn keys_guard_detection_and_vocabulary_writes_but_not_health() {
+    let options = ServeOptions {
+        api_key: Some("det-key".into()),
+        admin_key: Some("admin-key".into()),
+        ..ServeOptions::default()
+    };
+    let s = state(options).await;
+    let (status, ct, body) = send(&s, raw("/detect", "image/png", png())).await;
+    assert_problem(status, &ct, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let wrong = Request::post("/detect")
+        .header(header::CONTENT_TYPE, "image/png")
+        .header("x-api-key", "nope")
+        .body(Body::from(png()))
+        .unwrap();
+    let (status, ct, body) = send(&s, wrong).await;
+    assert_problem(status, &ct, &body, StatusCode::FORBIDDEN, "forbidden");
+    let right = Request::post("/detect")
+        .header(header::CONTENT_TYPE, "image/png")
+        .header(header::AUTHORIZATION, "Bearer det-key")
+        .body(Body::from(png()))
+        .unwrap();
+    assert_eq!(send(&s, right).await.0, StatusCode::OK);
+    let (status, ct, body) = send(
+        &s,
+        post_json("/objects", serde_json::json!({"name": "unicycle"})),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let admin = Request::post("/objects")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-api-key", "admin-key")
+        .body(Body::from(
+            serde_json::json!({"name": "unicycle"}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(send(&s, admin).await.0, StatusCode::CREATED);
+    assert_eq!(
+        send(
+            &s,
+            Request::get("/health/live").body(Body::empty()).unwrap()
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&s, Request::get("/verbs").body(Body::empty()).unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn full_queue_answers_429_at_once_and_readiness_follows_the_flag() {
+    let s = state(ServeOptions {
+        max_queue: 1,
+        ..ServeOptions::default()
+    })
+    .await;
+    let held = s.0.queue.clone().try_acquire_owned().unwrap();
+    let response = router(s.clone())
+        .oneshot(raw("/detect", "image/png", png()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
+    drop(held);
+    assert_eq!(
+        send(&s, raw("/detect", "image/png", png())).await.0,
+        StatusCode::OK
+    );
+
+    assert_eq!(
+        send(
+            &s,
+            Request::get("/health/ready").body(Body::empty()).unwrap()
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    s.0.ready.store(false, std::sync::atomic::Ordering::Release);
+    let (status, ct, body) = send(
+        &s,
+        Request::get("/health/ready").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_problem(
+        status,
+        &ct,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    let (status, _, body) = send(&s, Request::get("/info").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["model"]["name"], "hoiclip-demo");
+}
+
+#[tokio::test]
+async fn packs_round_trip_over_http() {
+    let s = state(ServeOptions::default()).await;
+    send(&s, post_json("/verbs", serde_json::json!({"name": "juggle", "ing": "juggling", "objects": ["orange"], "pack": "circus"}))).await;
+    let (status, _, body) = send(
+        &s,
+        Request::get("/packs/circus/export")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut export = json(&body);
+    export["name"] = "circus2".into();
+    let (status, _, _) = send(&s, post_json("/packs/import", export.clone())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, ct, body) = send(&s, post_json("/packs/import", export)).await;
+    assert_problem(status, &ct, &body, StatusCode::CONFLICT, "conflict");
+    let (_, _, body) = send(&s, Request::get("/packs").body(Body::empty()).unwrap()).await;
+    let names: Vec<String> = json(&body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"circus".to_string()) && names.contains(&"circus2".to_string()));
+}
+
+#[test]
+fn committed_openapi_document_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    let current = hoiclip::api::openapi_json();
+    assert!(
+        committed.trim() == current.trim(),
+        "openapi/openapi.json is stale: run `cargo run --release -- openapi > openapi/openapi.json`"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&current).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for route in [
+        "/detect",
+        "/verbs",
+        "/verbs/{id}",
+        "/objects",
+        "/interactions",
+        "/packs",
+        "/packs/import",
+        "/vocabulary",
+        "/health/ready",
+        "/info",
+    ] {
+        assert!(
+            doc["paths"].get(route).is_some(),
+            "{route} missing from the spec"
+        );
+    }
+}
+
+#[tokio::test]
+async fn other_seed_packs_are_scored_only_when_asked_for() {
+    let s = state(ServeOptions::default()).await;
+    s.0.classifiers.store().seed(&Pack::v_coco()).await.unwrap();
+    s.0.classifiers
+        .refresh(&s.0.detector.model().clip_model)
+        .await
+        .unwrap();
+    let (_, _, body) = send(&s, raw("/detect?top_k=100", "image/png", png())).await;
+    let v = json(&body);
+    let hico: Vec<String> = Pack::hico_det()
+        .interactions
+        .iter()
+        .map(|i| i.prompt.clone())
+        .collect();
+    assert!(
+        v["triplets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| hico.contains(&t["interaction"].as_str().unwrap().to_string()))
+    );
+    let (status, _, body) = send(&s, raw("/detect?pack=v-coco&top_k=5", "image/png", png())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["triplets"].as_array().unwrap().len(), 5);
+}
