@@ -594,3 +594,27 @@ async fn other_seed_packs_are_scored_only_when_asked_for() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json(&body)["triplets"].as_array().unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let s = state(ServeOptions::default()).await;
+    send(&s, raw("/detect?top_k=1", "image/png", png())).await;
+    send(&s, raw("/detect", "text/plain", b"x".to_vec())).await;
+    let (status, ct, body) = send(&s, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.starts_with("text/plain"));
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains(
+            "hoiclip_http_requests_total{route=\"/detect\",method=\"POST\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("status=\"415\""), "{text}");
+    assert!(text.contains("hoiclip_inference_seconds"), "{text}");
+    assert!(
+        text.contains("hoiclip_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("hoiclip_classifier_version"), "{text}");
+}

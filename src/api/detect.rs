@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::dto::{
-    BoxOut, DetectJson, DetectParams, DetectResponse, ModelOut, ObjectOut, TimingsOut, TripletOut,
+    BoxOut, DetectJson, DetectMultipart, DetectParams, DetectResponse, ImageBytes, ModelOut,
+    ObjectOut, TimingsOut, TripletOut,
 };
 use super::error::ApiError;
 use super::{AppState, authorize};
@@ -25,12 +26,11 @@ use crate::vision::{decode, render::render};
     tag = "detection",
     params(DetectParams),
     request_body(
-        description = "multipart/form-data with an `image` file field, a raw image/jpeg|png|webp body, or application/json `{\"image\": base64, ...options}`",
+        description = "multipart/form-data with an `image` file field; raw image bytes (application/octet-stream, or image/jpeg|png|webp); or application/json `{\"image\": base64, ...options}`",
         content(
             (DetectJson = "application/json"),
-            (Vec<u8> = "image/jpeg"),
-            (Vec<u8> = "image/png"),
-            (Vec<u8> = "image/webp"),
+            (DetectMultipart = "multipart/form-data"),
+            (ImageBytes = "application/octet-stream"),
         )
     ),
     responses(
@@ -111,12 +111,12 @@ pub async fn detect(
     };
 
     // A full queue answers at once instead of piling requests up.
-    let permit = state
-        .0
-        .queue
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy("the detection queue is full".into()))?;
+    let permit = state.0.queue.clone().try_acquire_owned().map_err(|_| {
+        metrics::counter!("hoiclip_detect_rejected_total").increment(1);
+        ApiError::Busy("the detection queue is full".into())
+    })?;
+    let in_use = state.0.options.max_queue.max(1) - state.0.queue.available_permits();
+    metrics::gauge!("hoiclip_detect_queue_depth").set(in_use as f64);
     let limits = state.0.options.decode;
     let decode_started = Instant::now();
     let image = tokio::task::spawn_blocking(move || decode(&bytes, limits))
@@ -145,6 +145,13 @@ pub async fn detect(
     .await
     .map_err(|e| ApiError::Internal(format!("detection failed: {e}")))?;
     let inference_ms = infer_started.elapsed().as_secs_f64() * 1000.0;
+    metrics::histogram!("hoiclip_inference_seconds").record(inference_ms / 1000.0);
+    metrics::histogram!("hoiclip_batch_size").record(1.0);
+    metrics::gauge!("hoiclip_classifier_version").set(set.version as f64);
+    metrics::gauge!("hoiclip_detect_queue_depth").set(
+        (state.0.options.max_queue.max(1) - state.0.queue.available_permits()).saturating_sub(1)
+            as f64,
+    );
     let result = result
         .into_iter()
         .next()

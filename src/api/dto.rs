@@ -31,6 +31,21 @@ pub struct DetectJson {
     pub params: DetectParams,
 }
 
+/// `POST /detect` as multipart/form-data.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct DetectMultipart {
+    /// The image file (JPEG, PNG or WebP).
+    #[schema(value_type = String, format = Binary)]
+    pub image: Vec<u8>,
+}
+
+/// Raw image bytes (JPEG, PNG or WebP).
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct ImageBytes(pub Vec<u8>);
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BoxOut {
     /// `[x1, y1, x2, y2]` in the original image's pixels.

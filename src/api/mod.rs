@@ -5,6 +5,7 @@
 pub mod detect;
 pub mod dto;
 pub mod error;
+pub mod metrics;
 pub mod ops;
 pub mod vocab;
 
@@ -119,10 +120,10 @@ pub fn authorize(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiE
         vocab::list_objects, vocab::get_object, vocab::create_object, vocab::delete_object,
         vocab::list_interactions, vocab::get_interaction, vocab::create_interaction, vocab::delete_interaction,
         vocab::list_packs, vocab::export_pack, vocab::import_pack, vocab::vocabulary,
-        ops::live, ops::ready, ops::info,
+        ops::live, ops::ready, ops::info, metrics::render,
     ),
     components(schemas(
-        dto::DetectJson, dto::DetectResponse, dto::TripletOut, dto::BoxOut, dto::ObjectOut, dto::ModelOut, dto::TimingsOut,
+        dto::DetectJson, dto::DetectMultipart, dto::ImageBytes, dto::DetectResponse, dto::TripletOut, dto::BoxOut, dto::ObjectOut, dto::ModelOut, dto::TimingsOut,
         dto::NewVerbIn, dto::PromptIn, dto::NewObjectIn, dto::NewInteractionIn, dto::VerbOut, dto::ObjectRecordOut,
         dto::InteractionOut, dto::CreatedVerb, dto::CreatedObject, dto::CreatedInteraction, dto::Deleted, dto::PackOut,
         dto::VocabularyOut, dto::InfoOut, dto::StatusOut, error::Problem,
@@ -141,6 +142,7 @@ pub fn openapi_json() -> String {
 /// All routes, with body limits, timeouts, tracing and (optionally) CORS.
 pub fn router(state: AppState) -> Router {
     let options = state.0.options.clone();
+    metrics::handle();
     let mut app = Router::new()
         .route("/detect", post(detect::detect))
         .route("/verbs", get(vocab::list_verbs).post(vocab::create_verb))
@@ -171,6 +173,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/info", get(ops::info))
+        .route("/metrics", get(metrics::render))
         .route(
             "/openapi.json",
             get(|| async {
@@ -185,6 +188,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

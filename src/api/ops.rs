@@ -10,7 +10,7 @@ use super::dto::{InfoOut, ModelOut, StatusOut};
 use super::error::{ApiError, Problem};
 
 /// The process is up.
-#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, body = StatusOut)))]
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "OK", body = StatusOut)))]
 pub async fn live() -> Json<StatusOut> {
     Json(StatusOut {
         status: "live".into(),
@@ -19,7 +19,7 @@ pub async fn live() -> Json<StatusOut> {
 
 /// Ready once the model is loaded, the classifier built and a warm-up forward pass ran.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
-    responses((status = 200, body = StatusOut), (status = 503, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "OK", body = StatusOut), (status = 503, description = "Unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<StatusOut>, ApiError> {
     if state.0.ready.load(Ordering::Acquire) {
         Ok(Json(StatusOut {
@@ -31,7 +31,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<StatusOut>, Api
 }
 
 /// Model, weights fingerprint, backend and limits.
-#[utoipa::path(get, path = "/info", tag = "operations", responses((status = 200, body = InfoOut)))]
+#[utoipa::path(get, path = "/info", tag = "operations", responses((status = 200, description = "OK", body = InfoOut)))]
 pub async fn info(State(state): State<AppState>) -> Json<InfoOut> {
     let inner = &state.0;
     let info = inner.detector.info();

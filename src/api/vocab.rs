@@ -54,7 +54,7 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// List verbs.
-#[utoipa::path(get, path = "/verbs", tag = "vocabulary", responses((status = 200, body = [VerbOut])))]
+#[utoipa::path(get, path = "/verbs", tag = "vocabulary", responses((status = 200, description = "OK", body = [VerbOut])))]
 pub async fn list_verbs(State(state): State<AppState>) -> Result<Json<Vec<VerbOut>>, ApiError> {
     Ok(Json(
         state
@@ -71,7 +71,7 @@ pub async fn list_verbs(State(state): State<AppState>) -> Result<Json<Vec<VerbOu
 
 /// One verb.
 #[utoipa::path(get, path = "/verbs/{id}", tag = "vocabulary", params(("id" = i64, Path)),
-    responses((status = 200, body = VerbOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "OK", body = VerbOut), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_verb(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -82,9 +82,9 @@ pub async fn get_verb(
 /// Register a verb and its interactions; they are detectable in the next request.
 #[utoipa::path(post, path = "/verbs", tag = "vocabulary", request_body = NewVerbIn,
     responses(
-        (status = 201, body = CreatedVerb),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Created", body = CreatedVerb),
+        (status = 401, description = "API key missing", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API key wrong", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "An object does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The verb or an interaction exists", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name or prompt", body = Problem, content_type = "application/problem+json"),
@@ -120,7 +120,7 @@ pub async fn create_verb(
 
 /// Remove a user verb and its interactions (seed verbs: 409).
 #[utoipa::path(delete, path = "/verbs/{id}", tag = "vocabulary", params(("id" = i64, Path)),
-    responses((status = 200, body = Deleted), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "OK", body = Deleted), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Seed entry", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_verb(
     State(state): State<AppState>,
@@ -136,7 +136,7 @@ pub async fn delete_verb(
 }
 
 /// List objects.
-#[utoipa::path(get, path = "/objects", tag = "vocabulary", responses((status = 200, body = [ObjectRecordOut])))]
+#[utoipa::path(get, path = "/objects", tag = "vocabulary", responses((status = 200, description = "OK", body = [ObjectRecordOut])))]
 pub async fn list_objects(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ObjectRecordOut>>, ApiError> {
@@ -155,7 +155,7 @@ pub async fn list_objects(
 
 /// One object.
 #[utoipa::path(get, path = "/objects/{id}", tag = "vocabulary", params(("id" = i64, Path)),
-    responses((status = 200, body = ObjectRecordOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "OK", body = ObjectRecordOut), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_object(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -167,8 +167,8 @@ pub async fn get_object(
 
 /// Register an object (a new row of the object classifier).
 #[utoipa::path(post, path = "/objects", tag = "vocabulary", request_body = NewObjectIn,
-    responses((status = 201, body = CreatedObject), (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Created", body = CreatedObject), (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_object(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -193,8 +193,8 @@ pub async fn create_object(
 
 /// Remove a user object and its interactions.
 #[utoipa::path(delete, path = "/objects/{id}", tag = "vocabulary", params(("id" = i64, Path)),
-    responses((status = 200, body = Deleted), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "OK", body = Deleted), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_object(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -209,7 +209,7 @@ pub async fn delete_object(
 }
 
 /// List interactions (optionally of one pack).
-#[utoipa::path(get, path = "/interactions", tag = "vocabulary", params(PackFilter), responses((status = 200, body = [InteractionOut])))]
+#[utoipa::path(get, path = "/interactions", tag = "vocabulary", params(PackFilter), responses((status = 200, description = "OK", body = [InteractionOut])))]
 pub async fn list_interactions(
     State(state): State<AppState>,
     Query(filter): Query<PackFilter>,
@@ -229,7 +229,7 @@ pub async fn list_interactions(
 
 /// One interaction.
 #[utoipa::path(get, path = "/interactions/{id}", tag = "vocabulary", params(("id" = i64, Path)),
-    responses((status = 200, body = InteractionOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "OK", body = InteractionOut), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_interaction(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -241,8 +241,8 @@ pub async fn get_interaction(
 
 /// Register an interaction for an existing verb and object.
 #[utoipa::path(post, path = "/interactions", tag = "vocabulary", request_body = NewInteractionIn,
-    responses((status = 201, body = CreatedInteraction), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Created", body = CreatedInteraction), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_interaction(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -272,8 +272,8 @@ pub async fn create_interaction(
 
 /// Remove a user interaction.
 #[utoipa::path(delete, path = "/interactions/{id}", tag = "vocabulary", params(("id" = i64, Path)),
-    responses((status = 200, body = Deleted), (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "OK", body = Deleted), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_interaction(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -288,7 +288,7 @@ pub async fn delete_interaction(
 }
 
 /// List packs.
-#[utoipa::path(get, path = "/packs", tag = "vocabulary", responses((status = 200, body = [PackOut])))]
+#[utoipa::path(get, path = "/packs", tag = "vocabulary", responses((status = 200, description = "OK", body = [PackOut])))]
 pub async fn list_packs(State(state): State<AppState>) -> Result<Json<Vec<PackOut>>, ApiError> {
     Ok(Json(
         state
@@ -310,7 +310,7 @@ pub async fn list_packs(State(state): State<AppState>) -> Result<Json<Vec<PackOu
 
 /// Export a pack as JSON (the plugin unit).
 #[utoipa::path(get, path = "/packs/{name}/export", tag = "vocabulary", params(("name" = String, Path)),
-    responses((status = 200, body = PackExport), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "OK", body = PackExport), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 pub async fn export_pack(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -320,8 +320,8 @@ pub async fn export_pack(
 
 /// Import a pack exported by `/packs/{name}/export`.
 #[utoipa::path(post, path = "/packs/import", tag = "vocabulary", request_body = PackExport,
-    responses((status = 201, body = Deleted, description = "Imported; the body holds the new vocabulary version"),
-        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Created", body = Deleted, description = "Imported; the body holds the new vocabulary version"),
+        (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json")))]
 pub async fn import_pack(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -339,7 +339,7 @@ pub async fn import_pack(
 }
 
 /// Vocabulary version and counts.
-#[utoipa::path(get, path = "/vocabulary", tag = "vocabulary", responses((status = 200, body = VocabularyOut)))]
+#[utoipa::path(get, path = "/vocabulary", tag = "vocabulary", responses((status = 200, description = "OK", body = VocabularyOut)))]
 pub async fn vocabulary(State(state): State<AppState>) -> Result<Json<VocabularyOut>, ApiError> {
     let store = state.0.classifiers.store();
     Ok(Json(VocabularyOut {
