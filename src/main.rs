@@ -129,6 +129,29 @@ struct ServeArgs {
     cors: bool,
 }
 
+/// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     use hoiclip::api::{AppState, ServeOptions, router};
     use hoiclip::classifier::ClassifierService;
@@ -185,10 +208,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         tracing::info!(listen = %args.listen, model = %detector.info().name, "serving; OpenAPI UI at /docs");
         axum::serve(listener, router(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::info!("shutting down: finishing requests in flight");
-            })
+            .with_graceful_shutdown(shutdown_signal())
             .await?;
         anyhow::Ok(())
     })

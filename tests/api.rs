@@ -618,3 +618,81 @@ async fn metrics_count_requests_by_route_and_status() {
     );
     assert!(text.contains("hoiclip_classifier_version"), "{text}");
 }
+
+#[tokio::test]
+async fn remaining_vocabulary_routes_and_docs_answer() {
+    let s = state(ServeOptions::default()).await;
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    let (status, _, body) = send(&s, get("/objects")).await;
+    assert_eq!(
+        (status, json(&body).as_array().unwrap().len()),
+        (StatusCode::OK, 80)
+    );
+    let (status, _, body) = send(
+        &s,
+        post_json("/objects", serde_json::json!({"name": "unicycle"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let object_id = json(&body)["object"]["id"].as_i64().unwrap();
+    // The official template picks a/an by the first letter, as the HICO-DET prompts do.
+    let (status, _, body) = send(&s, get(&format!("/objects/{object_id}"))).await;
+    assert_eq!(
+        (status, json(&body)["prompt"].as_str()),
+        (StatusCode::OK, Some("a photo of an unicycle"))
+    );
+    let (status, _, body) = send(
+        &s,
+        post_json(
+            "/interactions",
+            serde_json::json!({"verb": "ride", "object": "unicycle"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let created = json(&body);
+    let interaction_id = created["interaction"]["id"].as_i64().unwrap();
+    assert_eq!(
+        created["interaction"]["prompt"],
+        "a photo of a person riding an unicycle"
+    );
+    let (status, _, body) = send(&s, get(&format!("/interactions/{interaction_id}"))).await;
+    assert_eq!(
+        (status, json(&body)["pack"].as_str()),
+        (StatusCode::OK, Some("user"))
+    );
+    let (status, _, _) = send(
+        &s,
+        Request::delete(format!("/interactions/{interaction_id}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(
+        &s,
+        Request::delete(format!("/objects/{object_id}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&s, get(&format!("/objects/{object_id}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = send(&s, get("/verbs")).await;
+    assert_eq!(
+        (status, json(&body).as_array().unwrap().len()),
+        (StatusCode::OK, 117)
+    );
+    let (status, _, body) = send(&s, get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["openapi"], "3.1.0");
+    let (status, ct, _) = send(&s, get("/docs/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.starts_with("text/html"));
+}
