@@ -2,6 +2,9 @@
 
 use std::io::Cursor;
 
+mod common;
+
+use common::png_claiming;
 use hoiclip::vision::{DecodeLimits, VisionError, decode};
 
 fn png_bytes(w: u32, h: u32) -> Vec<u8> {
@@ -16,30 +19,6 @@ fn jpeg_bytes(w: u32, h: u32) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
     out.into_inner()
-}
-
-/// A PNG whose header claims `w x h` (valid CRC) followed by almost no data: a
-/// decompression bomb is refused from its header alone.
-fn png_claiming(w: u32, h: u32) -> Vec<u8> {
-    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
-    bytes.extend_from_slice(&13u32.to_be_bytes());
-    bytes.extend_from_slice(&ihdr);
-    bytes.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
-    for (kind, data) in [
-        (&b"IDAT"[..], &[0x78u8, 0x9c, 0x03, 0x00][..]),
-        (&b"IEND"[..], &[][..]),
-    ] {
-        let mut chunk = kind.to_vec();
-        chunk.extend_from_slice(data);
-        bytes.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(&chunk);
-        bytes.extend_from_slice(&crc32fast::hash(&chunk).to_be_bytes());
-    }
-    bytes
 }
 
 #[test]
