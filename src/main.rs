@@ -34,7 +34,8 @@ enum Command {
         #[arg(long, env = "HOICLIP_TOKENIZER")]
         tokenizer: Option<PathBuf>,
     },
-    /// List what a weights file holds for CLIP and whether it loads (missing/unused/mis-shaped keys).
+    /// Check that a weights file loads: a whole HOICLIP checkpoint (sizes read from its shapes)
+    /// or a CLIP ViT-B/32 state dict; lists every missing, unused and mis-shaped key.
     InspectWeights {
         /// A HOICLIP checkpoint (.pth) or a CLIP state dict (.pth / .safetensors).
         file: PathBuf,
@@ -363,13 +364,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::InspectWeights { file } => {
             let ckpt = Checkpoint::open(&file)?;
-            let plan = clip_plan(&ckpt);
-            let mut clip = ClipConfig::vit_b_32().init::<Cpu>(&Default::default());
-            let report = ckpt.load_into(&mut clip, &plan)?;
-            println!(
-                "{file:?}: CLIP ViT-B/32 loads cleanly: {report}",
-                file = file.display()
-            );
+            if ckpt.keys().any(|k| k == "query_embed_h.weight") {
+                // A whole HOICLIP checkpoint: sizes from its shapes, strict load.
+                let config = hoiclip::model::hoiclip::infer_config(&ckpt)?;
+                let (_, report) =
+                    hoiclip::model::hoiclip::load::<Cpu>(&config, &ckpt, &Default::default())?;
+                println!(
+                    "{}: HOICLIP ({} HOI classes, {} verbs, {} queries, CLIP width {}) loads cleanly: {report}; {} stored tensors unused by inference",
+                    file.display(),
+                    config.num_hoi_classes,
+                    config.num_verb_classes,
+                    config.num_queries,
+                    config.clip.vision_width,
+                    report.ignored.len()
+                );
+            } else {
+                let plan = clip_plan(&ckpt);
+                let mut clip = ClipConfig::vit_b_32().init::<Cpu>(&Default::default());
+                let report = ckpt.load_into(&mut clip, &plan)?;
+                println!("{}: CLIP ViT-B/32 loads cleanly: {report}", file.display());
+            }
         }
         Command::Detect {
             images,

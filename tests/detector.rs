@@ -200,3 +200,31 @@ fn cli_vocab_adds_lists_exports_and_refuses_bad_input() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn cli_inspect_weights_reports_a_clean_load_or_names_the_problem() {
+    let ok = Command::new(env!("CARGO_BIN_EXE_hoiclip"))
+        .arg("inspect-weights")
+        .arg(fixture("hoiclip/checkpoint.pth"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        text.contains("10 HOI classes")
+            && text.contains("305 tensors loaded")
+            && text.contains("48 stored tensors unused"),
+        "{text}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_hoiclip"))
+        .arg("inspect-weights")
+        .arg(fixture("clip/other_arch.pth"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("another architecture"));
+}
