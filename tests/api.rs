@@ -376,9 +376,55 @@ async fn vocabulary_errors() {
         let (status, ct, body) = send(&s, request).await;
         assert_problem(status, &ct, &body, expected, kind);
     }
-    // Malformed JSON is rejected by the extractor, before any handler code.
-    let (status, _, _) = send(&s, raw("/verbs", "application/json", b"{".to_vec())).await;
-    assert!(status.is_client_error());
+    // Garbage the extractors reject gets problem+json too, not axum's plain text.
+    let garbage: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            raw("/verbs", "application/json", b"{".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            post_json("/verbs", serde_json::json!({"name": 7, "ing": []})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        (
+            raw("/objects", "text/plain", br#"{"name":"x"}"#.to_vec()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
+        (
+            post_json("/packs/import", serde_json::json!({"name": "p"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        (
+            Request::get("/verbs/abc").body(Body::empty()).unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            Request::delete("/interactions/1.5")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            raw("/detect?top_k=abc", "image/png", png()),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            raw("/detect?score_threshold=high", "image/png", png()),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+    ];
+    for (request, expected, kind) in garbage {
+        let (status, ct, body) = send(&s, request).await;
+        assert_problem(status, &ct, &body, expected, kind);
+    }
     let (status, _, body) = send(
         &s,
         Request::get("/interactions?pack=hico-det")

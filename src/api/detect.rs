@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -15,6 +15,7 @@ use super::dto::{
     ObjectOut, TimingsOut, TripletOut,
 };
 use super::error::ApiError;
+use super::extract::ApiQuery;
 use super::{AppState, authorize};
 use crate::detector::DetectOptions;
 use crate::vision::{decode, render::render};
@@ -47,7 +48,7 @@ use crate::vision::{decode, render::render};
 pub async fn detect(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Query<DetectParams>,
+    query: ApiQuery<DetectParams>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();

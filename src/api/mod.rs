@@ -5,6 +5,7 @@
 pub mod detect;
 pub mod dto;
 pub mod error;
+pub mod extract;
 pub mod metrics;
 pub mod ops;
 pub mod vocab;

@@ -2,11 +2,12 @@
 //! categories are detectable in the very next request.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::dto::*;
 use super::error::{ApiError, Problem};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{AppState, authorize};
 use crate::vocab::store::{InteractionRecord, NewVerb, ObjectRecord, PackExport, VerbRecord};
 
@@ -74,7 +75,7 @@ pub async fn list_verbs(State(state): State<AppState>) -> Result<Json<Vec<VerbOu
     responses((status = 200, description = "OK", body = VerbOut), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_verb(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<VerbOut>, ApiError> {
     Ok(Json(verb_out(state.0.classifiers.store().verb(id).await?)))
 }
@@ -92,7 +93,7 @@ pub async fn get_verb(
 pub async fn create_verb(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(body): Json<NewVerbIn>,
+    ApiJson(body): ApiJson<NewVerbIn>,
 ) -> Result<(StatusCode, Json<CreatedVerb>), ApiError> {
     admin(&state, &headers)?;
     let new = NewVerb {
@@ -125,7 +126,7 @@ pub async fn create_verb(
 pub async fn delete_verb(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
     admin(&state, &headers)?;
     let version = state.0.classifiers.store().remove_verb(id).await?;
@@ -158,7 +159,7 @@ pub async fn list_objects(
     responses((status = 200, description = "OK", body = ObjectRecordOut), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_object(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ObjectRecordOut>, ApiError> {
     Ok(Json(object_out(
         state.0.classifiers.store().object(id).await?,
@@ -172,7 +173,7 @@ pub async fn get_object(
 pub async fn create_object(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(body): Json<NewObjectIn>,
+    ApiJson(body): ApiJson<NewObjectIn>,
 ) -> Result<(StatusCode, Json<CreatedObject>), ApiError> {
     admin(&state, &headers)?;
     let (object, version) = state
@@ -198,7 +199,7 @@ pub async fn create_object(
 pub async fn delete_object(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
     admin(&state, &headers)?;
     let version = state.0.classifiers.store().remove_object(id).await?;
@@ -212,7 +213,7 @@ pub async fn delete_object(
 #[utoipa::path(get, path = "/interactions", tag = "vocabulary", params(PackFilter), responses((status = 200, description = "OK", body = [InteractionOut])))]
 pub async fn list_interactions(
     State(state): State<AppState>,
-    Query(filter): Query<PackFilter>,
+    ApiQuery(filter): ApiQuery<PackFilter>,
 ) -> Result<Json<Vec<InteractionOut>>, ApiError> {
     Ok(Json(
         state
@@ -232,7 +233,7 @@ pub async fn list_interactions(
     responses((status = 200, description = "OK", body = InteractionOut), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_interaction(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<InteractionOut>, ApiError> {
     Ok(Json(interaction_out(
         state.0.classifiers.store().interaction(id).await?,
@@ -246,7 +247,7 @@ pub async fn get_interaction(
 pub async fn create_interaction(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(body): Json<NewInteractionIn>,
+    ApiJson(body): ApiJson<NewInteractionIn>,
 ) -> Result<(StatusCode, Json<CreatedInteraction>), ApiError> {
     admin(&state, &headers)?;
     let (interaction, version) = state
@@ -277,7 +278,7 @@ pub async fn create_interaction(
 pub async fn delete_interaction(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
     admin(&state, &headers)?;
     let version = state.0.classifiers.store().remove_interaction(id).await?;
@@ -313,7 +314,7 @@ pub async fn list_packs(State(state): State<AppState>) -> Result<Json<Vec<PackOu
     responses((status = 200, description = "OK", body = PackExport), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 pub async fn export_pack(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PackExport>, ApiError> {
     Ok(Json(state.0.classifiers.store().export_pack(&name).await?))
 }
@@ -325,7 +326,7 @@ pub async fn export_pack(
 pub async fn import_pack(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(pack): Json<PackExport>,
+    ApiJson(pack): ApiJson<PackExport>,
 ) -> Result<(StatusCode, Json<Deleted>), ApiError> {
     admin(&state, &headers)?;
     let version = state.0.classifiers.store().import_pack(&pack).await?;
