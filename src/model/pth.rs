@@ -154,6 +154,15 @@ fn snapshot(t: Rc<TensorRef>, archive: Archive, prefix: &str, key: &str) -> Tens
     snap
 }
 
+/// Row-major strides of a contiguous tensor of `shape`.
+fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    strides
+}
+
 /// Element indices of a strided view, in row-major order.
 fn element_indices(t: &TensorRef) -> Vec<usize> {
     let n: usize = t.shape.iter().product();
@@ -179,72 +188,44 @@ fn element_indices(t: &TensorRef) -> Vec<usize> {
     idx
 }
 
+/// The tensor's elements as little-endian bytes in row-major order, typed by the
+/// storage. State-dict tensors are nearly always contiguous: one slice copy; strided
+/// views are gathered element by element. (Checkpoints are little-endian, checked at
+/// open, as is every host this runs on.)
 fn materialise(t: &TensorRef, bytes: &[u8]) -> Result<TensorData, String> {
     let size = t.storage.dtype.size();
-    let idx = element_indices(t);
+    let n: usize = t.shape.iter().product();
     let available = bytes.len() / size;
-    if let Some(&bad) = idx.iter().find(|&&i| i >= available) {
-        return Err(format!(
-            "storage {} holds {available} elements, the tensor reads element {bad}",
+    let out_of_range = |element: usize| {
+        format!(
+            "storage {} holds {available} elements, the tensor reads element {element}",
             t.storage.key
-        ));
-    }
-    let at = |i: usize| &bytes[i * size..(i + 1) * size];
-    let shape = t.shape.clone();
-    Ok(match t.storage.dtype {
-        DType::F32 => TensorData::new(
-            idx.iter()
-                .map(|&i| f32::from_le_bytes(at(i).try_into().unwrap_or_default()))
-                .collect::<Vec<f32>>(),
-            shape,
-        ),
-        DType::F64 => TensorData::new(
-            idx.iter()
-                .map(|&i| f64::from_le_bytes(at(i).try_into().unwrap_or_default()))
-                .collect::<Vec<f64>>(),
-            shape,
-        ),
-        DType::F16 => TensorData::new(
-            idx.iter()
-                .map(|&i| half::f16::from_le_bytes(at(i).try_into().unwrap_or_default()))
-                .collect::<Vec<half::f16>>(),
-            shape,
-        ),
-        DType::BF16 => TensorData::new(
-            idx.iter()
-                .map(|&i| half::bf16::from_le_bytes(at(i).try_into().unwrap_or_default()))
-                .collect::<Vec<half::bf16>>(),
-            shape,
-        ),
-        DType::I64 => TensorData::new(
-            idx.iter()
-                .map(|&i| i64::from_le_bytes(at(i).try_into().unwrap_or_default()))
-                .collect::<Vec<i64>>(),
-            shape,
-        ),
-        DType::I32 => TensorData::new(
-            idx.iter()
-                .map(|&i| i32::from_le_bytes(at(i).try_into().unwrap_or_default()))
-                .collect::<Vec<i32>>(),
-            shape,
-        ),
-        DType::I16 => TensorData::new(
-            idx.iter()
-                .map(|&i| i16::from_le_bytes(at(i).try_into().unwrap_or_default()))
-                .collect::<Vec<i16>>(),
-            shape,
-        ),
-        DType::I8 => TensorData::new(
-            idx.iter().map(|&i| at(i)[0] as i8).collect::<Vec<i8>>(),
-            shape,
-        ),
-        DType::U8 => TensorData::new(idx.iter().map(|&i| at(i)[0]).collect::<Vec<u8>>(), shape),
-        DType::Bool(_) => TensorData::new(
-            idx.iter().map(|&i| at(i)[0] != 0).collect::<Vec<bool>>(),
-            shape,
-        ),
-        other => return Err(format!("unsupported dtype {other:?}")),
-    })
+        )
+    };
+    let data = if n == 0 {
+        Vec::new()
+    } else if t.stride == contiguous_strides(&t.shape) {
+        let end = t.offset + n;
+        if end > available {
+            return Err(out_of_range(end - 1));
+        }
+        bytes[t.offset * size..end * size].to_vec()
+    } else {
+        let idx = element_indices(t);
+        if let Some(&bad) = idx.iter().find(|&&i| i >= available) {
+            return Err(out_of_range(bad));
+        }
+        let mut data = Vec::with_capacity(n * size);
+        for i in idx {
+            data.extend_from_slice(&bytes[i * size..(i + 1) * size]);
+        }
+        data
+    };
+    Ok(TensorData::from_bytes_vec(
+        data,
+        t.shape.clone(),
+        t.storage.dtype,
+    ))
 }
 
 fn storage_dtype(name: &str) -> Option<DType> {
@@ -704,6 +685,45 @@ mod tests {
             stride: vec![1, 2], // a transposed [3, 2] view
         };
         assert_eq!(element_indices(&t), vec![1, 3, 5, 2, 4, 6]);
+    }
+
+    #[test]
+    fn contiguous_and_strided_views_read_the_same_elements() {
+        // Storage 0..8 as f32; a [2, 3] view at offset 1, contiguous and transposed.
+        let bytes: Vec<u8> = (0..8).flat_map(|v| (v as f32).to_le_bytes()).collect();
+        let view = |stride: Vec<usize>| TensorRef {
+            storage: Rc::new(StorageRef {
+                key: "0".into(),
+                dtype: DType::F32,
+            }),
+            offset: 1,
+            shape: vec![2, 3],
+            stride,
+        };
+        let values = |t: &TensorRef| materialise(t, &bytes).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(
+            values(&view(vec![3, 1])),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
+        assert_eq!(
+            values(&view(vec![1, 2])),
+            vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]
+        );
+        // Reading past the storage is an error naming the element, not a panic.
+        let mut past = view(vec![3, 1]);
+        past.offset = 3;
+        assert!(
+            materialise(&past, &bytes)
+                .unwrap_err()
+                .contains("element 8")
+        );
+        let mut past = view(vec![1, 4]);
+        past.offset = 0;
+        assert!(
+            materialise(&past, &bytes)
+                .unwrap_err()
+                .contains("element 8")
+        );
     }
 
     #[test]
