@@ -195,6 +195,11 @@ async fn detect_errors_are_problem_json_with_the_right_status() {
             "payload-too-large",
         ),
         (
+            multipart("image", &vec![7u8; 300_000]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+        ),
+        (
             multipart("photo", &png()),
             StatusCode::BAD_REQUEST,
             "bad-request",

@@ -64,19 +64,19 @@ pub async fn detect(
     let (bytes, params) = if content_type.starts_with("multipart/form-data") {
         let mut multipart = Multipart::from_request(request, &state)
             .await
-            .map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?;
+            .map_err(|e| multipart_error(e.status(), &e.body_text()))?;
         let mut image = None;
         while let Some(field) = multipart
             .next_field()
             .await
-            .map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?
+            .map_err(|e| multipart_error(e.status(), &e.body_text()))?
         {
             if field.name() == Some("image") {
                 image = Some(
                     field
                         .bytes()
                         .await
-                        .map_err(|e| body_error(&e.to_string()))?,
+                        .map_err(|e| body_error(e.status(), &e.body_text()))?,
                 );
             }
         }
@@ -89,7 +89,7 @@ pub async fn detect(
     } else if content_type.starts_with("application/json") {
         let body = Bytes::from_request(request, &state)
             .await
-            .map_err(|e| body_error(&e.to_string()))?;
+            .map_err(|e| body_error(e.status(), &e.body_text()))?;
         let json: DetectJson = serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -102,7 +102,7 @@ pub async fn detect(
         (
             Bytes::from_request(request, &state)
                 .await
-                .map_err(|e| body_error(&e.to_string()))?,
+                .map_err(|e| body_error(e.status(), &e.body_text()))?,
             query.0,
         )
     } else {
@@ -116,8 +116,7 @@ pub async fn detect(
         metrics::counter!("hoiclip_detect_rejected_total").increment(1);
         ApiError::Busy("the detection queue is full".into())
     })?;
-    let in_use = state.0.options.max_queue.max(1) - state.0.queue.available_permits();
-    metrics::gauge!("hoiclip_detect_queue_depth").set(in_use as f64);
+    record_queue_depth(&state);
     let limits = state.0.options.decode;
     let decode_started = Instant::now();
     let image = tokio::task::spawn_blocking(move || decode(&bytes, limits))
@@ -149,10 +148,8 @@ pub async fn detect(
     metrics::histogram!("hoiclip_inference_seconds").record(inference_ms / 1000.0);
     metrics::histogram!("hoiclip_batch_size").record(1.0);
     metrics::gauge!("hoiclip_classifier_version").set(set.version as f64);
-    metrics::gauge!("hoiclip_detect_queue_depth").set(
-        (state.0.options.max_queue.max(1) - state.0.queue.available_permits()).saturating_sub(1)
-            as f64,
-    );
+    // The permit was released with the blocking task: this is the depth without us.
+    record_queue_depth(&state);
     let result = result
         .into_iter()
         .next()
@@ -200,8 +197,20 @@ pub async fn detect(
     .into_response())
 }
 
-fn body_error(message: &str) -> ApiError {
-    if message.contains("length limit") || message.contains("too large") {
+/// Requests admitted to detection right now (running or waiting).
+fn record_queue_depth(state: &AppState) {
+    let admitted = state.0.options.max_queue.max(1) - state.0.queue.available_permits();
+    metrics::gauge!("hoiclip_detect_queue_depth").set(admitted as f64);
+}
+
+/// A multipart body that could not be parsed (or exceeded the body limit).
+fn multipart_error(status: axum::http::StatusCode, message: &str) -> ApiError {
+    body_error(status, &format!("bad multipart body: {message}"))
+}
+
+/// A body that could not be read: too large (the body limit) or broken.
+fn body_error(status: axum::http::StatusCode, message: &str) -> ApiError {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge(format!("request body too large: {message}"))
     } else {
         ApiError::BadRequest(format!("cannot read the request body: {message}"))
