@@ -7,9 +7,8 @@ use burn::prelude::*;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::model::clip::l2_normalize;
 use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
-use crate::model::clip::{ClipConfig, ClipTextError};
+use crate::model::clip::ClipConfig;
 use crate::model::hoiclip::{self, Classifier, Hoiclip, HoiclipConfig};
 use crate::model::weights::WeightsError;
 use crate::postprocess::{ImagePredictions, PostprocessConfig, Triplet, triplets};
@@ -23,7 +22,7 @@ pub enum DetectorError {
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
-    Text(#[from] ClipTextError),
+    Classifier(#[from] crate::classifier::ClassifierError),
     #[error(
         "the checkpoint has {classes} HOI classes; known vocabularies have 600 (HICO-DET) or 263 (V-COCO)"
     )]
@@ -90,6 +89,22 @@ pub struct Detection {
     /// Index of the interaction in the vocabulary.
     pub interaction_index: usize,
     pub score: f32,
+}
+
+impl Detection {
+    fn new(t: Triplet, verb: &str, label: &str, prompt: &str) -> Self {
+        Self {
+            human: HumanOut { bbox: t.human_box },
+            object: ObjectOut {
+                bbox: t.object_box,
+                label: label.to_string(),
+            },
+            verb: verb.to_string(),
+            interaction: prompt.to_string(),
+            interaction_index: t.hoi,
+            score: t.score,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -256,17 +271,7 @@ impl<B: Backend> Detector<B> {
     ) -> Vec<ImageDetections> {
         let describe = |t: Triplet| {
             let row = &set.rows[t.hoi];
-            Detection {
-                human: HumanOut { bbox: t.human_box },
-                object: ObjectOut {
-                    bbox: t.object_box,
-                    label: row.object.clone(),
-                },
-                verb: row.verb.clone(),
-                interaction: row.prompt.clone(),
-                interaction_index: t.hoi,
-                score: t.score,
-            }
+            Detection::new(t, &row.verb, &row.object, &row.prompt)
         };
         self.run(images, options, &set.classifier, &set.hoi_object, &describe)
     }
@@ -345,17 +350,12 @@ impl<B: Backend> Detector<B> {
 
     fn describe(&self, t: Triplet) -> Detection {
         let it = &self.pack.interactions[t.hoi];
-        Detection {
-            human: HumanOut { bbox: t.human_box },
-            object: ObjectOut {
-                bbox: t.object_box,
-                label: self.pack.object_name(it.object).to_string(),
-            },
-            verb: self.pack.verbs[it.verb].name.clone(),
-            interaction: it.prompt.clone(),
-            interaction_index: t.hoi,
-            score: t.score,
-        }
+        Detection::new(
+            t,
+            &self.pack.verbs[it.verb].name,
+            self.pack.object_name(it.object),
+            &it.prompt,
+        )
     }
 }
 
@@ -432,21 +432,16 @@ pub fn text_classifier<B: Backend>(
     tokenizer: &ClipTokenizer,
     device: &B::Device,
 ) -> Result<Classifier<B>, DetectorError> {
-    let embed = |prompts: Vec<&str>| -> Result<Tensor<B, 2>, DetectorError> {
-        let ids = tokenizer.encode_batch(&prompts)?;
-        let mut rows = Vec::new();
-        for chunk in ids.chunks(128) {
-            rows.push(l2_normalize(model.clip_model.encode_text(chunk)?));
-        }
-        Ok(Tensor::cat(rows, 0))
+    let embed = |prompts: Vec<String>| -> Result<Tensor<B, 2>, DetectorError> {
+        let rows = crate::classifier::embed_prompts(&model.clip_model, tokenizer, &prompts)?;
+        let (n, dim) = (rows.len(), rows.first().map_or(0, Vec::len));
+        Ok(Tensor::from_data(
+            TensorData::new(rows.concat(), [n, dim]),
+            device,
+        ))
     };
-    let hoi = embed(
-        pack.interactions
-            .iter()
-            .map(|i| i.prompt.as_str())
-            .collect(),
-    )?;
-    let obj = embed(pack.object_prompts.iter().map(String::as_str).collect())?;
+    let hoi = embed(pack.interactions.iter().map(|i| i.prompt.clone()).collect())?;
+    let obj = embed(pack.object_prompts.clone())?;
     let (c, k) = (hoi.dims()[0], obj.dims()[0]);
     let v = pack.verbs.len();
     Ok(Classifier {
