@@ -48,7 +48,8 @@ pub struct ClassifierSet<B: Backend> {
     /// The vocabulary version it was built from.
     pub version: i64,
     pub classifier: Classifier<B>,
-    pub rows: Vec<ClassRow>,
+    /// Shared so request handlers can read them without holding tensors.
+    pub rows: Arc<Vec<ClassRow>>,
     /// Object-classifier row of each HOI class.
     pub hoi_object: Vec<usize>,
     /// Labels of the object-classifier rows (last: "nothing").
@@ -339,7 +340,7 @@ pub fn assemble<B: Backend>(
             obj_weight: matrix(obj_cols),
             obj_bias: Tensor::from_data(TensorData::new(obj_bias, [k]), device),
         },
-        rows,
+        rows: Arc::new(rows),
         hoi_object,
         object_labels,
     })

@@ -2,17 +2,19 @@
 //! vocabulary + pre/post-processing. The engine (batching, queue) and the CLI use it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::prelude::*;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
+use crate::classifier::{ClassRow, ClassifierSet};
 use crate::model::clip::ClipConfig;
+use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
 use crate::model::hoiclip::{self, Classifier, Hoiclip, HoiclipConfig};
 use crate::model::weights::WeightsError;
 use crate::postprocess::{ImagePredictions, PostprocessConfig, Triplet, triplets};
-use crate::vision::preprocess::{PreprocessConfig, batch, prepare};
+use crate::vision::preprocess::{Prepared, PreprocessConfig, batch, prepare};
 use crate::vocab::Pack;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,15 +118,21 @@ pub struct ImageDetections {
 
 pub struct Detector<B: Backend> {
     model: Hoiclip<B>,
-    classifier: Classifier<B>,
+    /// The checkpoint's own classifier as a set (version 0) over its pack's rows.
+    own: Arc<ClassifierSet<B>>,
     pack: Pack,
-    hoi_object: Vec<usize>,
     preprocess: PreprocessConfig,
     postprocess: PostprocessConfig,
     info: ModelInfo,
     device: B::Device,
 }
 
+/// One image of a batch: its prepared input, options, and the set that scores it.
+pub struct BatchItem<'a, B: Backend> {
+    pub input: &'a Prepared,
+    pub options: &'a DetectOptions,
+    pub set: &'a ClassifierSet<B>,
+}
 impl HoiclipConfig {
     /// The demo model: the full architecture at a small size (fast on a CPU), HICO-DET's
     /// 600 classes, random weights with a fixed seed. Its detections mean nothing.
@@ -220,21 +228,25 @@ impl<B: Backend> Detector<B> {
         info: ModelInfo,
         device: &B::Device,
     ) -> Self {
-        let hoi_object = pack.hoi_object();
         let preprocess = PreprocessConfig {
             clip_resolution: config.clip.image_resolution,
             ..PreprocessConfig::default()
         };
+        let own = Arc::new(own_set(classifier, &pack));
         Self {
             model,
-            classifier,
+            own,
             pack,
-            hoi_object,
             preprocess,
             postprocess: PostprocessConfig::default(),
             info,
             device: device.clone(),
         }
+    }
+
+    /// The checkpoint's own classifier set (version 0, the pack's rows in order).
+    pub fn classes(&self) -> Arc<ClassifierSet<B>> {
+        self.own.clone()
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -252,13 +264,7 @@ impl<B: Backend> Detector<B> {
     /// Detects interactions in each image (one batched forward pass) with the checkpoint's
     /// own classifier and vocabulary.
     pub fn detect(&self, images: &[RgbImage], options: &DetectOptions) -> Vec<ImageDetections> {
-        self.run(
-            images,
-            options,
-            &self.classifier,
-            &self.hoi_object,
-            &|t: Triplet| self.describe(t),
-        )
+        self.detect_with_set(images, options, &self.own)
     }
 
     /// Detects with a classifier set built from the vocabulary store (user interactions
@@ -267,73 +273,112 @@ impl<B: Backend> Detector<B> {
         &self,
         images: &[RgbImage],
         options: &DetectOptions,
-        set: &crate::classifier::ClassifierSet<B>,
+        set: &ClassifierSet<B>,
     ) -> Vec<ImageDetections> {
-        let describe = |t: Triplet| {
-            let row = &set.rows[t.hoi];
-            Detection::new(t, &row.verb, &row.object, &row.prompt)
-        };
-        self.run(images, options, &set.classifier, &set.hoi_object, &describe)
+        let prepared: Vec<Prepared> = images.iter().map(|img| self.prepare(img)).collect();
+        let items: Vec<BatchItem<'_, B>> = prepared
+            .iter()
+            .map(|input| BatchItem {
+                input,
+                options,
+                set,
+            })
+            .collect();
+        self.detect_batch(&items)
     }
 
-    fn run(
-        &self,
-        images: &[RgbImage],
-        options: &DetectOptions,
-        classifier: &Classifier<B>,
-        hoi_object: &[usize],
-        describe: &dyn Fn(Triplet) -> Detection,
-    ) -> Vec<ImageDetections> {
-        if images.is_empty() {
+    /// Resizes and normalises an image for [`Self::detect_batch`] (host work, no tensors).
+    pub fn prepare(&self, image: &RgbImage) -> Prepared {
+        prepare(image, &self.preprocess)
+    }
+
+    /// One forward pass of the trunk over all items (zero-padded to the largest, with
+    /// masks), then the heads once per distinct classifier set, then post-processing per
+    /// image. Items of different sizes pad each other, which changes results slightly
+    /// (hoiclip-reference.md 8.3); the engine batches equal sizes only unless told.
+    pub fn detect_batch(&self, items: &[BatchItem<'_, B>]) -> Vec<ImageDetections> {
+        if items.is_empty() {
             return Vec::new();
         }
-        let prepared: Vec<_> = images
-            .iter()
-            .map(|img| prepare(img, &self.preprocess))
-            .collect();
-        let sizes: Vec<(u32, u32)> = prepared.iter().map(|p| p.original).collect();
+        let prepared: Vec<Prepared> = items.iter().map(|i| i.input.clone()).collect();
         let input = batch::<B>(&prepared, &self.device);
+        drop(prepared);
         let features = self.model.features(input);
-        let preds = self.model.heads(&features, classifier);
+        let mut out: Vec<Option<ImageDetections>> = vec![None; items.len()];
+        let mut done = vec![false; items.len()];
+        for first in 0..items.len() {
+            if done[first] {
+                continue;
+            }
+            let set = items[first].set;
+            let members: Vec<usize> = (first..items.len())
+                .filter(|&i| !done[i] && std::ptr::eq(items[i].set, set))
+                .collect();
+            for &i in &members {
+                done[i] = true;
+            }
+            let preds = if members.len() == items.len() {
+                self.model.heads(&features, &set.classifier)
+            } else {
+                let picked = select_features(&features, &members, &self.device);
+                self.model.heads(&picked, &set.classifier)
+            };
+            let results = self.postprocess_group(preds, &members, items, set);
+            for (i, r) in members.into_iter().zip(results) {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    fn postprocess_group(
+        &self,
+        preds: hoiclip::Predictions<B>,
+        members: &[usize],
+        items: &[BatchItem<'_, B>],
+        set: &ClassifierSet<B>,
+    ) -> Vec<ImageDetections> {
         let host = |t: Tensor<B, 3>| t.into_data().to_vec::<f32>().unwrap_or_default();
         let (hoi, obj) = (host(preds.hoi_logits), host(preds.obj_logits));
         let (sub, objb) = (host(preds.sub_boxes), host(preds.obj_boxes));
         let clip: Vec<f32> = preds.clip_logits.into_data().to_vec().unwrap_or_default();
-        let n = images.len();
+        let n = members.len();
         let (per_hoi, per_obj, per_box, per_clip) =
             (hoi.len() / n, obj.len() / n, sub.len() / n, clip.len() / n);
-        let config = PostprocessConfig {
-            tfe_top_k: options.tfe_top_k,
-            ..self.postprocess
-        };
-        let allowed: Option<Vec<bool>> = options.classes.as_ref().map(|classes| {
-            let mut mask = vec![false; hoi_object.len()];
-            for &c in classes {
-                if let Some(m) = mask.get_mut(c) {
-                    *m = true;
-                }
-            }
-            mask
-        });
-        (0..n)
-            .map(|i| {
-                let p = ImagePredictions {
-                    hoi_logits: &hoi[i * per_hoi..(i + 1) * per_hoi],
-                    obj_logits: &obj[i * per_obj..(i + 1) * per_obj],
-                    sub_boxes: &sub[i * per_box..(i + 1) * per_box],
-                    obj_boxes: &objb[i * per_box..(i + 1) * per_box],
-                    clip_logits: &clip[i * per_clip..(i + 1) * per_clip],
-                    size: sizes[i],
+        members
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                let options = items[i].options;
+                let size = items[i].input.original;
+                let config = PostprocessConfig {
+                    tfe_top_k: options.tfe_top_k,
+                    ..self.postprocess
                 };
-                let detections = triplets(&p, hoi_object, allowed.as_deref(), &config)
+                let allowed = options
+                    .classes
+                    .as_ref()
+                    .map(|classes| class_mask(classes, set.hoi_object.len()));
+                let p = ImagePredictions {
+                    hoi_logits: &hoi[j * per_hoi..(j + 1) * per_hoi],
+                    obj_logits: &obj[j * per_obj..(j + 1) * per_obj],
+                    sub_boxes: &sub[j * per_box..(j + 1) * per_box],
+                    obj_boxes: &objb[j * per_box..(j + 1) * per_box],
+                    clip_logits: &clip[j * per_clip..(j + 1) * per_clip],
+                    size,
+                };
+                let detections = triplets(&p, &set.hoi_object, allowed.as_deref(), &config)
                     .into_iter()
                     .filter(|t| t.score >= options.score_threshold)
                     .take(options.max_results)
-                    .map(describe)
+                    .map(|t| {
+                        let row = &set.rows[t.hoi];
+                        Detection::new(t, &row.verb, &row.object, &row.prompt)
+                    })
                     .collect();
                 ImageDetections {
-                    width: sizes[i].0,
-                    height: sizes[i].1,
+                    width: size.0,
+                    height: size.1,
                     detections,
                 }
             })
@@ -344,18 +389,8 @@ impl<B: Backend> Detector<B> {
     pub fn trained_rows(&self) -> Option<crate::classifier::TrainedRows<B>> {
         self.info.trained.then(|| crate::classifier::TrainedRows {
             pack: self.pack.name.clone(),
-            classifier: self.classifier.clone(),
+            classifier: self.own.classifier.clone(),
         })
-    }
-
-    fn describe(&self, t: Triplet) -> Detection {
-        let it = &self.pack.interactions[t.hoi];
-        Detection::new(
-            t,
-            &self.pack.verbs[it.verb].name,
-            self.pack.object_name(it.object),
-            &it.prompt,
-        )
     }
 }
 
@@ -452,4 +487,58 @@ pub fn text_classifier<B: Backend>(
         obj_weight: obj.transpose(),
         obj_bias: Tensor::zeros([k], device),
     })
+}
+
+/// The checkpoint's classifier with its pack's rows, so one code path scores both.
+fn own_set<B: Backend>(classifier: Classifier<B>, pack: &Pack) -> ClassifierSet<B> {
+    let rows = pack
+        .interactions
+        .iter()
+        .map(|it| ClassRow {
+            interaction_id: it.index as i64,
+            pack: pack.name.clone(),
+            verb: pack.verbs[it.verb].name.clone(),
+            object: pack.object_name(it.object).to_string(),
+            prompt: it.prompt.clone(),
+        })
+        .collect();
+    let mut object_labels: Vec<String> = pack.objects.iter().map(|o| o.name.clone()).collect();
+    object_labels.push(crate::classifier::NOTHING.to_string());
+    ClassifierSet {
+        version: 0,
+        classifier,
+        rows: Arc::new(rows),
+        hoi_object: pack.hoi_object(),
+        object_labels,
+    }
+}
+
+/// `allowed[c]` for the listed classes (out-of-range indices are ignored).
+fn class_mask(classes: &[usize], n: usize) -> Vec<bool> {
+    let mut mask = vec![false; n];
+    for &c in classes {
+        if let Some(m) = mask.get_mut(c) {
+            *m = true;
+        }
+    }
+    mask
+}
+
+/// The batch rows `members` of every feature tensor.
+fn select_features<B: Backend>(
+    f: &hoiclip::Features<B>,
+    members: &[usize],
+    device: &B::Device,
+) -> hoiclip::Features<B> {
+    let index = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(members.iter().map(|&i| i as i64).collect(), [members.len()]),
+        device,
+    );
+    hoiclip::Features {
+        inter_hs: f.inter_hs.clone().select(0, index.clone()),
+        obj_feat: f.obj_feat.clone().select(0, index.clone()),
+        sub_boxes: f.sub_boxes.clone().select(0, index.clone()),
+        obj_boxes: f.obj_boxes.clone().select(0, index.clone()),
+        clip_cls: f.clip_cls.clone().select(0, index),
+    }
 }

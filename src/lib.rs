@@ -8,6 +8,7 @@ pub mod api;
 pub mod backend;
 pub mod classifier;
 pub mod detector;
+pub mod engine;
 pub mod model;
 pub mod postprocess;
 pub mod vision;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hoiclip::backend::Cpu;
 use hoiclip::detector::{DetectOptions, Detector};
+use hoiclip::engine::{BatchPolicy, EngineOptions, Inference, Request, Service};
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::model::clip::{ClipConfig, l2_normalize};
 use hoiclip::model::weights::{Checkpoint, LoadPlan};
@@ -119,12 +120,33 @@ struct ServeArgs {
     /// Largest accepted image, in decoded pixels.
     #[arg(long, env = "HOICLIP_MAX_PIXELS", default_value_t = 40_000_000)]
     max_pixels: u64,
-    /// Detection requests admitted at once; more are answered 429.
+    /// Detection requests that may wait for the inference worker; more are answered 429
+    /// at once (with Retry-After).
     #[arg(long, env = "HOICLIP_MAX_QUEUE", default_value_t = 32)]
     max_queue: usize,
-    /// Per-request time limit in seconds (503 after it).
+    /// Per-request time limit in seconds: a detection not answered by then gets 503
+    /// `timeout` (and is dropped from the queue if it has not run yet).
     #[arg(long, env = "HOICLIP_REQUEST_TIMEOUT", default_value_t = 60)]
     request_timeout: u64,
+    /// Images per forward pass at most.
+    #[arg(long, env = "HOICLIP_MAX_BATCH_SIZE", default_value_t = 8)]
+    max_batch_size: usize,
+    /// Milliseconds the worker waits for more images after the first of a batch.
+    #[arg(long, env = "HOICLIP_MAX_BATCH_DELAY", default_value_t = 5)]
+    max_batch_delay: u64,
+    /// same-size: only images of the same resized size share a pass (results equal
+    /// unbatched ones); pad: mixed sizes are padded together (more batching, results move
+    /// slightly, as in the official batched evaluation).
+    #[arg(
+        long,
+        env = "HOICLIP_BATCH_POLICY",
+        value_enum,
+        default_value = "same-size"
+    )]
+    batch_policy: BatchPolicy,
+    /// cpu, or cuda / cuda:N (build with --features cuda).
+    #[arg(long, env = "HOICLIP_DEVICE", default_value = "cpu")]
+    device: String,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "HOICLIP_CORS")]
     cors: bool,
@@ -155,64 +177,133 @@ async fn shutdown_signal() {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     use hoiclip::api::{AppState, ServeOptions, router};
-    use hoiclip::classifier::ClassifierService;
-    use hoiclip::vocab::Pack;
-    use hoiclip::vocab::store::VocabStore;
-    use std::sync::Arc;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let device = Default::default();
-        let detector = Arc::new(match &args.weights {
-            Some(path) => Detector::<Cpu>::from_weights(path, &device)?,
-            None => {
-                tracing::warn!("no --weights: serving the DEMO model (random weights, detections are meaningless, \"trained\": false)");
-                Detector::<Cpu>::demo(&device)?
+        let engine = EngineOptions {
+            max_queue: args.max_queue,
+            max_batch_size: args.max_batch_size,
+            max_batch_delay: std::time::Duration::from_millis(args.max_batch_delay),
+            policy: args.batch_policy,
+        };
+        let service = match parse_device(&args.device)? {
+            DeviceChoice::Cpu => {
+                start_service::<Cpu>(&args, engine, Default::default(), "cpu".into(), hoiclip::backend::cpu_backend_name()).await?
             }
-        });
-        let tokenizer = Arc::new(ClipTokenizer::new()?);
-        let store = VocabStore::open(&args.database_url, tokenizer.clone()).await?;
-        store.seed(&Pack::hico_det()).await?;
-        store.seed(&Pack::v_coco()).await?;
-        let classifiers = Arc::new(ClassifierService::new(
-            store,
-            tokenizer,
-            &detector.model().clip_model,
-            detector.trained_rows(),
-            &device,
-        ));
-        classifiers.refresh(&detector.model().clip_model).await?;
+            #[cfg(feature = "cuda")]
+            DeviceChoice::Cuda(index) => {
+                let device = burn::backend::cuda::CudaDevice::new(index);
+                start_service::<hoiclip::backend::Cuda>(&args, engine, device, format!("cuda:{index}"), "cuda").await?
+            }
+        };
         let options = ServeOptions {
-            api_key: args.api_key,
-            admin_key: args.admin_key,
+            api_key: args.api_key.clone(),
+            admin_key: args.admin_key.clone(),
             max_body_bytes: args.max_body_bytes,
             decode: DecodeLimits { max_pixels: args.max_pixels, ..DecodeLimits::default() },
-            max_queue: args.max_queue,
             request_timeout: std::time::Duration::from_secs(args.request_timeout),
             cors: args.cors,
         };
-        let state = AppState::new(detector.clone(), classifiers.clone(), options);
-        // Ready only after one real forward pass.
-        let warm = detector.clone();
-        let set = classifiers.current();
-        tokio::task::spawn_blocking(move || {
-            let blank = image::RgbImage::from_pixel(64, 48, image::Rgb([127, 127, 127]));
-            if let Some(set) = set {
-                warm.detect_with_set(&[blank], &DetectOptions::default(), &set);
-            }
-        })
-        .await?;
+        let state = AppState::new(service.clone(), options);
+        // Ready only after one real forward pass through the engine.
+        warm_up(service.as_ref()).await?;
         state.0.ready.store(true, std::sync::atomic::Ordering::Release);
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        tracing::info!(listen = %args.listen, model = %detector.info().name, "serving; OpenAPI UI at /docs");
+        tracing::info!(listen = %args.listen, model = %service.info().name, device = %service.device(), "serving; OpenAPI UI at /docs");
         axum::serve(listener, router(state))
             .with_graceful_shutdown(shutdown_signal())
             .await?;
         anyhow::Ok(())
     })
+}
+
+enum DeviceChoice {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(usize),
+}
+
+fn parse_device(text: &str) -> anyhow::Result<DeviceChoice> {
+    let text = text.trim().to_ascii_lowercase();
+    if text == "cpu" {
+        return Ok(DeviceChoice::Cpu);
+    }
+    let index = match text.strip_prefix("cuda") {
+        Some("") => 0,
+        Some(rest) => rest
+            .strip_prefix(':')
+            .and_then(|n| n.parse::<usize>().ok())
+            .with_context(|| format!("bad device `{text}`: use cpu, cuda or cuda:N"))?,
+        None => anyhow::bail!("bad device `{text}`: use cpu, cuda or cuda:N"),
+    };
+    #[cfg(feature = "cuda")]
+    {
+        Ok(DeviceChoice::Cuda(index))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        anyhow::bail!("device cuda:{index} needs a build with `--features cuda`")
+    }
+}
+
+/// Loads the model on `device`, opens and seeds the vocabulary, builds the first
+/// classifier set and starts the engine's worker.
+async fn start_service<B: burn::prelude::Backend>(
+    args: &ServeArgs,
+    engine: EngineOptions,
+    device: B::Device,
+    device_name: String,
+    backend_name: &str,
+) -> anyhow::Result<std::sync::Arc<dyn Inference>> {
+    use hoiclip::classifier::ClassifierService;
+    use hoiclip::vocab::Pack;
+    use hoiclip::vocab::store::VocabStore;
+    use std::sync::Arc;
+    let detector = Arc::new(match &args.weights {
+        Some(path) => Detector::<B>::from_weights(path, &device)?,
+        None => {
+            tracing::warn!(
+                "no --weights: serving the DEMO model (random weights, detections are meaningless, \"trained\": false)"
+            );
+            Detector::<B>::demo(&device)?
+        }
+    });
+    let tokenizer = Arc::new(ClipTokenizer::new()?);
+    let store = VocabStore::open(&args.database_url, tokenizer.clone()).await?;
+    store.seed(&Pack::hico_det()).await?;
+    store.seed(&Pack::v_coco()).await?;
+    let classifiers = Arc::new(ClassifierService::new(
+        store,
+        tokenizer,
+        &detector.model().clip_model,
+        detector.trained_rows(),
+        &device,
+    ));
+    classifiers.refresh(&detector.model().clip_model).await?;
+    Ok(Arc::new(Service::start(
+        detector,
+        classifiers,
+        engine,
+        device_name,
+        backend_name,
+    )))
+}
+
+/// One blank image through the whole path (queue, worker, device).
+async fn warm_up(service: &dyn Inference) -> anyhow::Result<()> {
+    let classes = service.classes().context("no classifier set")?;
+    let blank = image::RgbImage::from_pixel(64, 48, image::Rgb([127, 127, 127]));
+    let ticket = service.engine().submit(Request {
+        input: service.prepare(&blank),
+        options: DetectOptions::default(),
+        classes,
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(600),
+    })?;
+    ticket.wait().await.context("warm-up forward pass")?;
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]

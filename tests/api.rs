@@ -10,40 +10,59 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::fixture;
 use hoiclip::api::{AppState, ServeOptions, router};
-use hoiclip::backend::Cpu;
-use hoiclip::classifier::ClassifierService;
-use hoiclip::detector::Detector;
-use hoiclip::model::clip::tokenizer::ClipTokenizer;
+use std::time::Duration;
+
+use hoiclip::engine::{BatchPolicy, DetectorRunner, EngineOptions, Service};
 use hoiclip::vocab::Pack;
-use hoiclip::vocab::store::VocabStore;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 async fn state(options: ServeOptions) -> AppState {
-    let device = Default::default();
-    let detector = Arc::new(Detector::<Cpu>::demo(&device).unwrap());
-    let tokenizer = Arc::new(ClipTokenizer::new().unwrap());
-    let store = VocabStore::open("sqlite::memory:", tokenizer.clone())
-        .await
-        .unwrap();
-    store.seed(&Pack::hico_det()).await.unwrap();
-    let classifiers = Arc::new(ClassifierService::new(
-        store,
-        tokenizer,
-        &detector.model().clip_model,
-        None,
-        &device,
+    let (detector, classifiers) = common::demo_parts().await;
+    let service = Arc::new(Service::start(
+        detector,
+        classifiers,
+        EngineOptions::default(),
+        "cpu",
+        "flex",
     ));
-    classifiers
-        .refresh(&detector.model().clip_model)
-        .await
-        .unwrap();
-    let state = AppState::new(detector, classifiers, options);
+    let state = AppState::new(service, options);
     state
         .0
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
     state
+}
+
+/// A state whose worker reports each batch on the receiver and then waits until the test
+/// opens the gate.
+async fn held_state(
+    options: ServeOptions,
+    engine: EngineOptions,
+) -> (AppState, common::Gate, std::sync::mpsc::Receiver<usize>) {
+    let (detector, classifiers) = common::demo_parts().await;
+    let gate = common::Gate::closed();
+    let (started, batches) = std::sync::mpsc::channel();
+    let held_gate = gate.clone();
+    let service = Arc::new(Service::with_runner(
+        detector,
+        classifiers,
+        engine,
+        "cpu",
+        "flex",
+        move |d| common::Held {
+            inner: DetectorRunner::new(d, BatchPolicy::SameSize),
+            gate: held_gate,
+            started,
+        },
+    ));
+    let s = AppState::new(service, options);
+    s.0.ready.store(true, std::sync::atomic::Ordering::Release);
+    (s, gate, batches)
+}
+
+async fn send_owned(state: AppState, request: Request<Body>) -> StatusCode {
+    send(&state, request).await.0
 }
 
 async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
@@ -497,21 +516,60 @@ async fn keys_guard_detection_and_vocabulary_writes_but_not_health() {
     );
 }
 
-#[tokio::test]
-async fn full_queue_answers_429_at_once_and_readiness_follows_the_flag() {
-    let s = state(ServeOptions {
-        max_queue: 1,
-        ..ServeOptions::default()
-    })
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_gets_503_timeout() {
+    let (s, gate, batches) = held_state(
+        ServeOptions {
+            request_timeout: Duration::from_millis(300),
+            ..ServeOptions::default()
+        },
+        EngineOptions {
+            max_batch_size: 1,
+            ..EngineOptions::default()
+        },
+    )
     .await;
-    let held = s.0.queue.clone().try_acquire_owned().unwrap();
+    let (status, ct, body) = send(&s, raw("/detect", "image/png", png())).await;
+    assert_problem(
+        status,
+        &ct,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+    );
+    batches.recv_timeout(Duration::from_secs(60)).unwrap();
+    gate.open();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_answers_429_at_once_and_readiness_follows_the_flag() {
+    let (s, gate, batches) = held_state(
+        ServeOptions::default(),
+        EngineOptions {
+            max_queue: 1,
+            max_batch_size: 1,
+            ..EngineOptions::default()
+        },
+    )
+    .await;
+    // One request runs (held by the gate), one waits in the queue: the queue is full.
+    let running = tokio::spawn(send_owned(s.clone(), raw("/detect", "image/png", png())));
+    batches.recv_timeout(Duration::from_secs(60)).unwrap();
+    let waiting = tokio::spawn(send_owned(s.clone(), raw("/detect", "image/png", png())));
+    while s.0.service.engine().queue_depth() < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let response = router(s.clone())
         .oneshot(raw("/detect", "image/png", png()))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
-    drop(held);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(json(&body)["type"], "urn:hoiclip:problem:queue-full");
+    gate.open();
+    assert_eq!(running.await.unwrap(), StatusCode::OK);
+    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
     assert_eq!(
         send(&s, raw("/detect", "image/png", png())).await.0,
         StatusCode::OK
@@ -605,11 +663,8 @@ fn committed_openapi_document_is_current() {
 #[tokio::test]
 async fn other_seed_packs_are_scored_only_when_asked_for() {
     let s = state(ServeOptions::default()).await;
-    s.0.classifiers.store().seed(&Pack::v_coco()).await.unwrap();
-    s.0.classifiers
-        .refresh(&s.0.detector.model().clip_model)
-        .await
-        .unwrap();
+    s.0.service.store().seed(&Pack::v_coco()).await.unwrap();
+    s.0.service.refresh().await.unwrap();
     let (_, _, body) = send(&s, raw("/detect?top_k=100", "image/png", png())).await;
     let v = json(&body);
     let hico: Vec<String> = Pack::hico_det()

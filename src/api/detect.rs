@@ -18,6 +18,7 @@ use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::{AppState, authorize};
 use crate::detector::DetectOptions;
+use crate::engine::{self, ClassView};
 use crate::vision::{decode, render::render};
 
 /// Detect human-object interactions in one image.
@@ -53,7 +54,7 @@ pub async fn detect(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     authorize(&headers, state.0.options.api_key.as_deref())?;
-    let Some(set) = state.0.classifiers.current() else {
+    let Some(set) = state.0.service.classes() else {
         return Err(ApiError::Unavailable("the model is still loading".into()));
     };
     let content_type = headers
@@ -111,20 +112,7 @@ pub async fn detect(
         )));
     };
 
-    // A full queue answers at once instead of piling requests up.
-    let permit = state.0.queue.clone().try_acquire_owned().map_err(|_| {
-        metrics::counter!("hoiclip_detect_rejected_total").increment(1);
-        ApiError::Busy("the detection queue is full".into())
-    })?;
-    record_queue_depth(&state);
-    let limits = state.0.options.decode;
-    let decode_started = Instant::now();
-    let image = tokio::task::spawn_blocking(move || decode(&bytes, limits))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let decode_ms = decode_started.elapsed().as_secs_f64() * 1000.0;
-
-    let classes = select_classes(&set, &params, &state.0.detector.info().vocabulary)?;
+    let classes = select_classes(&set, &params, &state.0.service.info().vocabulary)?;
     let options = DetectOptions {
         score_threshold: params.score_threshold.unwrap_or(0.0),
         max_results: params.top_k.unwrap_or(100),
@@ -134,26 +122,32 @@ pub async fn detect(
             .then_some(10),
         classes,
     };
-    let detector = state.0.detector.clone();
-    let set_for_run = set.clone();
-    let infer_started = Instant::now();
-    let (image, result) = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let result = detector.detect_with_set(std::slice::from_ref(&image), &options, &set_for_run);
-        (image, result)
+    // A full queue answers at once, before any decoding, so overload costs no memory.
+    let service = state.0.service.clone();
+    service.engine().admit()?;
+    let deadline = started + state.0.options.request_timeout;
+    let limits = state.0.options.decode;
+    let decode_started = Instant::now();
+    let (image, input) = tokio::task::spawn_blocking(move || {
+        let image = decode(&bytes, limits)?;
+        let input = service.prepare(&image);
+        Ok::<_, crate::vision::VisionError>((image, input))
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("detection failed: {e}")))?;
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let decode_ms = decode_started.elapsed().as_secs_f64() * 1000.0;
+
+    let infer_started = Instant::now();
+    let ticket = state.0.service.engine().submit(engine::Request {
+        input,
+        options,
+        classes: set.clone(),
+        deadline,
+    })?;
+    let result = ticket.wait().await?;
     let inference_ms = infer_started.elapsed().as_secs_f64() * 1000.0;
     metrics::histogram!("hoiclip_inference_seconds").record(inference_ms / 1000.0);
-    metrics::histogram!("hoiclip_batch_size").record(1.0);
     metrics::gauge!("hoiclip_classifier_version").set(set.version as f64);
-    // The permit was released with the blocking task: this is the depth without us.
-    record_queue_depth(&state);
-    let result = result
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::Internal("no result".into()))?;
 
     if params.render.unwrap_or(false) {
         let drawn = render(&image, &result.detections);
@@ -163,7 +157,7 @@ pub async fn detect(
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         return Ok(([(header::CONTENT_TYPE, "image/png")], png.into_inner()).into_response());
     }
-    let info = state.0.detector.info();
+    let info = state.0.service.info();
     let triplets = result
         .detections
         .into_iter()
@@ -195,12 +189,6 @@ pub async fn detect(
         },
     })
     .into_response())
-}
-
-/// Requests admitted to detection right now (running or waiting).
-fn record_queue_depth(state: &AppState) {
-    let admitted = state.0.options.max_queue.max(1) - state.0.queue.available_permits();
-    metrics::gauge!("hoiclip_detect_queue_depth").set(admitted as f64);
 }
 
 /// A multipart body that could not be parsed (or exceeded the body limit).
@@ -237,7 +225,7 @@ const SEED_PACKS: &[&str] = &["hico-det", "v-coco"];
 
 /// Class indices allowed by `pack` / `verbs`; unknown names are a 422.
 fn select_classes(
-    set: &crate::classifier::ClassifierSet<crate::backend::Cpu>,
+    set: &ClassView,
     params: &DetectParams,
     own_pack: &str,
 ) -> Result<Option<Vec<usize>>, ApiError> {

@@ -213,7 +213,12 @@ pub struct InfoOut {
     pub device: String,
     pub max_body_bytes: usize,
     pub max_pixels: u64,
+    /// Requests that may wait for the inference worker; more get 429.
     pub max_queue: usize,
+    pub max_batch_size: usize,
+    pub max_batch_delay_ms: f64,
+    /// `SameSize` (batched results equal unbatched ones) or `Pad`.
+    pub batch_policy: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::classifier::ClassifierError;
+use crate::engine::EngineError;
 use crate::vision::VisionError;
 use crate::vocab::store::VocabError;
 
@@ -47,6 +48,8 @@ pub enum ApiError {
     Busy(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -93,6 +96,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
+            ),
+            ApiError::Timeout(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request timed out",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -160,6 +168,17 @@ impl From<ClassifierError> for ApiError {
         match e {
             ClassifierError::Vocab(v) => v.into(),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::QueueFull(_) => ApiError::Busy(e.to_string()),
+            EngineError::DeadlineExceeded => ApiError::Timeout(e.to_string()),
+            EngineError::Stopped => ApiError::Unavailable(e.to_string()),
+            EngineError::Failed(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

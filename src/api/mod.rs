@@ -1,6 +1,6 @@
 //! The REST API (axum + utoipa): detection, vocabulary, operations. Handlers never touch
-//! tensors: they decode and validate, then hand work to the detector on blocking threads
-//! behind a bounded queue.
+//! tensors: they decode, validate and prepare images, then submit them to the engine's
+//! bounded queue (`crate::engine`) and await the answer.
 
 pub mod detect;
 pub mod dto;
@@ -18,12 +18,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use tokio::sync::Semaphore;
 use utoipa::OpenApi;
 
-use crate::backend::Cpu;
-use crate::classifier::ClassifierService;
-use crate::detector::Detector;
+use crate::engine::Inference;
 use crate::vision::DecodeLimits;
 use error::ApiError;
 
@@ -36,8 +33,8 @@ pub struct ServeOptions {
     pub admin_key: Option<String>,
     pub max_body_bytes: usize,
     pub decode: DecodeLimits,
-    /// Detection requests admitted at once (running + waiting); more get 429.
-    pub max_queue: usize,
+    /// Whole-request limit; a detection still waiting for the worker at this point
+    /// answers 503 `timeout`.
     pub request_timeout: Duration,
     pub cors: bool,
 }
@@ -49,7 +46,6 @@ impl Default for ServeOptions {
             admin_key: None,
             max_body_bytes: 16 << 20,
             decode: DecodeLimits::default(),
-            max_queue: 32,
             request_timeout: Duration::from_secs(60),
             cors: false,
         }
@@ -57,10 +53,9 @@ impl Default for ServeOptions {
 }
 
 pub struct Inner {
-    pub detector: Arc<Detector<Cpu>>,
-    pub classifiers: Arc<ClassifierService<Cpu>>,
+    /// Model, vocabulary and engine, whatever the backend.
+    pub service: Arc<dyn Inference>,
     pub options: ServeOptions,
-    pub queue: Arc<Semaphore>,
     pub ready: AtomicBool,
 }
 
@@ -69,17 +64,10 @@ pub struct Inner {
 pub struct AppState(pub Arc<Inner>);
 
 impl AppState {
-    pub fn new(
-        detector: Arc<Detector<Cpu>>,
-        classifiers: Arc<ClassifierService<Cpu>>,
-        options: ServeOptions,
-    ) -> Self {
-        let queue = Arc::new(Semaphore::new(options.max_queue.max(1)));
+    pub fn new(service: Arc<dyn Inference>, options: ServeOptions) -> Self {
         Self(Arc::new(Inner {
-            detector,
-            classifiers,
+            service,
             options,
-            queue,
             ready: AtomicBool::new(false),
         }))
     }
@@ -192,9 +180,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // A backstop: detection answers its own deadline with problem+json first.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            options.request_timeout,
+            options.request_timeout + Duration::from_secs(1),
         ));
     if options.cors {
         app = app.layer(tower_http::cors::CorsLayer::permissive());

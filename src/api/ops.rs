@@ -34,7 +34,8 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<StatusOut>, Api
 #[utoipa::path(get, path = "/info", tag = "operations", responses((status = 200, description = "OK", body = InfoOut)))]
 pub async fn info(State(state): State<AppState>) -> Json<InfoOut> {
     let inner = &state.0;
-    let info = inner.detector.info();
+    let info = inner.service.info();
+    let engine = inner.service.engine().options();
     Json(InfoOut {
         model: ModelOut {
             name: info.name.clone(),
@@ -42,11 +43,14 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoOut> {
         },
         vocabulary: info.vocabulary.clone(),
         weights: info.weights.as_ref().map(|p| p.display().to_string()),
-        text_fingerprint: inner.classifiers.fingerprint().to_string(),
-        backend: crate::backend::cpu_backend_name().into(),
-        device: "cpu".into(),
+        text_fingerprint: inner.service.text_fingerprint().to_string(),
+        backend: inner.service.backend().to_string(),
+        device: inner.service.device().to_string(),
         max_body_bytes: inner.options.max_body_bytes,
         max_pixels: inner.options.decode.max_pixels,
-        max_queue: inner.options.max_queue,
+        max_queue: engine.max_queue,
+        max_batch_size: engine.max_batch_size,
+        max_batch_delay_ms: engine.max_batch_delay.as_secs_f64() * 1000.0,
+        batch_policy: format!("{:?}", engine.policy),
     })
 }

@@ -42,11 +42,7 @@ fn interaction_out(i: InteractionRecord) -> InteractionOut {
 }
 
 async fn rebuild(state: &AppState) -> Result<(), ApiError> {
-    let inner = &state.0;
-    inner
-        .classifiers
-        .refresh(&inner.detector.model().clip_model)
-        .await?;
+    state.0.service.refresh().await?;
     Ok(())
 }
 
@@ -60,7 +56,7 @@ pub async fn list_verbs(State(state): State<AppState>) -> Result<Json<Vec<VerbOu
     Ok(Json(
         state
             .0
-            .classifiers
+            .service
             .store()
             .verbs()
             .await?
@@ -77,7 +73,7 @@ pub async fn get_verb(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<VerbOut>, ApiError> {
-    Ok(Json(verb_out(state.0.classifiers.store().verb(id).await?)))
+    Ok(Json(verb_out(state.0.service.store().verb(id).await?)))
 }
 
 /// Register a verb and its interactions; they are detectable in the next request.
@@ -107,7 +103,7 @@ pub async fn create_verb(
             .collect(),
         pack: body.pack,
     };
-    let (verb, interactions, version) = state.0.classifiers.store().add_verb(new).await?;
+    let (verb, interactions, version) = state.0.service.store().add_verb(new).await?;
     rebuild(&state).await?;
     Ok((
         StatusCode::CREATED,
@@ -129,7 +125,7 @@ pub async fn delete_verb(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
     admin(&state, &headers)?;
-    let version = state.0.classifiers.store().remove_verb(id).await?;
+    let version = state.0.service.store().remove_verb(id).await?;
     rebuild(&state).await?;
     Ok(Json(Deleted {
         vocabulary_version: version,
@@ -144,7 +140,7 @@ pub async fn list_objects(
     Ok(Json(
         state
             .0
-            .classifiers
+            .service
             .store()
             .objects()
             .await?
@@ -161,9 +157,7 @@ pub async fn get_object(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ObjectRecordOut>, ApiError> {
-    Ok(Json(object_out(
-        state.0.classifiers.store().object(id).await?,
-    )))
+    Ok(Json(object_out(state.0.service.store().object(id).await?)))
 }
 
 /// Register an object (a new row of the object classifier).
@@ -178,7 +172,7 @@ pub async fn create_object(
     admin(&state, &headers)?;
     let (object, version) = state
         .0
-        .classifiers
+        .service
         .store()
         .add_object(&body.name, body.prompt.as_deref())
         .await?;
@@ -202,7 +196,7 @@ pub async fn delete_object(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
     admin(&state, &headers)?;
-    let version = state.0.classifiers.store().remove_object(id).await?;
+    let version = state.0.service.store().remove_object(id).await?;
     rebuild(&state).await?;
     Ok(Json(Deleted {
         vocabulary_version: version,
@@ -218,7 +212,7 @@ pub async fn list_interactions(
     Ok(Json(
         state
             .0
-            .classifiers
+            .service
             .store()
             .interactions(filter.pack.as_deref())
             .await?
@@ -236,7 +230,7 @@ pub async fn get_interaction(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<InteractionOut>, ApiError> {
     Ok(Json(interaction_out(
-        state.0.classifiers.store().interaction(id).await?,
+        state.0.service.store().interaction(id).await?,
     )))
 }
 
@@ -252,7 +246,7 @@ pub async fn create_interaction(
     admin(&state, &headers)?;
     let (interaction, version) = state
         .0
-        .classifiers
+        .service
         .store()
         .add_interaction(
             &body.verb,
@@ -281,7 +275,7 @@ pub async fn delete_interaction(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
     admin(&state, &headers)?;
-    let version = state.0.classifiers.store().remove_interaction(id).await?;
+    let version = state.0.service.store().remove_interaction(id).await?;
     rebuild(&state).await?;
     Ok(Json(Deleted {
         vocabulary_version: version,
@@ -294,7 +288,7 @@ pub async fn list_packs(State(state): State<AppState>) -> Result<Json<Vec<PackOu
     Ok(Json(
         state
             .0
-            .classifiers
+            .service
             .store()
             .packs()
             .await?
@@ -316,7 +310,7 @@ pub async fn export_pack(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PackExport>, ApiError> {
-    Ok(Json(state.0.classifiers.store().export_pack(&name).await?))
+    Ok(Json(state.0.service.store().export_pack(&name).await?))
 }
 
 /// Import a pack exported by `/packs/{name}/export`.
@@ -329,7 +323,7 @@ pub async fn import_pack(
     ApiJson(pack): ApiJson<PackExport>,
 ) -> Result<(StatusCode, Json<Deleted>), ApiError> {
     admin(&state, &headers)?;
-    let version = state.0.classifiers.store().import_pack(&pack).await?;
+    let version = state.0.service.store().import_pack(&pack).await?;
     rebuild(&state).await?;
     Ok((
         StatusCode::CREATED,
@@ -342,10 +336,10 @@ pub async fn import_pack(
 /// Vocabulary version and counts.
 #[utoipa::path(get, path = "/vocabulary", tag = "vocabulary", responses((status = 200, description = "OK", body = VocabularyOut)))]
 pub async fn vocabulary(State(state): State<AppState>) -> Result<Json<VocabularyOut>, ApiError> {
-    let store = state.0.classifiers.store();
+    let store = state.0.service.store();
     Ok(Json(VocabularyOut {
         version: store.version().await?,
-        classifier_version: state.0.classifiers.current().map(|s| s.version),
+        classifier_version: state.0.service.classes().map(|s| s.version),
         verbs: store.verbs().await?.len(),
         objects: store.objects().await?.len(),
         interactions: store.interactions(None).await?.len(),

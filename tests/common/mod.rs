@@ -49,3 +49,82 @@ pub fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     }
     bytes
 }
+
+/// A gate batches wait at while it is closed.
+#[derive(Clone)]
+pub struct Gate(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn closed() -> Self {
+        Self(std::sync::Arc::new((
+            std::sync::Mutex::new(true),
+            std::sync::Condvar::new(),
+        )))
+    }
+
+    pub fn open(&self) {
+        if let Ok(mut closed) = self.0.0.lock() {
+            *closed = false;
+        }
+        self.0.1.notify_all();
+    }
+
+    fn pass(&self) {
+        let Ok(mut closed) = self.0.0.lock() else {
+            return;
+        };
+        while *closed {
+            match self.0.1.wait(closed) {
+                Ok(guard) => closed = guard,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// A runner that reports each batch it starts and then waits at the gate: lets tests
+/// fill the queue deterministically.
+pub struct Held<R> {
+    pub inner: R,
+    pub gate: Gate,
+    pub started: std::sync::mpsc::Sender<usize>,
+}
+
+impl<R: hoiclip::engine::Runner> hoiclip::engine::Runner for Held<R> {
+    fn run(
+        &mut self,
+        batch: &[hoiclip::engine::Request],
+    ) -> Result<Vec<hoiclip::detector::ImageDetections>, hoiclip::engine::EngineError> {
+        let _ = self.started.send(batch.len());
+        self.gate.pass();
+        self.inner.run(batch)
+    }
+}
+
+/// The demo detector with a fresh in-memory vocabulary (HICO-DET seeded) and its first
+/// classifier set built.
+pub async fn demo_parts() -> (
+    std::sync::Arc<hoiclip::detector::Detector<B>>,
+    std::sync::Arc<hoiclip::classifier::ClassifierService<B>>,
+) {
+    use std::sync::Arc;
+    let device = Default::default();
+    let detector = Arc::new(hoiclip::detector::Detector::<B>::demo(&device).unwrap());
+    let tokenizer = Arc::new(hoiclip::model::clip::tokenizer::ClipTokenizer::new().unwrap());
+    let store = hoiclip::vocab::store::VocabStore::open("sqlite::memory:", tokenizer.clone())
+        .await
+        .unwrap();
+    store.seed(&hoiclip::vocab::Pack::hico_det()).await.unwrap();
+    let classifiers = Arc::new(hoiclip::classifier::ClassifierService::new(
+        store,
+        tokenizer,
+        &detector.model().clip_model,
+        None,
+        &device,
+    ));
+    classifiers
+        .refresh(&detector.model().clip_model)
+        .await
+        .unwrap();
+    (detector, classifiers)
+}

@@ -1,0 +1,322 @@
+//! The inference engine: one worker thread owns the model and its device; request
+//! handlers hand it jobs through a bounded queue and await the answer.
+//!
+//! The worker takes the first waiting job, then keeps collecting until it has
+//! `max_batch_size` jobs or `max_batch_delay` has passed, drops jobs whose deadline passed
+//! or whose client left, and gives the rest to its [`Runner`] as one batch. A panic inside
+//! the runner fails that batch's jobs only; the worker goes on with the next batch.
+
+mod runner;
+mod service;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::detector::{DetectOptions, ImageDetections};
+use crate::vision::preprocess::Prepared;
+
+pub use runner::{BatchPolicy, DetectorRunner, Runner};
+pub use service::{ClassView, Inference, Service};
+
+/// Queue and batching settings (`hoiclip serve` flags).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Jobs waiting for the worker (not counting the batch it is running); more get 429.
+    pub max_queue: usize,
+    /// Images per forward pass at most.
+    pub max_batch_size: usize,
+    /// How long the worker waits for more jobs after the first one of a batch.
+    pub max_batch_delay: Duration,
+    pub policy: BatchPolicy,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_queue: 32,
+            max_batch_size: 8,
+            max_batch_delay: Duration::from_millis(5),
+            policy: BatchPolicy::SameSize,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum EngineError {
+    #[error("the detection queue is full ({0} waiting)")]
+    QueueFull(usize),
+    #[error("the request waited longer than its deadline")]
+    DeadlineExceeded,
+    #[error("the inference worker has stopped")]
+    Stopped,
+    #[error("the forward pass failed: {0}")]
+    Failed(String),
+}
+
+/// What a handler asks of the engine.
+pub struct Request {
+    pub input: Prepared,
+    pub options: DetectOptions,
+    /// The classifier set the request was validated against; it is scored with it.
+    pub classes: ClassView,
+    /// Past this instant the job is dropped instead of run.
+    pub deadline: Instant,
+}
+
+struct Job {
+    request: Request,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<ImageDetections, EngineError>>,
+}
+
+/// Counters for tests and `/info`.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub batches: AtomicU64,
+    pub jobs_run: AtomicU64,
+    pub largest_batch: AtomicUsize,
+    pub expired: AtomicU64,
+    pub failed_batches: AtomicU64,
+}
+
+/// Handle to the worker. Cloning is cheap; the worker stops when every handle is gone.
+#[derive(Clone)]
+pub struct Engine {
+    sender: SyncSender<Job>,
+    waiting: Arc<AtomicUsize>,
+    stats: Arc<EngineStats>,
+    options: EngineOptions,
+}
+
+/// A submitted job's answer.
+pub struct Ticket {
+    receiver: oneshot::Receiver<Result<ImageDetections, EngineError>>,
+    deadline: Instant,
+}
+
+impl Ticket {
+    /// Waits for the answer, at most until the request's deadline.
+    pub async fn wait(self) -> Result<ImageDetections, EngineError> {
+        match tokio::time::timeout_at(self.deadline.into(), self.receiver).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EngineError::Stopped),
+            Err(_) => Err(EngineError::DeadlineExceeded),
+        }
+    }
+}
+
+impl Engine {
+    /// Starts the worker thread; `make_runner` runs on it, so the runner (and the device
+    /// state it creates) never leaves that thread.
+    pub fn start<R, F>(make_runner: F, options: EngineOptions) -> Self
+    where
+        R: Runner,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        let options = EngineOptions {
+            max_queue: options.max_queue.max(1),
+            max_batch_size: options.max_batch_size.max(1),
+            ..options
+        };
+        let (sender, receiver) = std::sync::mpsc::sync_channel(options.max_queue);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let stats = Arc::new(EngineStats::default());
+        let worker = Worker {
+            receiver,
+            waiting: waiting.clone(),
+            stats: stats.clone(),
+            options: options.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("hoiclip-engine".into())
+            .spawn(move || worker.run(make_runner()));
+        if let Err(e) = spawned {
+            // Without a worker every submit answers `Stopped` (the receiver is gone).
+            tracing::error!(error = %e, "cannot start the inference worker");
+        }
+        Self {
+            sender,
+            waiting,
+            stats,
+            options,
+        }
+    }
+
+    /// Queues a request, or refuses at once when the queue is full.
+    pub fn submit(&self, request: Request) -> Result<Ticket, EngineError> {
+        let (reply, receiver) = oneshot::channel();
+        let deadline = request.deadline;
+        let job = Job {
+            request,
+            enqueued: Instant::now(),
+            reply,
+        };
+        // Count first so the worker never sees the counter below zero.
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        match self.sender.try_send(job) {
+            Ok(()) => {
+                metrics::gauge!("hoiclip_detect_queue_depth").set(self.queue_depth() as f64);
+                Ok(Ticket { receiver, deadline })
+            }
+            Err(e) => {
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                let error = match e {
+                    TrySendError::Full(_) => EngineError::QueueFull(self.options.max_queue),
+                    TrySendError::Disconnected(_) => EngineError::Stopped,
+                };
+                metrics::counter!("hoiclip_detect_rejected_total", "reason" => "queue_full")
+                    .increment(1);
+                Err(error)
+            }
+        }
+    }
+
+    /// Refuses when a submit now would be refused, so handlers can answer 429 before
+    /// decoding anything. (A later `submit` may still find the queue full.)
+    pub fn admit(&self) -> Result<(), EngineError> {
+        if self.queue_depth() >= self.options.max_queue {
+            metrics::counter!("hoiclip_detect_rejected_total", "reason" => "queue_full")
+                .increment(1);
+            return Err(EngineError::QueueFull(self.options.max_queue));
+        }
+        Ok(())
+    }
+
+    /// Jobs waiting for the worker.
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+}
+
+struct Worker {
+    receiver: Receiver<Job>,
+    waiting: Arc<AtomicUsize>,
+    stats: Arc<EngineStats>,
+    options: EngineOptions,
+}
+
+impl Worker {
+    fn run<R: Runner>(self, mut runner: R) {
+        while let Some(batch) = self.collect() {
+            let live = self.drop_stale(batch);
+            if !live.is_empty() {
+                self.execute(&mut runner, live);
+            }
+        }
+        tracing::info!("inference worker stopped");
+    }
+
+    fn take(&self, job: Job) -> Job {
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        job
+    }
+
+    /// Blocks for the first job, then gathers more until the batch is full or the delay
+    /// has passed. `None` once every engine handle is dropped.
+    fn collect(&self) -> Option<Vec<Job>> {
+        let first = self.take(self.receiver.recv().ok()?);
+        let mut batch = vec![first];
+        let until = Instant::now() + self.options.max_batch_delay;
+        while batch.len() < self.options.max_batch_size {
+            let left = until.saturating_duration_since(Instant::now());
+            let next = if left.is_zero() {
+                self.receiver
+                    .try_recv()
+                    .map_err(|_| RecvTimeoutError::Timeout)
+            } else {
+                self.receiver.recv_timeout(left)
+            };
+            match next {
+                Ok(job) => batch.push(self.take(job)),
+                Err(_) => break,
+            }
+        }
+        metrics::gauge!("hoiclip_detect_queue_depth")
+            .set(self.waiting.load(Ordering::Acquire) as f64);
+        Some(batch)
+    }
+
+    /// Answers expired jobs with `DeadlineExceeded` and forgets jobs nobody waits for.
+    fn drop_stale(&self, batch: Vec<Job>) -> Vec<Job> {
+        let now = Instant::now();
+        let mut live = Vec::with_capacity(batch.len());
+        for job in batch {
+            metrics::histogram!("hoiclip_queue_wait_seconds")
+                .record(now.duration_since(job.enqueued).as_secs_f64());
+            if job.reply.is_closed() {
+                continue;
+            }
+            if job.request.deadline <= now {
+                self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("hoiclip_detect_rejected_total", "reason" => "deadline")
+                    .increment(1);
+                let _ = job.reply.send(Err(EngineError::DeadlineExceeded));
+                continue;
+            }
+            live.push(job);
+        }
+        live
+    }
+
+    fn execute<R: Runner>(&self, runner: &mut R, jobs: Vec<Job>) {
+        let n = jobs.len();
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.jobs_run.fetch_add(n as u64, Ordering::Relaxed);
+        self.stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+        metrics::histogram!("hoiclip_batch_size").record(n as f64);
+        let (requests, replies): (Vec<Request>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let started = Instant::now();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runner.run(&requests)));
+        metrics::histogram!("hoiclip_forward_seconds").record(started.elapsed().as_secs_f64());
+        let results: Vec<Result<ImageDetections, EngineError>> = match outcome {
+            Ok(Ok(results)) if results.len() == n => results.into_iter().map(Ok).collect(),
+            Ok(Ok(results)) => failed(
+                n,
+                format!(
+                    "the runner returned {} results for {n} images",
+                    results.len()
+                ),
+            ),
+            Ok(Err(e)) => failed(n, e.to_string()),
+            Err(panic) => failed(n, panic_message(panic.as_ref())),
+        };
+        if results.first().is_some_and(Result::is_err) {
+            self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("hoiclip_batch_failures_total").increment(1);
+            if let Some(Err(e)) = results.first() {
+                tracing::error!(error = %e, images = n, "batch failed; its requests get an error");
+            }
+        }
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+fn failed(n: usize, message: String) -> Vec<Result<ImageDetections, EngineError>> {
+    (0..n)
+        .map(|_| Err(EngineError::Failed(message.clone())))
+        .collect()
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}

@@ -1,0 +1,82 @@
+//! What the worker runs a batch with. The real runner groups a batch by padded size
+//! (unless told to pad mixed sizes) and scores each image with its own classifier set.
+
+use std::sync::Arc;
+
+use burn::prelude::*;
+
+use super::{EngineError, Request};
+use crate::classifier::ClassifierSet;
+use crate::detector::{BatchItem, Detector, ImageDetections};
+
+/// Runs one batch on the worker thread: one result per request, in order. May panic; the
+/// worker contains it.
+pub trait Runner {
+    fn run(&mut self, batch: &[Request]) -> Result<Vec<ImageDetections>, EngineError>;
+}
+
+/// How images of different sizes share a forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BatchPolicy {
+    /// Only images with the same resized size share a pass: no padding, so a batched
+    /// result equals the image's result alone.
+    SameSize,
+    /// Mixed sizes are zero-padded into one pass, as the official evaluation batches.
+    /// HOICLIP has no padding mask in its CLIP fusion layers and padding also changes the
+    /// backbone's border features, so results move slightly (hoiclip-reference.md 8.3).
+    Pad,
+}
+
+pub struct DetectorRunner<B: Backend> {
+    detector: Arc<Detector<B>>,
+    policy: BatchPolicy,
+}
+
+impl<B: Backend> DetectorRunner<B> {
+    pub fn new(detector: Arc<Detector<B>>, policy: BatchPolicy) -> Self {
+        Self { detector, policy }
+    }
+}
+
+impl<B: Backend> Runner for DetectorRunner<B> {
+    fn run(&mut self, batch: &[Request]) -> Result<Vec<ImageDetections>, EngineError> {
+        let sets: Vec<&ClassifierSet<B>> = batch
+            .iter()
+            .map(|r| {
+                r.classes.set::<B>().ok_or_else(|| {
+                    EngineError::Failed("classifier set built for another backend".into())
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, request) in batch.iter().enumerate() {
+            let size = request.input.detr_size;
+            let group = match self.policy {
+                BatchPolicy::Pad => groups.first_mut(),
+                BatchPolicy::SameSize => groups
+                    .iter_mut()
+                    .find(|g| batch[g[0]].input.detr_size == size),
+            };
+            match group {
+                Some(g) => g.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        let mut out: Vec<Option<ImageDetections>> = vec![None; batch.len()];
+        for group in groups {
+            metrics::histogram!("hoiclip_forward_images").record(group.len() as f64);
+            let items: Vec<BatchItem<'_, B>> = group
+                .iter()
+                .map(|&i| BatchItem {
+                    input: &batch[i].input,
+                    options: &batch[i].options,
+                    set: sets[i],
+                })
+                .collect();
+            for (i, result) in group.iter().zip(self.detector.detect_batch(&items)) {
+                out[*i] = Some(result);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}

@@ -1,0 +1,372 @@
+//! The inference engine: a full queue refuses at once without keeping payloads, deadlines
+//! end waiting jobs, a failing batch fails only its own requests, and batched results
+//! equal unbatched ones.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{B, Gate, Held, fixture};
+use hoiclip::classifier::ClassifierSet;
+use hoiclip::detector::{DetectOptions, Detection, ImageDetections};
+use hoiclip::engine::{
+    BatchPolicy, ClassView, DetectorRunner, Engine, EngineError, EngineOptions, Request, Runner,
+};
+use hoiclip::vision::preprocess::Prepared;
+
+/// Answers each image with an empty result of its size; panics on a 13-pixel-wide image.
+struct Echo;
+
+impl Runner for Echo {
+    fn run(&mut self, batch: &[Request]) -> Result<Vec<ImageDetections>, EngineError> {
+        assert!(
+            batch.iter().all(|r| r.input.original.0 != 13),
+            "boom: a 13-pixel image"
+        );
+        Ok(batch
+            .iter()
+            .map(|r| ImageDetections {
+                width: r.input.original.0,
+                height: r.input.original.1,
+                detections: Vec::new(),
+            })
+            .collect())
+    }
+}
+
+fn fake_input(width: u32, floats: usize) -> Prepared {
+    Prepared {
+        original: (width, 10),
+        detr: vec![0.5; floats],
+        detr_size: (10, width as usize),
+        clip: Vec::new(),
+    }
+}
+
+async fn some_classes() -> ClassView {
+    let (_, classifiers) = common::demo_parts().await;
+    ClassView::new(classifiers.current().unwrap())
+}
+
+fn request(input: Prepared, classes: &ClassView, deadline: Duration) -> Request {
+    Request {
+        input,
+        options: DetectOptions::default(),
+        classes: classes.clone(),
+        deadline: Instant::now() + deadline,
+    }
+}
+
+/// Held echo engine: every batch is reported on the receiver, then waits for the gate.
+fn held_echo(options: EngineOptions) -> (Engine, Gate, std::sync::mpsc::Receiver<usize>) {
+    let gate = Gate::closed();
+    let (started, batches) = std::sync::mpsc::channel();
+    let held = gate.clone();
+    let engine = Engine::start(
+        move || Held {
+            inner: Echo,
+            gate: held,
+            started,
+        },
+        options,
+    );
+    (engine, gate, batches)
+}
+
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_at_once_and_keeps_no_payloads() {
+    let classes = some_classes().await;
+    let (engine, gate, batches) = held_echo(EngineOptions {
+        max_queue: 2,
+        max_batch_size: 1,
+        ..EngineOptions::default()
+    });
+    let minute = Duration::from_secs(60);
+    let running = engine
+        .submit(request(fake_input(1, 1), &classes, minute))
+        .unwrap();
+    batches.recv_timeout(minute).unwrap();
+    let queued: Vec<_> = (2..4)
+        .map(|w| {
+            engine
+                .submit(request(fake_input(w, 1), &classes, minute))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(engine.queue_depth(), 2);
+    assert_eq!(engine.admit(), Err(EngineError::QueueFull(2)));
+
+    // 500 refused requests of 4 MB each: 2 GB if the engine kept them.
+    let before = resident_bytes();
+    for _ in 0..500 {
+        let refused = engine.submit(request(fake_input(5, 1 << 20), &classes, minute));
+        assert!(matches!(refused, Err(EngineError::QueueFull(2))));
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(grown < 64 << 20, "resident memory grew by {grown} bytes");
+    assert_eq!(engine.queue_depth(), 2);
+
+    gate.open();
+    assert_eq!(running.wait().await.unwrap().width, 1);
+    for (ticket, width) in queued.into_iter().zip(2..) {
+        assert_eq!(ticket.wait().await.unwrap().width, width);
+    }
+    assert_eq!(engine.queue_depth(), 0);
+}
+
+#[tokio::test]
+async fn deadlines_end_waiting_requests_and_expired_jobs_never_run() {
+    let classes = some_classes().await;
+    let (engine, gate, batches) = held_echo(EngineOptions {
+        max_batch_size: 1,
+        ..EngineOptions::default()
+    });
+    let minute = Duration::from_secs(60);
+    let running = engine
+        .submit(request(fake_input(1, 1), &classes, minute))
+        .unwrap();
+    batches.recv_timeout(minute).unwrap();
+
+    // The handler side gives up at the deadline...
+    let waited = engine
+        .submit(request(
+            fake_input(2, 1),
+            &classes,
+            Duration::from_millis(50),
+        ))
+        .unwrap();
+    assert_eq!(waited.wait().await, Err(EngineError::DeadlineExceeded));
+    // ...and the worker drops a job whose deadline passed while it waited.
+    let expired = engine
+        .submit(request(
+            fake_input(3, 1),
+            &classes,
+            Duration::from_millis(50),
+        ))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.open();
+    assert_eq!(running.wait().await.unwrap().width, 1);
+    assert_eq!(expired.wait().await, Err(EngineError::DeadlineExceeded));
+    let after = engine
+        .submit(request(fake_input(4, 1), &classes, minute))
+        .unwrap();
+    assert_eq!(after.wait().await.unwrap().width, 4);
+    // Only the first and the last job reached the runner.
+    let mut ran = Vec::new();
+    while let Ok(n) = batches.try_recv() {
+        ran.push(n);
+    }
+    assert_eq!(ran, vec![1], "batches started after the first");
+    assert_eq!(engine.stats().jobs_run.load(Ordering::Relaxed), 2);
+    assert_eq!(engine.stats().expired.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_batch_fails_only_its_requests_and_the_worker_goes_on() {
+    let classes = some_classes().await;
+    let engine = Engine::start(
+        || Echo,
+        EngineOptions {
+            max_batch_size: 4,
+            max_batch_delay: Duration::from_millis(500),
+            ..EngineOptions::default()
+        },
+    );
+    let minute = Duration::from_secs(60);
+    let bad = engine
+        .submit(request(fake_input(13, 1), &classes, minute))
+        .unwrap();
+    let neighbour = engine
+        .submit(request(fake_input(14, 1), &classes, minute))
+        .unwrap();
+    for ticket in [bad, neighbour] {
+        match ticket.wait().await {
+            Err(EngineError::Failed(message)) => assert!(message.contains("boom"), "{message}"),
+            other => panic!("expected a failed batch, got {other:?}"),
+        }
+    }
+    let next = engine
+        .submit(request(fake_input(15, 1), &classes, minute))
+        .unwrap();
+    assert_eq!(next.wait().await.unwrap().width, 15);
+    assert_eq!(engine.stats().failed_batches.load(Ordering::Relaxed), 1);
+}
+
+fn photo(name: &str) -> image::RgbImage {
+    image::open(fixture(name)).unwrap().to_rgb8()
+}
+
+/// Same triplets in the same order; scores within 1e-4, boxes within 1e-2 px.
+fn assert_same(batched: &ImageDetections, alone: &ImageDetections, what: &str) -> f32 {
+    assert_eq!(
+        (batched.width, batched.height),
+        (alone.width, alone.height),
+        "{what}"
+    );
+    assert_eq!(
+        batched.detections.len(),
+        alone.detections.len(),
+        "{what}: count"
+    );
+    let mut worst = 0f32;
+    for (a, b) in batched.detections.iter().zip(&alone.detections) {
+        let Detection {
+            interaction_index,
+            score,
+            human,
+            object,
+            ..
+        } = a;
+        assert_eq!(*interaction_index, b.interaction_index, "{what}: class");
+        worst = worst.max((score - b.score).abs());
+        for (x, y) in human
+            .bbox
+            .iter()
+            .chain(&object.bbox)
+            .zip(b.human.bbox.iter().chain(&b.object.bbox))
+        {
+            assert!((x - y).abs() < 1e-2, "{what}: box {x} vs {y}");
+        }
+    }
+    assert!(worst < 1e-4, "{what}: score differs by {worst}");
+    worst
+}
+
+#[tokio::test]
+async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() {
+    let (detector, classifiers) = common::demo_parts().await;
+    let first: Arc<ClassifierSet<B>> = classifiers.current().unwrap();
+    classifiers
+        .store()
+        .add_interaction(
+            "ride",
+            "dog",
+            Some("a photo of a person riding a dog"),
+            Some("mine"),
+        )
+        .await
+        .unwrap();
+    let second = classifiers
+        .refresh(&detector.model().clip_model)
+        .await
+        .unwrap();
+    assert_ne!(first.version, second.version);
+
+    let base = photo("hoiclip/img0.png");
+    let images = [
+        base.clone(),
+        image::imageops::flip_horizontal(&base),
+        image::imageops::colorops::brighten(&base, 30),
+        photo("hoiclip/img1.png"),
+        photo("hoiclip/img2.jpg"),
+    ];
+    let sets = [&first, &second, &second, &first, &second];
+    let options = DetectOptions {
+        max_results: 20,
+        ..DetectOptions::default()
+    };
+    let engine = Engine::start(
+        {
+            let detector = detector.clone();
+            move || DetectorRunner::new(detector, BatchPolicy::SameSize)
+        },
+        EngineOptions {
+            max_batch_size: 8,
+            max_batch_delay: Duration::from_secs(2),
+            ..EngineOptions::default()
+        },
+    );
+    let tickets: Vec<_> = images
+        .iter()
+        .zip(sets)
+        .map(|(img, set)| {
+            engine
+                .submit(Request {
+                    input: detector.prepare(img),
+                    options: options.clone(),
+                    classes: ClassView::new(set.clone()),
+                    deadline: Instant::now() + Duration::from_secs(600),
+                })
+                .unwrap()
+        })
+        .collect();
+    let mut batched = Vec::new();
+    for t in tickets {
+        batched.push(t.wait().await.unwrap());
+    }
+    assert_eq!(engine.stats().largest_batch.load(Ordering::Relaxed), 5);
+    assert_eq!(engine.stats().batches.load(Ordering::Relaxed), 1);
+    for (i, (img, set)) in images.iter().zip(sets).enumerate() {
+        let alone = detector.detect_with_set(std::slice::from_ref(img), &options, set);
+        assert_same(&batched[i], &alone[0], &format!("image {i}"));
+    }
+}
+
+#[tokio::test]
+async fn the_pad_policy_matches_the_models_padded_batch() {
+    let (detector, classifiers) = common::demo_parts().await;
+    let set = classifiers.current().unwrap();
+    let images = [
+        photo("hoiclip/img0.png"),
+        photo("hoiclip/img1.png"),
+        photo("hoiclip/img2.jpg"),
+    ];
+    let options = DetectOptions {
+        max_results: 20,
+        ..DetectOptions::default()
+    };
+    let engine = Engine::start(
+        {
+            let detector = detector.clone();
+            move || DetectorRunner::new(detector, BatchPolicy::Pad)
+        },
+        EngineOptions {
+            max_batch_size: 3,
+            max_batch_delay: Duration::from_secs(2),
+            ..EngineOptions::default()
+        },
+    );
+    let tickets: Vec<_> = images
+        .iter()
+        .map(|img| {
+            engine
+                .submit(Request {
+                    input: detector.prepare(img),
+                    options: options.clone(),
+                    classes: ClassView::new(set.clone()),
+                    deadline: Instant::now() + Duration::from_secs(600),
+                })
+                .unwrap()
+        })
+        .collect();
+    let together = detector.detect_with_set(&images, &options, &set);
+    let mut moved = 0f32;
+    for (i, t) in tickets.into_iter().enumerate() {
+        let padded = t.wait().await.unwrap();
+        assert_same(&padded, &together[i], &format!("image {i}"));
+        // The reference model's batch effect (hoiclip-reference.md 8.3): padding moves
+        // the smaller images' scores, which is why `same-size` is the default.
+        let alone = detector.detect_with_set(std::slice::from_ref(&images[i]), &options, &set);
+        for (a, b) in padded.detections.iter().zip(&alone[0].detections) {
+            moved = moved.max((a.score - b.score).abs());
+        }
+    }
+    eprintln!("largest score change from padding: {moved}");
+    assert!(
+        moved > 1e-4,
+        "padding changed nothing ({moved}): is the batch really padded?"
+    );
+}
