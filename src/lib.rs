@@ -9,6 +9,7 @@ pub mod backend;
 pub mod classifier;
 pub mod detector;
 pub mod engine;
+pub mod eval;
 pub mod model;
 pub mod postprocess;
 pub mod vision;

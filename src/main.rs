@@ -1,5 +1,7 @@
 //! The `hoiclip` command line.
 
+mod eval_command;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -78,6 +80,10 @@ enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI document (what openapi/openapi.json holds).
     Openapi,
+    /// Benchmark numbers: HICO-DET mAP (Default and Known-object; Full/Rare/Non-rare, and
+    /// Unseen/Seen for a zero-shot split) or V-COCO role AP (Scenarios 1 and 2), from a
+    /// checkpoint run over the test images or from saved predictions.
+    Eval(eval_command::EvalArgs),
     /// Manage the vocabulary in the database (seeded with HICO-DET and V-COCO on first use).
     Vocab {
         /// SQLite database URL.
@@ -549,6 +555,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => vocab(&database_url, command)?,
         Command::Serve(args) => serve(args)?,
         Command::Openapi => println!("{}", hoiclip::api::openapi_json()),
+        Command::Eval(args) => eval_command::eval(args)?,
         Command::EmbedText { weights, prompts } => {
             let ckpt = Checkpoint::open(&weights)?;
             let mut clip = ClipConfig::vit_b_32().init::<Cpu>(&Default::default());

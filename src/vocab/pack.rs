@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-const HICO_DET_JSON: &str = include_str!("../../models/vocab/hico-det.json");
-const V_COCO_JSON: &str = include_str!("../../models/vocab/v-coco.json");
+pub(crate) const HICO_DET_JSON: &str = include_str!("../../models/vocab/hico-det.json");
+pub(crate) const V_COCO_JSON: &str = include_str!("../../models/vocab/v-coco.json");
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {

@@ -1,0 +1,144 @@
+//! The saved-predictions file (`--save-predictions` / `--predictions`): one entry per
+//! image with its triplets, classes as indices of the dataset's official HOI order.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{EvalError, json, read_text};
+
+pub const FORMAT: &str = "hoiclip-predictions/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PredictionFile {
+    pub format: String,
+    /// "hico-det" or "v-coco".
+    pub dataset: String,
+    /// The model that made them (name, weights), for the record.
+    #[serde(default)]
+    pub model: Option<String>,
+    pub images: Vec<ImagePredictions>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImagePredictions {
+    pub file_name: String,
+    pub triplets: Vec<PredictedTriplet>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PredictedTriplet {
+    /// `[x1, y1, x2, y2]` in original pixels, 0-based.
+    pub human: [f64; 4],
+    pub object: [f64; 4],
+    /// Index in the dataset's HOI order (HICO-DET: 0..600, `hoi_category_id - 1`).
+    pub hoi: usize,
+    pub score: f64,
+}
+
+impl PredictionFile {
+    pub fn new(dataset: &str, model: Option<String>) -> Self {
+        Self {
+            format: FORMAT.into(),
+            dataset: dataset.into(),
+            model,
+            images: Vec::new(),
+        }
+    }
+
+    /// Reads and checks a file written by `--save-predictions` (or by hand): every field
+    /// present and typed, boxes ordered, scores finite, classes below `classes`.
+    pub fn load(path: &Path, dataset: &str, classes: usize) -> Result<Self, EvalError> {
+        let name = path.display().to_string();
+        Self::parse(&read_text(path)?, &name, dataset, classes)
+    }
+
+    pub fn parse(text: &str, path: &str, dataset: &str, classes: usize) -> Result<Self, EvalError> {
+        let root = json::parse(path, text)?;
+        let format = json::string(path, "format", json::get(path, "", &root, "format")?)?;
+        if format != FORMAT {
+            return Err(EvalError::invalid(
+                path,
+                "format",
+                format!("expected \"{FORMAT}\", found \"{format}\""),
+            ));
+        }
+        let found = json::string(path, "dataset", json::get(path, "", &root, "dataset")?)?;
+        if found != dataset {
+            return Err(EvalError::invalid(
+                path,
+                "dataset",
+                format!("these are {found} predictions, not {dataset}"),
+            ));
+        }
+        let model = root
+            .get("model")
+            .and_then(|m| m.as_str())
+            .map(str::to_string);
+        let mut images = Vec::new();
+        let list = json::array(path, "images", json::get(path, "", &root, "images")?)?;
+        for (i, image) in list.iter().enumerate() {
+            let at = format!("images[{i}]");
+            let file_name = json::string(
+                path,
+                &format!("{at}.file_name"),
+                json::get(path, &at, image, "file_name")?,
+            )?;
+            let mut triplets = Vec::new();
+            let items = json::array(
+                path,
+                &format!("{at}.triplets"),
+                json::get(path, &at, image, "triplets")?,
+            )?;
+            for (j, t) in items.iter().enumerate() {
+                let at = format!("{at}.triplets[{j}]");
+                let hoi = json::index(path, &format!("{at}.hoi"), json::get(path, &at, t, "hoi")?)?
+                    as usize;
+                if hoi >= classes {
+                    return Err(EvalError::invalid(
+                        path,
+                        format!("{at}.hoi"),
+                        format!("{hoi} is not a {dataset} class (0..{classes})"),
+                    ));
+                }
+                triplets.push(PredictedTriplet {
+                    human: json::bbox(
+                        path,
+                        &format!("{at}.human"),
+                        json::get(path, &at, t, "human")?,
+                    )?,
+                    object: json::bbox(
+                        path,
+                        &format!("{at}.object"),
+                        json::get(path, &at, t, "object")?,
+                    )?,
+                    hoi,
+                    score: json::number(
+                        path,
+                        &format!("{at}.score"),
+                        json::get(path, &at, t, "score")?,
+                    )?,
+                });
+            }
+            images.push(ImagePredictions {
+                file_name,
+                triplets,
+            });
+        }
+        Ok(Self {
+            format,
+            dataset: found,
+            model,
+            images,
+        })
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), EvalError> {
+        let text = serde_json::to_string(self)
+            .map_err(|e| EvalError::invalid(&path.display().to_string(), "", e.to_string()))?;
+        std::fs::write(path, text).map_err(|source| EvalError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}

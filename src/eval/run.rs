@@ -1,0 +1,210 @@
+//! Runs the detector over a dataset's images through the engine (batched, decoding
+//! overlapped with inference, memory bounded by the queue) and collects predictions.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burn::prelude::*;
+
+use super::EvalError;
+use super::predictions::{ImagePredictions, PredictedTriplet, PredictionFile};
+use super::vcoco::{VcocoDetection, VcocoGroundTruth};
+use crate::detector::{DetectOptions, Detector, ImageDetections};
+use crate::engine::{BatchPolicy, ClassView, DetectorRunner, Engine, EngineOptions, Request};
+use crate::vision::{DecodeLimits, decode};
+
+/// How to run the model.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub batch_size: usize,
+    pub policy: BatchPolicy,
+    /// Training-free enhancement with CLIP's top-K (the paper's best HICO-DET run: 10).
+    pub tfe_top_k: Option<usize>,
+}
+
+/// Detects every image (`file_name` relative to `images`) with the checkpoint's own
+/// classifier, keeping the official top-100 triplets per image. `progress(done, total)` is
+/// called after each image. A missing or undecodable image is an error naming it.
+pub async fn predict<B: Backend>(
+    detector: Arc<Detector<B>>,
+    dataset: &str,
+    images: &Path,
+    file_names: &[String],
+    options: &RunOptions,
+    progress: impl Fn(usize, usize),
+) -> Result<PredictionFile, EvalError> {
+    let max_queue = options.batch_size.max(1) * 2;
+    let engine = Engine::start(
+        {
+            let detector = detector.clone();
+            let policy = options.policy;
+            move || DetectorRunner::new(detector, policy)
+        },
+        EngineOptions {
+            max_queue,
+            max_batch_size: options.batch_size.max(1),
+            max_batch_delay: Duration::from_millis(20),
+            policy: options.policy,
+        },
+    );
+    let classes = ClassView::new(detector.classes());
+    let detect = DetectOptions {
+        score_threshold: 0.0,
+        max_results: 100,
+        tfe_top_k: options.tfe_top_k,
+        classes: None,
+    };
+    let model = detector.info();
+    let mut out = PredictionFile::new(
+        dataset,
+        Some(match &model.weights {
+            Some(w) => format!("{} ({})", model.name, w.display()),
+            None => format!("{} (random demo weights)", model.name),
+        }),
+    );
+    let mut pending: VecDeque<(usize, crate::engine::Ticket)> = VecDeque::new();
+    let total = file_names.len();
+    for (i, name) in file_names.iter().enumerate() {
+        // Bounded: wait for the oldest answer before the queue could overflow.
+        if pending.len() >= max_queue {
+            collect_one(&mut pending, file_names, &mut out).await?;
+            progress(out.images.len(), total);
+        }
+        let path = images.join(name);
+        let prepare_with = detector.clone();
+        let input = tokio::task::spawn_blocking(move || {
+            let image = read_image(&path)?;
+            Ok::<_, EvalError>(prepare_with.prepare(&image))
+        })
+        .await
+        .map_err(|e| EvalError::invalid(name, "", e.to_string()))??;
+        let ticket = engine
+            .submit(Request {
+                input,
+                options: detect.clone(),
+                classes: classes.clone(),
+                deadline: Instant::now() + Duration::from_secs(24 * 3600),
+            })
+            .map_err(|e| EvalError::invalid(name, "", e.to_string()))?;
+        pending.push_back((i, ticket));
+    }
+    while !pending.is_empty() {
+        collect_one(&mut pending, file_names, &mut out).await?;
+        progress(out.images.len(), total);
+    }
+    Ok(out)
+}
+
+async fn collect_one(
+    pending: &mut VecDeque<(usize, crate::engine::Ticket)>,
+    file_names: &[String],
+    out: &mut PredictionFile,
+) -> Result<(), EvalError> {
+    if let Some((i, ticket)) = pending.pop_front() {
+        let name = &file_names[i];
+        let result = ticket
+            .wait()
+            .await
+            .map_err(|e| EvalError::invalid(name, "", e.to_string()))?;
+        out.images.push(to_predictions(name, result));
+    }
+    Ok(())
+}
+
+fn read_image(path: &PathBuf) -> Result<image::RgbImage, EvalError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| EvalError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    let limits = DecodeLimits {
+        max_pixels: 100_000_000,
+        ..DecodeLimits::default()
+    };
+    decode(&bytes, limits).map_err(|e| EvalError::invalid(&name, "", e.to_string()))
+}
+
+fn to_predictions(name: &str, result: ImageDetections) -> ImagePredictions {
+    let widen = |b: [f32; 4]| b.map(f64::from);
+    ImagePredictions {
+        file_name: name.to_string(),
+        triplets: result
+            .detections
+            .into_iter()
+            .map(|d| PredictedTriplet {
+                human: widen(d.human.bbox),
+                object: widen(d.object.bbox),
+                hoi: d.interaction_index,
+                score: f64::from(d.score),
+            })
+            .collect(),
+    }
+}
+
+/// Per V-COCO interaction: its action, its role (`None` for agent-only actions) and
+/// whether it has no object.
+fn vcoco_roles() -> Vec<(String, Option<String>, bool)> {
+    #[derive(serde::Deserialize)]
+    struct Verb {
+        action: String,
+        role: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        verbs: Vec<Verb>,
+    }
+    let file: File = serde_json::from_str(crate::vocab::pack::V_COCO_JSON)
+        .expect("the embedded V-COCO vocabulary is valid");
+    let pack = crate::vocab::Pack::v_coco();
+    pack.interactions
+        .iter()
+        .map(|i| {
+            let verb = &file.verbs[i.verb];
+            let no_object = i.object >= pack.objects.len();
+            (verb.action.clone(), verb.role.clone(), no_object)
+        })
+        .collect()
+}
+
+/// Official-format V-COCO detections from triplets over the 263 V-COCO interactions: one
+/// detection per triplet, scored for its action (agent) and, for actions with a role, for
+/// that role with the object box. Interactions without an object ("cutting with
+/// something") predict the all-zero box, which Scenario 1 reads as "no role object".
+pub fn vcoco_detections(
+    predictions: &PredictionFile,
+    gt: &VcocoGroundTruth,
+    path: &str,
+) -> Result<Vec<VcocoDetection>, EvalError> {
+    let roles = vcoco_roles();
+    let mut out = Vec::new();
+    for (i, image) in predictions.images.iter().enumerate() {
+        let image_id = gt.image_id(&image.file_name).ok_or_else(|| {
+            EvalError::invalid(
+                path,
+                format!("images[{i}].file_name"),
+                format!("`{}` is not a V-COCO test image", image.file_name),
+            )
+        })?;
+        for t in &image.triplets {
+            let Some((action, role, no_object)) = roles.get(t.hoi) else {
+                continue;
+            };
+            let mut detection = VcocoDetection {
+                image_id,
+                person_box: t.human,
+                ..VcocoDetection::default()
+            };
+            detection.agent_scores.insert(action.clone(), t.score);
+            if let Some(role) = role {
+                let object = if *no_object { [0.0; 4] } else { t.object };
+                detection
+                    .role_boxes
+                    .insert((action.clone(), role.clone()), (object, t.score));
+            }
+            out.push(detection);
+        }
+    }
+    Ok(out)
+}

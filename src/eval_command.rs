@@ -1,0 +1,232 @@
+//! `hoiclip eval`: benchmark numbers from a checkpoint or from saved predictions.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use hoiclip::detector::Detector;
+use hoiclip::engine::BatchPolicy;
+use hoiclip::eval::ap::ApMethod;
+use hoiclip::eval::hico::{self, HicoAnnotations, HicoOptions, HicoVocabulary, Protocol};
+use hoiclip::eval::predictions::PredictionFile;
+use hoiclip::eval::run::{RunOptions, predict, vcoco_detections};
+use hoiclip::eval::vcoco::{self, VcocoGroundTruth};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dataset {
+    HicoDet,
+    VCoco,
+}
+
+impl Dataset {
+    fn name(self) -> &'static str {
+        match self {
+            Dataset::HicoDet => "hico-det",
+            Dataset::VCoco => "v-coco",
+        }
+    }
+
+    fn classes(self) -> usize {
+        match self {
+            Dataset::HicoDet => hico::CLASSES,
+            Dataset::VCoco => 263,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long, value_enum)]
+    dataset: Dataset,
+    /// HICO-DET: the PPDM-style test_hico.json. V-COCO: vcoco_test.json.
+    #[arg(long)]
+    annotations: PathBuf,
+    /// V-COCO: instances_vcoco_all_2014.json (COCO boxes and file names).
+    #[arg(long, required_if_eq("dataset", "v-coco"))]
+    instances: Option<PathBuf>,
+    /// V-COCO: vcoco_test.ids (one image id per line).
+    #[arg(long, required_if_eq("dataset", "v-coco"))]
+    ids: Option<PathBuf>,
+    /// Folder of the test images (HICO-DET test2015, or COCO for V-COCO); file names come
+    /// from the annotations. Needed unless --predictions is given.
+    #[arg(long, required_unless_present = "predictions")]
+    images: Option<PathBuf>,
+    /// An official HOICLIP checkpoint or a file from `hoiclip convert`. Without it the demo
+    /// model runs and the numbers mean nothing.
+    #[arg(long, env = "HOICLIP_WEIGHTS")]
+    weights: Option<PathBuf>,
+    /// HICO-DET zero-shot split whose classes are "unseen": rare_first, non_rare_first,
+    /// unseen_object, unseen_verb (also uc0..uc4).
+    #[arg(long)]
+    zero_shot: Option<String>,
+    /// HICO-DET: `official` (ho-rcnn MATLAB, what papers report) or `gen-vlkt` (the
+    /// GEN-VLKT/HOICLIP Python evaluator). V-COCO always follows vsrl_eval.py.
+    #[arg(long, value_enum, default_value = "official")]
+    protocol: Protocol,
+    /// HICO-DET AP: eleven-point (both HICO-DET evaluators) or all-point (VOC 2010+).
+    #[arg(long, value_enum, default_value = "eleven-point")]
+    ap: ApMethod,
+    /// Score these saved predictions instead of running the model.
+    #[arg(long, conflicts_with_all = ["weights", "save_predictions"])]
+    predictions: Option<PathBuf>,
+    /// Also write the predictions to this file (reusable with --predictions).
+    #[arg(long)]
+    save_predictions: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// same-size (results equal batch-1 ones) or pad (mixed sizes padded together, as the
+    /// official evaluation batched).
+    #[arg(long, value_enum, default_value = "same-size")]
+    batch_policy: BatchPolicy,
+    /// Training-free enhancement with CLIP's top-K; the paper's 34.69 uses 10.
+    #[arg(long)]
+    tfe: Option<usize>,
+    /// Only the first N images of the split (a quick look; not comparable to full runs).
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let dataset = args.dataset;
+    let mut ground_truth = match dataset {
+        Dataset::HicoDet => Truth::Hico(HicoAnnotations::load(
+            &args.annotations,
+            &HicoVocabulary::official(),
+        )?),
+        Dataset::VCoco => Truth::Vcoco(VcocoGroundTruth::load(
+            &args.annotations,
+            args.instances
+                .as_deref()
+                .context("--instances is required for v-coco")?,
+            args.ids
+                .as_deref()
+                .context("--ids is required for v-coco")?,
+        )?),
+    };
+    let mut file_names = match &ground_truth {
+        Truth::Hico(gt) => gt.images.iter().map(|i| i.file_name.clone()).collect(),
+        Truth::Vcoco(gt) => gt.test_images(),
+    };
+    if let Some(n) = args.limit {
+        // Score only the images that are run.
+        file_names.truncate(n);
+        match &mut ground_truth {
+            Truth::Hico(gt) => gt.images.truncate(n),
+            Truth::Vcoco(gt) => gt.truncate(n),
+        }
+    }
+    let (predictions, source) = match &args.predictions {
+        Some(path) => (
+            PredictionFile::load(path, dataset.name(), dataset.classes())?,
+            path.display().to_string(),
+        ),
+        None => {
+            let images = args.images.as_deref().context("--images is required")?;
+            let predictions = run_model(&args, images, &file_names)?;
+            if let Some(out) = &args.save_predictions {
+                predictions.save(out)?;
+                eprintln!("predictions saved to {}", out.display());
+            }
+            (predictions, "the model's predictions".to_string())
+        }
+    };
+    match &ground_truth {
+        Truth::Hico(gt) => report_hico(gt, &predictions, &args, &source),
+        Truth::Vcoco(gt) => {
+            let detections = vcoco_detections(&predictions, gt, &source)?;
+            let report = vcoco::evaluate(gt, &detections);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(())
+        }
+    }
+}
+
+enum Truth {
+    Hico(HicoAnnotations),
+    Vcoco(VcocoGroundTruth),
+}
+
+fn report_hico(
+    gt: &HicoAnnotations,
+    predictions: &PredictionFile,
+    args: &EvalArgs,
+    source: &str,
+) -> anyhow::Result<()> {
+    let report = hico::evaluate(
+        gt,
+        predictions,
+        &HicoVocabulary::official(),
+        &HicoOptions {
+            protocol: args.protocol,
+            ap: args.ap,
+            zero_shot: args.zero_shot.clone(),
+        },
+        source,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+/// Loads the model on the CPU and runs it over the split with a progress bar.
+fn run_model(
+    args: &EvalArgs,
+    images: &Path,
+    file_names: &[String],
+) -> anyhow::Result<PredictionFile> {
+    type B = hoiclip::backend::Cpu;
+    let device = Default::default();
+    let detector = Arc::new(match &args.weights {
+        Some(path) => Detector::<B>::from_weights(path, &device)?,
+        None => {
+            tracing::warn!(
+                "no --weights: evaluating the DEMO model (random weights); the numbers mean nothing"
+            );
+            Detector::<B>::demo(&device)?
+        }
+    });
+    let vocabulary = &detector.info().vocabulary;
+    if vocabulary != args.dataset.name() {
+        anyhow::bail!(
+            "the model's classifier is {vocabulary}; evaluating {} needs a {} checkpoint",
+            args.dataset.name(),
+            args.dataset.name()
+        );
+    }
+    let bar = indicatif::ProgressBar::new(file_names.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images  {per_sec}  elapsed {elapsed_precise}  ETA {eta_precise}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let options = RunOptions {
+        batch_size: args.batch_size,
+        policy: args.batch_policy,
+        tfe_top_k: args.tfe,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let predictions = runtime.block_on(predict(
+        detector,
+        args.dataset.name(),
+        images,
+        file_names,
+        &options,
+        |done, _| bar.set_position(done as u64),
+    ))?;
+    bar.finish();
+    Ok(predictions)
+}
