@@ -2,7 +2,7 @@
 //! (batch 1, trunk + heads) and peak RSS. Run through `benches/detector.sh`, which also
 //! times the PyTorch reference on the same machine and threads.
 //!
-//!     cargo bench --bench detector -- [--iters N]
+//!     cargo bench --bench detector -- [--iters N] [--batch N] [--device cuda]
 
 use std::time::Instant;
 
@@ -27,23 +27,47 @@ fn peak_rss_mb() -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let iters: usize = args
-        .iter()
-        .position(|a| a == "--iters")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let device = Default::default();
-    let model = HoiclipConfig::hico_det().init::<Cpu>(&device);
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let iters = value("--iters").unwrap_or(3);
+    let batch = value("--batch").unwrap_or(1);
+    let cuda = args
+        .windows(2)
+        .any(|w| w[0] == "--device" && w[1] == "cuda");
+    if cuda {
+        #[cfg(feature = "cuda")]
+        {
+            let device = burn::backend::cuda::CudaDevice::new(0);
+            return bench::<hoiclip::backend::Cuda>(&device, iters, batch, "burn-cuda");
+        }
+        #[cfg(not(feature = "cuda"))]
+        panic!("--device cuda needs `--features cuda`");
+    }
+    let name = format!("burn-{}", hoiclip::backend::cpu_backend_name());
+    bench::<Cpu>(&Default::default(), iters, batch, &name);
+}
+
+/// Full-size trunk + heads on `batch` random 800x1200 images; prints ms per image.
+fn bench<B: Backend>(device: &B::Device, iters: usize, batch: usize, name: &str) {
+    let model = HoiclipConfig::hico_det().init::<B>(device);
     let classifier = model.trained_classifier();
     let input = || ModelInput {
-        detr: Tensor::<Cpu, 4>::random([1, 3, 800, 1200], Distribution::Normal(0.0, 1.0), &device),
-        valid: vec![(800, 1200)],
-        clip: Tensor::<Cpu, 4>::random([1, 3, 224, 224], Distribution::Normal(0.0, 1.0), &device),
+        detr: Tensor::<B, 4>::random(
+            [batch, 3, 800, 1200],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        ),
+        valid: vec![(800, 1200); batch],
+        clip: Tensor::<B, 4>::random([batch, 3, 224, 224], Distribution::Normal(0.0, 1.0), device),
     };
-    let run = |input: ModelInput<Cpu>| {
+    let run = |input: ModelInput<B>| {
         let features = model.features(input);
         let preds = model.heads(&features, &classifier);
+        // Reading the result back waits for the device.
         let _ = preds.hoi_logits.into_data();
     };
     run(input()); // warm-up (also materialises the lazily initialised weights)
@@ -52,9 +76,9 @@ fn main() {
     for i in inputs {
         run(i);
     }
-    let ms = start.elapsed().as_secs_f64() * 1000.0 / iters as f64;
+    let ms = start.elapsed().as_secs_f64() * 1000.0 / (iters * batch) as f64;
     println!(
         "{}",
-        serde_json::json!({"impl": format!("burn-{}", hoiclip::backend::cpu_backend_name()), "ms_per_image": ms, "peak_rss_mb": peak_rss_mb()})
+        serde_json::json!({"impl": name, "batch": batch, "ms_per_image": ms, "images_per_s": 1000.0 / ms, "peak_rss_mb": peak_rss_mb()})
     );
 }

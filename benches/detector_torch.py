@@ -17,7 +17,13 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "tests", "fixtures"))
 import make_hoiclip  # noqa: E402
 
-iters = int(sys.argv[sys.argv.index("--iters") + 1]) if "--iters" in sys.argv else 3
+def arg(flag, default):
+    return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
+
+
+iters = int(arg("--iters", 3))
+batch = int(arg("--batch", 1))
+device = torch.device(arg("--device", "cpu"))
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count())))
 torch.manual_seed(0)
 clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None).eval()
@@ -30,16 +36,26 @@ config = {
     "num_obj_classes": 80, "verb_weight": 0.5,
     "hoi_verb": [i["verb"] for i in hico["interactions"]],
 }
-model = make_hoiclip.HOICLIP(config, clip).eval()
-x = torch.randn(1, 3, 800, 1200)
-mask = torch.zeros(1, 800, 1200, dtype=torch.bool)
-clip_input = torch.randn(1, 3, 224, 224)
+model = make_hoiclip.HOICLIP(config, clip).eval().to(device)
+x = torch.randn(batch, 3, 800, 1200, device=device)
+mask = torch.zeros(batch, 800, 1200, dtype=torch.bool, device=device)
+clip_input = torch.randn(batch, 3, 224, 224, device=device)
+
+
+def sync():
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 with torch.inference_mode():
     model(x, mask, clip_input)
+    sync()
     start = time.perf_counter()
     for _ in range(iters):
         model(x, mask, clip_input)
-    ms = (time.perf_counter() - start) * 1000 / iters
+    sync()
+    ms = (time.perf_counter() - start) * 1000 / (iters * batch)
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"impl": f"pytorch-{torch.__version__}", "ms_per_image": ms, "peak_rss_mb": rss_mb,
+print(json.dumps({"impl": f"pytorch-{torch.__version__}-{device.type}", "batch": batch, "ms_per_image": ms,
+                  "images_per_s": 1000 / ms, "peak_rss_mb": rss_mb,
                   "threads": torch.get_num_threads()}))

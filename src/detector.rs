@@ -170,7 +170,12 @@ impl<B: Backend> Detector<B> {
     /// The clearly labelled demo model (see [`HoiclipConfig::demo`]). Its classifier is
     /// built the way new vocabularies are: HICO-DET prompts through its own text tower.
     pub fn demo(device: &B::Device) -> Result<Self, DetectorError> {
-        let config = HoiclipConfig::demo();
+        Self::random(HoiclipConfig::demo(), device)
+    }
+
+    /// Any architecture with seeded random weights, labelled like the demo model
+    /// (`trained: false`): for benchmarks at full size.
+    pub fn random(config: HoiclipConfig, device: &B::Device) -> Result<Self, DetectorError> {
         let model = config
             .init::<B>(device)
             .map(&mut SeededReinit::new(DEMO_SEED));

@@ -137,8 +137,9 @@ struct ServeArgs {
     /// Images per forward pass at most.
     #[arg(long, env = "HOICLIP_MAX_BATCH_SIZE", default_value_t = 8)]
     max_batch_size: usize,
-    /// Milliseconds the worker waits for more images after the first of a batch.
-    #[arg(long, env = "HOICLIP_MAX_BATCH_DELAY", default_value_t = 5)]
+    /// Milliseconds the worker waits for more images after the first of a batch. 0: run
+    /// whatever is queued as soon as the worker is free (batches still form under load).
+    #[arg(long, env = "HOICLIP_MAX_BATCH_DELAY", default_value_t = 0)]
     max_batch_delay: u64,
     /// same-size: only images of the same resized size share a pass (results equal
     /// unbatched ones); pad: mixed sizes are padded together (more batching, results move

@@ -40,7 +40,7 @@ impl Default for EngineOptions {
         Self {
             max_queue: 32,
             max_batch_size: 8,
-            max_batch_delay: Duration::from_millis(5),
+            max_batch_delay: Duration::ZERO,
             policy: BatchPolicy::SameSize,
         }
     }

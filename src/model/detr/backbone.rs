@@ -30,10 +30,14 @@ impl<B: Backend> FrozenBatchNorm2d<B> {
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let c = self.weight.dims()[0];
+        let n = x.dims()[0];
         // scale = w / sqrt(rv + eps); shift = b - rm * scale (DETR's formulation, eps 1e-5)
         let scale = self.weight.val() * (self.running_var.val() + 1e-5).sqrt().recip();
         let shift = self.bias.val() - self.running_mean.val() * scale.clone();
-        x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
+        // Factors repeated per image: broadcasting over batch and space at once takes a
+        // slow strided path in burn-flex (30x slower at batch 2, benches/load.rs --scaling).
+        let per_image = |t: Tensor<B, 1>| t.reshape([1, c, 1, 1]).repeat_dim(0, n);
+        x * per_image(scale) + per_image(shift)
     }
 }
 

@@ -1,0 +1,335 @@
+//! Load on loopback: the real server (router, engine, worker) on 127.0.0.1, driven by a
+//! small keep-alive HTTP/1.1 client at several concurrencies; throughput and p50/p99
+//! latency, plus the server's overhead over the bare model call at batch 1.
+//!
+//!     cargo bench --bench load                  # demo config, concurrency 1/4/16/64
+//!     cargo bench --bench load -- --full        # full-size config (random weights)
+//!     cargo bench --bench load -- --requests 64 --batch 8 --policy pad
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hoiclip::api::{AppState, ServeOptions, router};
+use hoiclip::backend::Cpu;
+use hoiclip::classifier::ClassifierService;
+use hoiclip::detector::{DetectOptions, Detector};
+use hoiclip::engine::{BatchPolicy, EngineOptions, Service};
+use hoiclip::model::clip::tokenizer::ClipTokenizer;
+use hoiclip::model::hoiclip::HoiclipConfig;
+use hoiclip::vision::{DecodeLimits, decode};
+use hoiclip::vocab::Pack;
+use hoiclip::vocab::store::VocabStore;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+struct Args {
+    full: bool,
+    requests: Option<usize>,
+    batch: usize,
+    policy: BatchPolicy,
+    delay_ms: u64,
+    levels: Vec<usize>,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        argv.iter()
+            .position(|a| a == flag)
+            .and_then(|i| argv.get(i + 1))
+            .cloned()
+    };
+    let full = argv.iter().any(|a| a == "--full");
+    Args {
+        full,
+        requests: value("--requests").and_then(|v| v.parse().ok()),
+        batch: value("--batch").and_then(|v| v.parse().ok()).unwrap_or(8),
+        policy: match value("--policy").as_deref() {
+            Some("pad") => BatchPolicy::Pad,
+            _ => BatchPolicy::SameSize,
+        },
+        delay_ms: value("--delay").and_then(|v| v.parse().ok()).unwrap_or(0),
+        levels: value("--levels")
+            .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_else(|| {
+                if full {
+                    vec![1, 4, 16]
+                } else {
+                    vec![1, 4, 16, 64]
+                }
+            }),
+    }
+}
+
+/// A 640x480 JPEG with some structure (deterministic).
+fn test_image() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([
+            (x * 255 / 640) as u8,
+            (y * 255 / 480) as u8,
+            ((x ^ y) & 0xff) as u8,
+        ])
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode");
+    out.into_inner()
+}
+
+/// One POST /detect on a kept-alive connection; returns the status.
+async fn post(stream: &mut BufReader<TcpStream>, body: &[u8]) -> std::io::Result<u16> {
+    let head = format!(
+        "POST /detect?top_k=20 HTTP/1.1\r\nhost: bench\r\ncontent-type: image/jpeg\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.get_mut().write_all(head.as_bytes()).await?;
+    stream.get_mut().write_all(body).await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        stream.read_line(&mut line).await?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut sink = vec![0u8; length];
+    stream.read_exact(&mut sink).await?;
+    Ok(status)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let args = args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let device = Default::default();
+    let config = if args.full {
+        HoiclipConfig::hico_det()
+    } else {
+        HoiclipConfig::demo()
+    };
+    let detector = Arc::new(Detector::<Cpu>::random(config, &device).expect("model"));
+    let tokenizer = Arc::new(ClipTokenizer::new().expect("tokenizer"));
+    let store = VocabStore::open("sqlite::memory:", tokenizer.clone())
+        .await
+        .expect("store");
+    store.seed(&Pack::hico_det()).await.expect("seed");
+    let classifiers = Arc::new(ClassifierService::new(
+        store,
+        tokenizer,
+        &detector.model().clip_model,
+        None,
+        &device,
+    ));
+    let set = classifiers
+        .refresh(&detector.model().clip_model)
+        .await
+        .expect("classifier");
+    let body = Arc::new(test_image());
+
+    if std::env::args().any(|a| a == "--scaling") {
+        scaling(&detector, &set, &body);
+        return;
+    }
+
+    let options = DetectOptions {
+        max_results: 20,
+        ..DetectOptions::default()
+    };
+    let service = Arc::new(Service::start(
+        detector.clone(),
+        classifiers,
+        EngineOptions {
+            max_queue: 256,
+            max_batch_size: args.batch,
+            max_batch_delay: Duration::from_millis(args.delay_ms),
+            policy: args.policy,
+        },
+        "cpu",
+        hoiclip::backend::cpu_backend_name(),
+    ));
+    let state = AppState::new(
+        service,
+        ServeOptions {
+            request_timeout: Duration::from_secs(3600),
+            ..ServeOptions::default()
+        },
+    );
+    state
+        .0
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+
+    println!(
+        "config {}, batch <= {} ({:?}), delay {} ms, 640x480 JPEG",
+        if args.full { "full-size" } else { "demo" },
+        args.batch,
+        args.policy,
+        args.delay_ms,
+    );
+    overhead(
+        &detector,
+        &set,
+        &options,
+        &body,
+        addr,
+        if args.full { 4 } else { 20 },
+    )
+    .await;
+    println!("concurrency  requests  throughput/s  p50 ms  p99 ms  non-200");
+    for &c in &args.levels {
+        let requests = args.requests.unwrap_or(if args.full {
+            2 * c.max(2)
+        } else {
+            (8 * c).max(40)
+        });
+        let started = Instant::now();
+        let per_client = requests.div_ceil(c);
+        let mut clients = Vec::new();
+        for _ in 0..c {
+            let body = body.clone();
+            clients.push(tokio::spawn(async move {
+                let stream = TcpStream::connect(addr).await.expect("connect");
+                let mut stream = BufReader::new(stream);
+                let mut out = Vec::new();
+                for _ in 0..per_client {
+                    let t = Instant::now();
+                    let status = post(&mut stream, &body).await.unwrap_or(0);
+                    out.push((t.elapsed().as_secs_f64() * 1000.0, status));
+                }
+                out
+            }));
+        }
+        let mut latencies = Vec::new();
+        let mut failed = 0;
+        for client in clients {
+            for (ms, status) in client.await.expect("client") {
+                if status == 200 {
+                    latencies.push(ms);
+                } else {
+                    failed += 1;
+                }
+            }
+        }
+        let wall = started.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        let done = latencies.len() + failed;
+        println!(
+            "{c:>11}  {done:>8}  {:>12.2}  {:>6.1}  {:>6.1}  {failed:>7}",
+            latencies.len() as f64 / wall,
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+        );
+    }
+}
+
+/// Server overhead at batch 1: the bare call (decode + detect on a blocking thread) and
+/// one request over HTTP, alternated `rounds` times so drift hits both alike; medians.
+async fn overhead(
+    detector: &Arc<Detector<Cpu>>,
+    set: &Arc<hoiclip::classifier::ClassifierSet<Cpu>>,
+    options: &DetectOptions,
+    body: &Arc<Vec<u8>>,
+    addr: std::net::SocketAddr,
+    rounds: usize,
+) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let mut stream = BufReader::new(stream);
+    // The bare calls run on one long-lived thread, as the engine's worker does.
+    let (go, calls) = std::sync::mpsc::channel::<()>();
+    let (done, mut timings) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    let (d, s, o, b) = (detector.clone(), set.clone(), options.clone(), body.clone());
+    std::thread::spawn(move || {
+        while calls.recv().is_ok() {
+            let start = Instant::now();
+            let image = decode(&b, DecodeLimits::default()).expect("decode");
+            d.detect_with_set(std::slice::from_ref(&image), &o, &s);
+            let _ = done.send(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    });
+    let (mut bare, mut served) = (Vec::new(), Vec::new());
+    for round in 0..=rounds {
+        go.send(()).expect("bare thread");
+        let bare_ms = timings.recv().await.expect("bare call");
+        let start = Instant::now();
+        let status = post(&mut stream, body).await.unwrap_or(0);
+        let served_ms = start.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(status, 200);
+        if round > 0 {
+            bare.push(bare_ms);
+            served.push(served_ms);
+        }
+    }
+    bare.sort_by(f64::total_cmp);
+    served.sort_by(f64::total_cmp);
+    let (b, s) = (percentile(&bare, 0.5), percentile(&served, 0.5));
+    println!(
+        "batch 1, {rounds} alternating rounds: bare decode+detect p50 {b:.1} ms, over HTTP p50 {s:.1} ms, overhead {:+.1} ms ({:+.2} %)",
+        s - b,
+        (s - b) / b * 100.0
+    );
+}
+
+/// Milliseconds per image of the bare model at batch 1, 2, 4, 8 (same-size images).
+fn scaling(detector: &Detector<Cpu>, set: &hoiclip::classifier::ClassifierSet<Cpu>, body: &[u8]) {
+    let image = decode(body, DecodeLimits::default()).expect("decode");
+    let options = DetectOptions {
+        max_results: 20,
+        ..DetectOptions::default()
+    };
+    let prepare_start = Instant::now();
+    let input = detector.prepare(&image);
+    println!(
+        "prepare (resize both branches): {:.1} ms",
+        prepare_start.elapsed().as_secs_f64() * 1000.0
+    );
+    for n in [1usize, 2, 4, 8] {
+        let items: Vec<hoiclip::detector::BatchItem<'_, Cpu>> = (0..n)
+            .map(|_| hoiclip::detector::BatchItem {
+                input: &input,
+                options: &options,
+                set,
+            })
+            .collect();
+        detector.detect_batch(&items);
+        let runs = 3;
+        let start = Instant::now();
+        for _ in 0..runs {
+            detector.detect_batch(&items);
+        }
+        let per_image = start.elapsed().as_secs_f64() * 1000.0 / (runs * n) as f64;
+        println!("batch {n}: {per_image:.1} ms per image");
+    }
+}
