@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{B, Gate, Held, fixture};
 use hoiclip::classifier::ClassifierSet;
-use hoiclip::detector::{DetectOptions, Detection, ImageDetections};
+use hoiclip::detector::{DetectOptions, Detection, Detector, ImageDetections};
 use hoiclip::engine::{
     BatchPolicy, ClassView, DetectorRunner, Engine, EngineError, EngineOptions, Request, Runner,
 };
@@ -159,6 +159,12 @@ async fn deadlines_end_waiting_requests_and_expired_jobs_never_run() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     gate.open();
     assert_eq!(running.wait().await.unwrap().width, 1);
+    // Keep the expired ticket alive (a dropped one is skipped silently) until the worker
+    // has answered it.
+    let until = Instant::now() + minute;
+    while engine.stats().expired.load(Ordering::Relaxed) == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(expired.wait().await, Err(EngineError::DeadlineExceeded));
     let after = engine
         .submit(request(fake_input(4, 1), &classes, minute))
@@ -245,6 +251,47 @@ fn assert_same(batched: &ImageDetections, alone: &ImageDetections, what: &str) -
     worst
 }
 
+/// Submits every image (scored with its set) to an engine that batches them all in one
+/// pass under `policy`, and returns the answers in order.
+async fn run_batched(
+    detector: &Arc<Detector<B>>,
+    policy: BatchPolicy,
+    images: &[image::RgbImage],
+    sets: &[&Arc<ClassifierSet<B>>],
+    options: &DetectOptions,
+) -> (Engine, Vec<ImageDetections>) {
+    let engine = Engine::start(
+        {
+            let detector = detector.clone();
+            move || DetectorRunner::new(detector, policy)
+        },
+        EngineOptions {
+            max_batch_size: images.len(),
+            max_batch_delay: Duration::from_secs(2),
+            ..EngineOptions::default()
+        },
+    );
+    let tickets: Vec<_> = images
+        .iter()
+        .zip(sets)
+        .map(|(img, set)| {
+            engine
+                .submit(Request {
+                    input: detector.prepare(img),
+                    options: options.clone(),
+                    classes: ClassView::new((*set).clone()),
+                    deadline: Instant::now() + Duration::from_secs(600),
+                })
+                .unwrap()
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tickets {
+        out.push(t.wait().await.unwrap());
+    }
+    (engine, out)
+}
+
 #[tokio::test]
 async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() {
     let (detector, classifiers) = common::demo_parts().await;
@@ -278,35 +325,8 @@ async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() 
         max_results: 20,
         ..DetectOptions::default()
     };
-    let engine = Engine::start(
-        {
-            let detector = detector.clone();
-            move || DetectorRunner::new(detector, BatchPolicy::SameSize)
-        },
-        EngineOptions {
-            max_batch_size: 8,
-            max_batch_delay: Duration::from_secs(2),
-            ..EngineOptions::default()
-        },
-    );
-    let tickets: Vec<_> = images
-        .iter()
-        .zip(sets)
-        .map(|(img, set)| {
-            engine
-                .submit(Request {
-                    input: detector.prepare(img),
-                    options: options.clone(),
-                    classes: ClassView::new(set.clone()),
-                    deadline: Instant::now() + Duration::from_secs(600),
-                })
-                .unwrap()
-        })
-        .collect();
-    let mut batched = Vec::new();
-    for t in tickets {
-        batched.push(t.wait().await.unwrap());
-    }
+    let (engine, batched) =
+        run_batched(&detector, BatchPolicy::SameSize, &images, &sets, &options).await;
     assert_eq!(engine.stats().largest_batch.load(Ordering::Relaxed), 5);
     assert_eq!(engine.stats().batches.load(Ordering::Relaxed), 1);
     for (i, (img, set)) in images.iter().zip(sets).enumerate() {
@@ -328,34 +348,17 @@ async fn the_pad_policy_matches_the_models_padded_batch() {
         max_results: 20,
         ..DetectOptions::default()
     };
-    let engine = Engine::start(
-        {
-            let detector = detector.clone();
-            move || DetectorRunner::new(detector, BatchPolicy::Pad)
-        },
-        EngineOptions {
-            max_batch_size: 3,
-            max_batch_delay: Duration::from_secs(2),
-            ..EngineOptions::default()
-        },
-    );
-    let tickets: Vec<_> = images
-        .iter()
-        .map(|img| {
-            engine
-                .submit(Request {
-                    input: detector.prepare(img),
-                    options: options.clone(),
-                    classes: ClassView::new(set.clone()),
-                    deadline: Instant::now() + Duration::from_secs(600),
-                })
-                .unwrap()
-        })
-        .collect();
+    let (_, padded_results) = run_batched(
+        &detector,
+        BatchPolicy::Pad,
+        &images,
+        &[&set, &set, &set],
+        &options,
+    )
+    .await;
     let together = detector.detect_with_set(&images, &options, &set);
     let mut moved = 0f32;
-    for (i, t) in tickets.into_iter().enumerate() {
-        let padded = t.wait().await.unwrap();
+    for (i, padded) in padded_results.into_iter().enumerate() {
         assert_same(&padded, &together[i], &format!("image {i}"));
         // The reference model's batch effect (hoiclip-reference.md 8.3): padding moves
         // the smaller images' scores, which is why `same-size` is the default.

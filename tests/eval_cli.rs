@@ -23,6 +23,19 @@ fn hoiclip(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `hoiclip eval --dataset hico-det --annotations ANNOTATIONS` plus `extra`.
+fn hico_eval(annotations: &str, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "eval",
+        "--dataset",
+        "hico-det",
+        "--annotations",
+        &annotations,
+    ];
+    args.extend_from_slice(extra);
+    hoiclip(&args)
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hoiclip-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -57,20 +70,18 @@ fn the_demo_model_runs_and_its_saved_predictions_score_the_same() {
     let annotations = write(&dir, "test_hico.json", &hico_annotations());
     let saved = dir.join("predictions.json").display().to_string();
     let images = fixture("hoiclip").display().to_string();
-    let (ok, run, err) = hoiclip(&[
-        "eval",
-        "--dataset",
-        "hico-det",
-        "--annotations",
+    let (ok, run, err) = hico_eval(
         &annotations,
-        "--images",
-        &images,
-        "--batch-size",
-        "2",
-        "--save-predictions",
-        &saved,
-        "--json",
-    ]);
+        &[
+            "--images",
+            &images,
+            "--batch-size",
+            "2",
+            "--save-predictions",
+            &saved,
+            "--json",
+        ],
+    );
     assert!(ok, "{err}");
     let report: Value = serde_json::from_str(&run).unwrap();
     assert_eq!(report["images"], 3);
@@ -87,16 +98,7 @@ fn the_demo_model_runs_and_its_saved_predictions_score_the_same() {
         assert!(n > 0 && n <= 100, "{n} triplets");
     }
 
-    let (ok, rescored, err) = hoiclip(&[
-        "eval",
-        "--dataset",
-        "hico-det",
-        "--annotations",
-        &annotations,
-        "--predictions",
-        &saved,
-        "--json",
-    ]);
+    let (ok, rescored, err) = hico_eval(&annotations, &["--predictions", &saved, "--json"]);
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<Value>(&rescored).unwrap(), report);
     std::fs::remove_dir_all(&dir).ok();
@@ -118,15 +120,7 @@ fn perfect_saved_predictions_print_a_table_of_ones() {
         "p.json",
         &json!({"format": "hoiclip-predictions/1", "dataset": "hico-det", "images": [image("img0.png"), image("img1.png"), image("img2.jpg")]}),
     );
-    let (ok, table, err) = hoiclip(&[
-        "eval",
-        "--dataset",
-        "hico-det",
-        "--annotations",
-        &annotations,
-        "--predictions",
-        &predictions,
-    ]);
+    let (ok, table, err) = hico_eval(&annotations, &["--predictions", &predictions]);
     assert!(ok, "{err}");
     // Full and non-rare are 100; rare has no class with ground truth.
     assert!(
@@ -147,30 +141,14 @@ fn bad_files_are_reported_by_name_and_field() {
     broken[1]["hoi_annotation"][0]["subject_id"] = json!(-1);
     let annotations = write(&dir, "test_hico.json", &broken);
     let images = fixture("hoiclip").display().to_string();
-    let (ok, _, err) = hoiclip(&[
-        "eval",
-        "--dataset",
-        "hico-det",
-        "--annotations",
-        &annotations,
-        "--images",
-        &images,
-    ]);
+    let (ok, _, err) = hico_eval(&annotations, &["--images", &images]);
     assert!(!ok);
     assert!(
         err.contains("test_hico.json: [1].hoi_annotation[0].subject_id"),
         "{err}"
     );
 
-    let (ok, _, err) = hoiclip(&[
-        "eval",
-        "--dataset",
-        "hico-det",
-        "--annotations",
-        "/no/such/test_hico.json",
-        "--images",
-        &images,
-    ]);
+    let (ok, _, err) = hico_eval("/no/such/test_hico.json", &["--images", &images]);
     assert!(!ok);
     assert!(
         err.contains("/no/such/test_hico.json: cannot read"),
@@ -181,15 +159,7 @@ fn bad_files_are_reported_by_name_and_field() {
     let mut extra = hico_annotations();
     extra[2]["file_name"] = json!("missing.jpg");
     let annotations = write(&dir, "test_hico.json", &extra);
-    let (ok, _, err) = hoiclip(&[
-        "eval",
-        "--dataset",
-        "hico-det",
-        "--annotations",
-        &annotations,
-        "--images",
-        &images,
-    ]);
+    let (ok, _, err) = hico_eval(&annotations, &["--images", &images]);
     assert!(!ok);
     assert!(err.contains("missing.jpg: cannot read"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
@@ -215,6 +185,23 @@ fn v_coco_role_ap_from_saved_predictions() {
     let annotations = write(&dir, "vcoco_test.json", &vcoco);
     let ids = dir.join("vcoco_test.ids");
     std::fs::write(&ids, "7\n").unwrap();
+    let ids = ids.display().to_string();
+    // `hoiclip eval --dataset v-coco` on these files, plus `extra`.
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--dataset",
+            "v-coco",
+            "--annotations",
+            &annotations,
+            "--instances",
+            &instances,
+            "--ids",
+            &ids,
+        ];
+        args.extend_from_slice(extra);
+        hoiclip(&args)
+    };
     // V-COCO interactions 0 = hold cup, 13 = stand. Boxes: COCO [x,y,w,h] -> x2 = x+w-1.
     let triplet = |hoi: usize, object: [f64; 4], score: f64| json!({"human": HUMAN, "object": object, "hoi": hoi, "score": score});
     let predictions = write(
@@ -224,20 +211,7 @@ fn v_coco_role_ap_from_saved_predictions() {
             {"file_name": "COCO_val2014_000000000007.jpg", "triplets": [triplet(0, CUP, 0.9), triplet(13, [0.0; 4], 0.8)]},
         ]}),
     );
-    let (ok, out, err) = hoiclip(&[
-        "eval",
-        "--dataset",
-        "v-coco",
-        "--annotations",
-        &annotations,
-        "--instances",
-        &instances,
-        "--ids",
-        &ids.display().to_string(),
-        "--predictions",
-        &predictions,
-        "--json",
-    ]);
+    let (ok, out, err) = eval(&["--predictions", &predictions, "--json"]);
     assert!(ok, "{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     // hold/obj is the only role entry: AP 1 in both scenarios; stand is agent-only.
@@ -247,23 +221,27 @@ fn v_coco_role_ap_from_saved_predictions() {
     assert_eq!(report["mean_agent_ap"], 1.0);
 
     // The table form names the entry.
-    let (ok, table, err) = hoiclip(&[
-        "eval",
-        "--dataset",
-        "v-coco",
-        "--annotations",
-        &annotations,
-        "--instances",
-        &instances,
-        "--ids",
-        &ids.display().to_string(),
-        "--predictions",
-        &predictions,
-    ]);
+    let (ok, table, err) = eval(&["--predictions", &predictions]);
     assert!(ok, "{err}");
     assert!(
         table.contains("hold / obj") && table.contains("100.00"),
         "{table}"
     );
+
+    // The demo model is a HICO-DET model: running it on V-COCO is refused by name.
+    let images = fixture("hoiclip").display().to_string();
+    let (ok, _, err) = eval(&["--images", &images]);
+    assert!(!ok);
+    assert!(err.contains("needs a v-coco checkpoint"), "{err}");
+
+    // A predictions file without its `images` list.
+    let broken = write(
+        &dir,
+        "broken.json",
+        &json!({"format": "hoiclip-predictions/1", "dataset": "v-coco"}),
+    );
+    let (ok, _, err) = eval(&["--predictions", &broken]);
+    assert!(!ok);
+    assert!(err.contains("broken.json: images: missing"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -62,12 +62,12 @@ fn predictions(per_image: &[(&str, Vec<PredictedTriplet>)]) -> PredictionFile {
     file
 }
 
-fn run(
+fn try_run(
     p: &PredictionFile,
     protocol: Protocol,
     ap: ApMethod,
     zero_shot: Option<&str>,
-) -> HicoReport {
+) -> Result<HicoReport, hoiclip::eval::EvalError> {
     evaluate(
         &annotations(),
         p,
@@ -77,9 +77,17 @@ fn run(
             ap,
             zero_shot: zero_shot.map(str::to_string),
         },
-        "predictions.json",
+        "p.json",
     )
-    .unwrap()
+}
+
+fn run(
+    p: &PredictionFile,
+    protocol: Protocol,
+    ap: ApMethod,
+    zero_shot: Option<&str>,
+) -> HicoReport {
+    try_run(p, protocol, ap, zero_shot).unwrap()
 }
 
 fn official(p: &PredictionFile) -> HicoReport {
@@ -232,16 +240,11 @@ fn zero_shot_splits_report_unseen_and_seen() {
         "{table}"
     );
 
-    let unknown = evaluate(
-        &annotations(),
+    let unknown = try_run(
         &p,
-        &HicoVocabulary::official(),
-        &HicoOptions {
-            protocol: Protocol::Official,
-            ap: ApMethod::ElevenPoint,
-            zero_shot: Some("no_such_split".into()),
-        },
-        "predictions.json",
+        Protocol::Official,
+        ApMethod::ElevenPoint,
+        Some("no_such_split"),
     );
     assert!(unknown.unwrap_err().to_string().contains("unseen_verb"));
 }
@@ -335,19 +338,9 @@ fn malformed_predictions_name_the_file_and_the_field() {
 
     // An image the annotations do not have.
     let p = predictions(&[("zzz.jpg", vec![])]);
-    let e = evaluate(
-        &annotations(),
-        &p,
-        &HicoVocabulary::official(),
-        &HicoOptions {
-            protocol: Protocol::Official,
-            ap: ApMethod::ElevenPoint,
-            zero_shot: None,
-        },
-        "p.json",
-    )
-    .unwrap_err()
-    .to_string();
+    let e = try_run(&p, Protocol::Official, ApMethod::ElevenPoint, None)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("p.json: images[0].file_name: `zzz.jpg` is not in the annotations"),
         "{e}"

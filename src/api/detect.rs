@@ -57,6 +57,9 @@ pub async fn detect(
     let Some(set) = state.0.service.classes() else {
         return Err(ApiError::Unavailable("the model is still loading".into()));
     };
+    // A full queue answers at once, before the body is read or decoded, so overload
+    // costs no memory.
+    state.0.service.engine().admit()?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -122,9 +125,7 @@ pub async fn detect(
             .then_some(10),
         classes,
     };
-    // A full queue answers at once, before any decoding, so overload costs no memory.
     let service = state.0.service.clone();
-    service.engine().admit()?;
     let deadline = started + state.0.options.request_timeout;
     let limits = state.0.options.decode;
     let decode_started = Instant::now();

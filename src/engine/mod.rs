@@ -165,12 +165,13 @@ impl Engine {
             }
             Err(e) => {
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
-                let error = match e {
-                    TrySendError::Full(_) => EngineError::QueueFull(self.options.max_queue),
-                    TrySendError::Disconnected(_) => EngineError::Stopped,
+                let (error, reason) = match e {
+                    TrySendError::Full(_) => {
+                        (EngineError::QueueFull(self.options.max_queue), "queue_full")
+                    }
+                    TrySendError::Disconnected(_) => (EngineError::Stopped, "stopped"),
                 };
-                metrics::counter!("hoiclip_detect_rejected_total", "reason" => "queue_full")
-                    .increment(1);
+                metrics::counter!("hoiclip_detect_rejected_total", "reason" => reason).increment(1);
                 Err(error)
             }
         }

@@ -72,8 +72,14 @@ pub(crate) mod json {
         v: &'a Value,
         key: &str,
     ) -> Result<&'a Value, EvalError> {
-        v.get(key)
-            .ok_or_else(|| EvalError::invalid(path, format!("{field}.{key}"), "missing"))
+        v.get(key).ok_or_else(|| {
+            let at = if field.is_empty() {
+                key.to_string()
+            } else {
+                format!("{field}.{key}")
+            };
+            EvalError::invalid(path, at, "missing")
+        })
     }
 
     pub fn string(path: &str, field: &str, v: &Value) -> Result<String, EvalError> {

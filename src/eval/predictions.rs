@@ -134,8 +134,9 @@ impl PredictionFile {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), EvalError> {
-        let text = serde_json::to_string(self)
-            .map_err(|e| EvalError::invalid(&path.display().to_string(), "", e.to_string()))?;
+        let text = serde_json::to_string(self).map_err(|e| {
+            EvalError::invalid(&path.display().to_string(), "(writing)", e.to_string())
+        })?;
         std::fs::write(path, text).map_err(|source| EvalError::Io {
             path: path.display().to_string(),
             source,

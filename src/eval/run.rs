@@ -79,7 +79,7 @@ pub async fn predict<B: Backend>(
             Ok::<_, EvalError>(prepare_with.prepare(&image))
         })
         .await
-        .map_err(|e| EvalError::invalid(name, "", e.to_string()))??;
+        .map_err(|e| EvalError::invalid(name, "preparation", e.to_string()))??;
         let ticket = engine
             .submit(Request {
                 input,
@@ -87,7 +87,7 @@ pub async fn predict<B: Backend>(
                 classes: classes.clone(),
                 deadline: Instant::now() + Duration::from_secs(24 * 3600),
             })
-            .map_err(|e| EvalError::invalid(name, "", e.to_string()))?;
+            .map_err(|e| EvalError::invalid(name, "detection", e.to_string()))?;
         pending.push_back((i, ticket));
     }
     while !pending.is_empty() {
@@ -107,7 +107,7 @@ async fn collect_one(
         let result = ticket
             .wait()
             .await
-            .map_err(|e| EvalError::invalid(name, "", e.to_string()))?;
+            .map_err(|e| EvalError::invalid(name, "detection", e.to_string()))?;
         out.images.push(to_predictions(name, result));
     }
     Ok(())
@@ -123,7 +123,7 @@ fn read_image(path: &PathBuf) -> Result<image::RgbImage, EvalError> {
         max_pixels: 100_000_000,
         ..DecodeLimits::default()
     };
-    decode(&bytes, limits).map_err(|e| EvalError::invalid(&name, "", e.to_string()))
+    decode(&bytes, limits).map_err(|e| EvalError::invalid(&name, "image", e.to_string()))
 }
 
 fn to_predictions(name: &str, result: ImageDetections) -> ImagePredictions {
