@@ -24,6 +24,9 @@ def arg(flag, default):
 iters = int(arg("--iters", 3))
 batch = int(arg("--batch", 1))
 device = torch.device(arg("--device", "cpu"))
+# Burn computes in plain f32; keep PyTorch's GPU convolutions and matmuls there too.
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count())))
 torch.manual_seed(0)
 clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None).eval()

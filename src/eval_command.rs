@@ -67,7 +67,7 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value = "eleven-point")]
     ap: ApMethod,
     /// Score these saved predictions instead of running the model.
-    #[arg(long, conflicts_with_all = ["weights", "save_predictions"])]
+    #[arg(long, conflicts_with = "save_predictions")]
     predictions: Option<PathBuf>,
     /// Also write the predictions to this file (reusable with --predictions).
     #[arg(long)]
@@ -92,6 +92,7 @@ pub struct EvalArgs {
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let dataset = args.dataset;
+    check_flags(&args)?;
     let mut ground_truth = match dataset {
         Dataset::HicoDet => Truth::Hico(HicoAnnotations::load(
             &args.annotations,
@@ -121,7 +122,15 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     let (predictions, source) = match &args.predictions {
         Some(path) => (
-            PredictionFile::load(path, dataset.name(), dataset.classes())?,
+            {
+                let all = PredictionFile::load(path, dataset.name(), dataset.classes())?;
+                // With --limit, only the kept images are scored; otherwise an image the
+                // annotations lack stays an error (mismatched files).
+                match args.limit {
+                    Some(_) => keep_images(all, &file_names),
+                    None => all,
+                }
+            },
             path.display().to_string(),
         ),
         None => {
@@ -147,6 +156,33 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Refuses flag combinations that would only fail (or be ignored) after a long run.
+fn check_flags(args: &EvalArgs) -> anyhow::Result<()> {
+    if let Some(split) = &args.zero_shot {
+        let known = HicoVocabulary::official().zero_shot_names();
+        if args.dataset != Dataset::HicoDet {
+            anyhow::bail!("--zero-shot applies to hico-det only");
+        }
+        if !known.contains(split) {
+            anyhow::bail!(
+                "unknown --zero-shot split `{split}`; known: {}",
+                known.join(", ")
+            );
+        }
+    }
+    if args.dataset == Dataset::VCoco
+        && (args.protocol != Protocol::Official || args.ap != ApMethod::ElevenPoint)
+    {
+        anyhow::bail!("--protocol and --ap apply to hico-det; v-coco always follows vsrl_eval.py");
+    }
+    if args.predictions.is_some() && args.weights.is_some() {
+        tracing::warn!(
+            "--predictions given: the weights (--weights / HOICLIP_WEIGHTS) are not used"
+        );
+    }
+    Ok(())
 }
 
 enum Truth {
@@ -229,4 +265,13 @@ fn run_model(
     ))?;
     bar.finish();
     Ok(predictions)
+}
+
+/// The predictions of the images being scored (all of them unless `--limit` cut the list).
+fn keep_images(mut predictions: PredictionFile, file_names: &[String]) -> PredictionFile {
+    let kept: std::collections::HashSet<&String> = file_names.iter().collect();
+    predictions
+        .images
+        .retain(|image| kept.contains(&image.file_name));
+    predictions
 }

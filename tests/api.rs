@@ -570,6 +570,10 @@ async fn full_queue_answers_429_at_once_and_readiness_follows_the_flag() {
     gate.open();
     assert_eq!(running.await.unwrap(), StatusCode::OK);
     assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+    // Places are given back, also by a request that fails after admission.
+    let (status, ..) = send(&s, raw("/detect", "image/png", b"not an image".to_vec())).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(s.0.service.engine().queue_depth(), 0);
     assert_eq!(
         send(&s, raw("/detect", "image/png", png())).await.0,
         StatusCode::OK

@@ -20,19 +20,21 @@ use hoiclip::vision::preprocess::Prepared;
 struct Echo;
 
 impl Runner for Echo {
-    fn run(&mut self, batch: &[Request]) -> Result<Vec<ImageDetections>, EngineError> {
+    fn run(&mut self, batch: &[Request]) -> Vec<Result<ImageDetections, EngineError>> {
         assert!(
             batch.iter().all(|r| r.input.original.0 != 13),
             "boom: a 13-pixel image"
         );
-        Ok(batch
+        batch
             .iter()
-            .map(|r| ImageDetections {
-                width: r.input.original.0,
-                height: r.input.original.1,
-                detections: Vec::new(),
+            .map(|r| {
+                Ok(ImageDetections {
+                    width: r.input.original.0,
+                    height: r.input.original.1,
+                    detections: Vec::new(),
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -106,7 +108,7 @@ async fn a_full_queue_refuses_at_once_and_keeps_no_payloads() {
         })
         .collect();
     assert_eq!(engine.queue_depth(), 2);
-    assert_eq!(engine.admit(), Err(EngineError::QueueFull(2)));
+    assert!(matches!(engine.admit(), Err(EngineError::QueueFull(2))));
 
     // 500 refused requests of 4 MB each: 2 GB if the engine kept them.
     let before = resident_bytes();
@@ -124,6 +126,24 @@ async fn a_full_queue_refuses_at_once_and_keeps_no_payloads() {
         assert_eq!(ticket.wait().await.unwrap().width, width);
     }
     assert_eq!(engine.queue_depth(), 0);
+}
+
+#[test]
+fn an_admission_holds_its_place_until_dropped() {
+    let engine = Engine::start(
+        || Echo,
+        EngineOptions {
+            max_queue: 1,
+            ..EngineOptions::default()
+        },
+    );
+    let place = engine.admit().unwrap();
+    assert_eq!(engine.queue_depth(), 1);
+    assert!(matches!(engine.admit(), Err(EngineError::QueueFull(1))));
+    // A handler that fails after admission (say, an undecodable body) drops its place.
+    drop(place);
+    assert_eq!(engine.queue_depth(), 0);
+    assert!(engine.admit().is_ok());
 }
 
 #[tokio::test]
@@ -271,13 +291,15 @@ async fn run_batched(
             ..EngineOptions::default()
         },
     );
-    let tickets: Vec<_> = images
-        .iter()
+    // Prepared before submitting, so all of them reach the worker within its window.
+    let inputs: Vec<_> = images.iter().map(|img| detector.prepare(img)).collect();
+    let tickets: Vec<_> = inputs
+        .into_iter()
         .zip(sets)
-        .map(|(img, set)| {
+        .map(|(input, set)| {
             engine
                 .submit(Request {
-                    input: detector.prepare(img),
+                    input,
                     options: options.clone(),
                     classes: ClassView::new((*set).clone()),
                     deadline: Instant::now() + Duration::from_secs(600),

@@ -78,6 +78,7 @@ fn decompression_bomb_is_refused_from_its_header() {
         max_side: 8192,
         max_pixels: 1_000_000,
         max_alloc: 1 << 30,
+        ..DecodeLimits::default()
     };
     let err = decode(&png_claiming(2000, 2000), limits).unwrap_err();
     assert!(matches!(err, VisionError::TooLarge { .. }), "{err:?}");
@@ -89,7 +90,30 @@ fn memory_budget_is_enforced() {
         max_side: 8192,
         max_pixels: 100_000_000,
         max_alloc: 100_000,
+        ..DecodeLimits::default()
     };
     let err = decode(&png_bytes(400, 400), limits).unwrap_err();
     assert!(matches!(err, VisionError::TooMuchMemory(_)), "{err:?}");
+}
+
+#[test]
+fn strips_too_thin_to_resize_are_refused() {
+    // 1x8192 would resize to 0x1333 for the detector. The limit is a 64:1 aspect ratio.
+    let err = decode(&png_bytes(1, 65), DecodeLimits::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VisionError::ExtremeAspect {
+                width: 1,
+                height: 65,
+                max_aspect: 64
+            }
+        ),
+        "{err:?}"
+    );
+    let err = decode(&png_bytes(8192, 2), DecodeLimits::default()).unwrap_err();
+    assert!(matches!(err, VisionError::ExtremeAspect { .. }), "{err:?}");
+    // Exactly 64:1 is still accepted.
+    let img = decode(&png_bytes(64, 1), DecodeLimits::default()).unwrap();
+    assert_eq!(img.dimensions(), (64, 1));
 }

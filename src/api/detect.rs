@@ -57,9 +57,10 @@ pub async fn detect(
     let Some(set) = state.0.service.classes() else {
         return Err(ApiError::Unavailable("the model is still loading".into()));
     };
-    // A full queue answers at once, before the body is read or decoded, so overload
-    // costs no memory.
-    state.0.service.engine().admit()?;
+    // A place in the queue first: a full server answers at once, before the body is read
+    // or decoded, so overload costs no memory. The place is held until the worker takes
+    // the job (or this request fails).
+    let admission = state.0.service.engine().admit()?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -129,28 +130,33 @@ pub async fn detect(
     let deadline = started + state.0.options.request_timeout;
     let limits = state.0.options.decode;
     let decode_started = Instant::now();
+    let render_wanted = params.render.unwrap_or(false);
     let (image, input) = tokio::task::spawn_blocking(move || {
         let image = decode(&bytes, limits)?;
         let input = service.prepare(&image);
-        Ok::<_, crate::vision::VisionError>((image, input))
+        // Keep the decoded pixels only when they will be drawn on.
+        Ok::<_, crate::vision::VisionError>((render_wanted.then_some(image), input))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     let decode_ms = decode_started.elapsed().as_secs_f64() * 1000.0;
 
     let infer_started = Instant::now();
-    let ticket = state.0.service.engine().submit(engine::Request {
-        input,
-        options,
-        classes: set.clone(),
-        deadline,
-    })?;
+    let ticket = state.0.service.engine().submit_admitted(
+        engine::Request {
+            input,
+            options,
+            classes: set.clone(),
+            deadline,
+        },
+        admission,
+    )?;
     let result = ticket.wait().await?;
     let inference_ms = infer_started.elapsed().as_secs_f64() * 1000.0;
     metrics::histogram!("hoiclip_inference_seconds").record(inference_ms / 1000.0);
     metrics::gauge!("hoiclip_classifier_version").set(set.version as f64);
 
-    if params.render.unwrap_or(false) {
+    if let Some(image) = image {
         let drawn = render(&image, &result.detections);
         let mut png = Cursor::new(Vec::new());
         drawn

@@ -217,7 +217,7 @@ pub struct InfoOut {
     pub max_queue: usize,
     pub max_batch_size: usize,
     pub max_batch_delay_ms: f64,
-    /// `SameSize` (batched results equal unbatched ones) or `Pad`.
+    /// `same-size` (batched results equal unbatched ones) or `pad`.
     pub batch_policy: String,
 }
 

@@ -144,7 +144,9 @@ impl From<VisionError> for ApiError {
             VisionError::TooLarge { .. } | VisionError::TooMuchMemory(_) => {
                 ApiError::PayloadTooLarge(e.to_string())
             }
-            VisionError::Empty | VisionError::Corrupt(_) => ApiError::InvalidImage(e.to_string()),
+            VisionError::Empty | VisionError::Corrupt(_) | VisionError::ExtremeAspect { .. } => {
+                ApiError::InvalidImage(e.to_string())
+            }
         }
     }
 }

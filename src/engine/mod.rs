@@ -72,6 +72,20 @@ struct Job {
     request: Request,
     enqueued: Instant,
     reply: oneshot::Sender<Result<ImageDetections, EngineError>>,
+    /// Released when the worker takes the job.
+    admission: Option<Admission>,
+}
+
+/// A place in the queue, held from the moment a request is admitted (before its body is
+/// read or decoded) until the worker takes it; dropping it gives the place back.
+pub struct Admission {
+    counter: Arc<AtomicUsize>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Counters for tests and `/info`.
@@ -149,22 +163,51 @@ impl Engine {
 
     /// Queues a request, or refuses at once when the queue is full.
     pub fn submit(&self, request: Request) -> Result<Ticket, EngineError> {
+        let admission = self.admit()?;
+        self.submit_admitted(request, admission)
+    }
+
+    /// Takes a place in the queue, or refuses when all `max_queue` places are held.
+    /// Handlers admit first, then read, decode and prepare, then submit: a full server
+    /// refuses before spending memory on a request.
+    pub fn admit(&self) -> Result<Admission, EngineError> {
+        let max = self.options.max_queue;
+        let taken = self
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        if taken.is_err() {
+            metrics::counter!("hoiclip_detect_rejected_total", "reason" => "queue_full")
+                .increment(1);
+            return Err(EngineError::QueueFull(max));
+        }
+        Ok(Admission {
+            counter: self.waiting.clone(),
+        })
+    }
+
+    /// Queues an admitted request. The channel has a slot for every admission, so this
+    /// only fails when the worker has stopped.
+    pub fn submit_admitted(
+        &self,
+        request: Request,
+        admission: Admission,
+    ) -> Result<Ticket, EngineError> {
         let (reply, receiver) = oneshot::channel();
         let deadline = request.deadline;
         let job = Job {
             request,
             enqueued: Instant::now(),
             reply,
+            admission: Some(admission),
         };
-        // Count first so the worker never sees the counter below zero.
-        self.waiting.fetch_add(1, Ordering::AcqRel);
         match self.sender.try_send(job) {
             Ok(()) => {
                 metrics::gauge!("hoiclip_detect_queue_depth").set(self.queue_depth() as f64);
                 Ok(Ticket { receiver, deadline })
             }
             Err(e) => {
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
                 let (error, reason) = match e {
                     TrySendError::Full(_) => {
                         (EngineError::QueueFull(self.options.max_queue), "queue_full")
@@ -177,18 +220,7 @@ impl Engine {
         }
     }
 
-    /// Refuses when a submit now would be refused, so handlers can answer 429 before
-    /// decoding anything. (A later `submit` may still find the queue full.)
-    pub fn admit(&self) -> Result<(), EngineError> {
-        if self.queue_depth() >= self.options.max_queue {
-            metrics::counter!("hoiclip_detect_rejected_total", "reason" => "queue_full")
-                .increment(1);
-            return Err(EngineError::QueueFull(self.options.max_queue));
-        }
-        Ok(())
-    }
-
-    /// Jobs waiting for the worker.
+    /// Requests admitted and not yet taken by the worker (being decoded, or waiting).
     pub fn queue_depth(&self) -> usize {
         self.waiting.load(Ordering::Acquire)
     }
@@ -220,8 +252,8 @@ impl Worker {
         tracing::info!("inference worker stopped");
     }
 
-    fn take(&self, job: Job) -> Job {
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+    fn take(&self, mut job: Job) -> Job {
+        job.admission = None;
         job
     }
 
@@ -284,23 +316,20 @@ impl Worker {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runner.run(&requests)));
         metrics::histogram!("hoiclip_forward_seconds").record(started.elapsed().as_secs_f64());
         let results: Vec<Result<ImageDetections, EngineError>> = match outcome {
-            Ok(Ok(results)) if results.len() == n => results.into_iter().map(Ok).collect(),
-            Ok(Ok(results)) => failed(
+            Ok(results) if results.len() == n => results,
+            Ok(results) => failed(
                 n,
                 format!(
                     "the runner returned {} results for {n} images",
                     results.len()
                 ),
             ),
-            Ok(Err(e)) => failed(n, e.to_string()),
             Err(panic) => failed(n, panic_message(panic.as_ref())),
         };
-        if results.first().is_some_and(Result::is_err) {
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
             self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("hoiclip_batch_failures_total").increment(1);
-            if let Some(Err(e)) = results.first() {
-                tracing::error!(error = %e, images = n, "batch failed; its requests get an error");
-            }
+            tracing::error!(error = %e, images = n, "a forward pass failed; its requests get an error");
         }
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
@@ -308,13 +337,13 @@ impl Worker {
     }
 }
 
-fn failed(n: usize, message: String) -> Vec<Result<ImageDetections, EngineError>> {
+pub(crate) fn failed(n: usize, message: String) -> Vec<Result<ImageDetections, EngineError>> {
     (0..n)
         .map(|_| Err(EngineError::Failed(message.clone())))
         .collect()
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

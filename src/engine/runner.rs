@@ -1,6 +1,7 @@
 //! What the worker runs a batch with. The real runner groups a batch by padded size
 //! (unless told to pad mixed sizes) and scores each image with its own classifier set.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use burn::prelude::*;
@@ -10,9 +11,9 @@ use crate::classifier::ClassifierSet;
 use crate::detector::{BatchItem, Detector, ImageDetections};
 
 /// Runs one batch on the worker thread: one result per request, in order. May panic; the
-/// worker contains it.
+/// worker contains it (failing the whole batch).
 pub trait Runner {
-    fn run(&mut self, batch: &[Request]) -> Result<Vec<ImageDetections>, EngineError>;
+    fn run(&mut self, batch: &[Request]) -> Vec<Result<ImageDetections, EngineError>>;
 }
 
 /// How images of different sizes share a forward pass.
@@ -39,15 +40,17 @@ impl<B: Backend> DetectorRunner<B> {
 }
 
 impl<B: Backend> Runner for DetectorRunner<B> {
-    fn run(&mut self, batch: &[Request]) -> Result<Vec<ImageDetections>, EngineError> {
-        let sets: Vec<&ClassifierSet<B>> = batch
+    fn run(&mut self, batch: &[Request]) -> Vec<Result<ImageDetections, EngineError>> {
+        let Some(sets) = batch
             .iter()
-            .map(|r| {
-                r.classes.set::<B>().ok_or_else(|| {
-                    EngineError::Failed("classifier set built for another backend".into())
-                })
-            })
-            .collect::<Result<_, _>>()?;
+            .map(|r| r.classes.set::<B>())
+            .collect::<Option<Vec<&ClassifierSet<B>>>>()
+        else {
+            return super::failed(
+                batch.len(),
+                "classifier set built for another backend".into(),
+            );
+        };
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for (i, request) in batch.iter().enumerate() {
             let size = request.input.detr_size;
@@ -62,7 +65,10 @@ impl<B: Backend> Runner for DetectorRunner<B> {
                 None => groups.push(vec![i]),
             }
         }
-        let mut out: Vec<Option<ImageDetections>> = vec![None; batch.len()];
+        let mut out: Vec<Result<ImageDetections, EngineError>> = batch
+            .iter()
+            .map(|_| Err(EngineError::Failed("not run".into())))
+            .collect();
         for group in groups {
             metrics::histogram!("hoiclip_forward_images").record(group.len() as f64);
             let items: Vec<BatchItem<'_, B>> = group
@@ -73,10 +79,24 @@ impl<B: Backend> Runner for DetectorRunner<B> {
                     set: sets[i],
                 })
                 .collect();
-            for (i, result) in group.iter().zip(self.detector.detect_batch(&items)) {
-                out[*i] = Some(result);
+            // A failing pass fails its own group only.
+            let results =
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.detector.detect_batch(&items)));
+            match results {
+                Ok(results) if results.len() == group.len() => {
+                    for (i, result) in group.iter().zip(results) {
+                        out[*i] = Ok(result);
+                    }
+                }
+                Ok(_) => {}
+                Err(panic) => {
+                    let message = super::panic_message(panic.as_ref());
+                    for i in &group {
+                        out[*i] = Err(EngineError::Failed(message.clone()));
+                    }
+                }
             }
         }
-        Ok(out.into_iter().flatten().collect())
+        out
     }
 }

@@ -112,7 +112,7 @@ pub struct VcocoReport {
     /// Mean over the non-NaN entries, point included (vsrl_eval's `nanmean`).
     pub role_map_s1: f64,
     pub role_map_s2: f64,
-    /// Same, without the `point` action: the 24-entry number papers usually report.
+    /// Same, without the `point` action (24 entries; an exclusion some works apply).
     pub role_map_s1_no_point: f64,
     pub role_map_s2_no_point: f64,
 }
@@ -805,16 +805,16 @@ impl std::fmt::Display for VcocoReport {
         writeln!(
             f,
             "{:<28}{}{}",
-            "role mAP, without point",
-            pct(self.role_map_s1_no_point),
-            pct(self.role_map_s2_no_point)
+            "role mAP, all entries",
+            pct(self.role_map_s1),
+            pct(self.role_map_s2)
         )?;
         writeln!(
             f,
             "{:<28}{}{}",
-            "role mAP, all entries",
-            pct(self.role_map_s1),
-            pct(self.role_map_s2)
+            "role mAP, without point",
+            pct(self.role_map_s1_no_point),
+            pct(self.role_map_s2_no_point)
         )?;
         writeln!(f, "{:<28}{}", "agent mAP", pct(self.mean_agent_ap))
     }

@@ -19,6 +19,14 @@ pub enum VisionError {
         max_side: u32,
         max_pixels: u64,
     },
+    #[error(
+        "the image is {width}x{height} pixels; sides more than {max_aspect} times apart are not accepted (resized, the short side would vanish)"
+    )]
+    ExtremeAspect {
+        width: u32,
+        height: u32,
+        max_aspect: u32,
+    },
     #[error("the image could not be decoded: {0}")]
     Corrupt(String),
     #[error("decoding the image would need more than {0} bytes of memory")]
@@ -31,6 +39,9 @@ pub struct DecodeLimits {
     pub max_side: u32,
     pub max_pixels: u64,
     pub max_alloc: u64,
+    /// Long side / short side at most this: at 64 the resized short side keeps >= 21
+    /// pixels (the long side is capped at 1333); a 1x8192 strip would resize to nothing.
+    pub max_aspect: u32,
 }
 
 impl Default for DecodeLimits {
@@ -39,6 +50,7 @@ impl Default for DecodeLimits {
             max_side: 8192,
             max_pixels: 40_000_000,
             max_alloc: 512 << 20,
+            max_aspect: 64,
         }
     }
 }
@@ -82,6 +94,14 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionErro
             height,
             max_side: limits.max_side,
             max_pixels: limits.max_pixels,
+        });
+    }
+    let (long, short) = (width.max(height), width.min(height));
+    if short == 0 || u64::from(long) > u64::from(short) * u64::from(limits.max_aspect) {
+        return Err(VisionError::ExtremeAspect {
+            width,
+            height,
+            max_aspect: limits.max_aspect,
         });
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))

@@ -94,7 +94,7 @@ impl<R: hoiclip::engine::Runner> hoiclip::engine::Runner for Held<R> {
     fn run(
         &mut self,
         batch: &[hoiclip::engine::Request],
-    ) -> Result<Vec<hoiclip::detector::ImageDetections>, hoiclip::engine::EngineError> {
+    ) -> Vec<Result<hoiclip::detector::ImageDetections, hoiclip::engine::EngineError>> {
         let _ = self.started.send(batch.len());
         self.gate.pass();
         self.inner.run(batch)
