@@ -91,6 +91,9 @@ pub struct Detection {
     /// Index of the interaction in the vocabulary.
     pub interaction_index: usize,
     pub score: f32,
+    /// The decoder query (human-object pair) it came from: triplets of one query share
+    /// their boxes.
+    pub query: usize,
 }
 
 impl Detection {
@@ -105,6 +108,7 @@ impl Detection {
             interaction: prompt.to_string(),
             interaction_index: t.hoi,
             score: t.score,
+            query: t.query,
         }
     }
 }

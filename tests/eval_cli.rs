@@ -36,6 +36,24 @@ fn hico_eval(annotations: &str, extra: &[&str]) -> (bool, String, String) {
     hoiclip(&args)
 }
 
+/// `hoiclip eval --dataset v-coco` on the three V-COCO files, plus `extra`.
+fn vcoco_eval(files: [&str; 3], extra: &[&str]) -> (bool, String, String) {
+    let [annotations, instances, ids] = files;
+    let mut args = vec![
+        "eval",
+        "--dataset",
+        "v-coco",
+        "--annotations",
+        annotations,
+        "--instances",
+        instances,
+        "--ids",
+        ids,
+    ];
+    args.extend_from_slice(extra);
+    hoiclip(&args)
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hoiclip-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -186,22 +204,7 @@ fn v_coco_role_ap_from_saved_predictions() {
     let ids = dir.join("vcoco_test.ids");
     std::fs::write(&ids, "7\n").unwrap();
     let ids = ids.display().to_string();
-    // `hoiclip eval --dataset v-coco` on these files, plus `extra`.
-    let eval = |extra: &[&str]| {
-        let mut args = vec![
-            "eval",
-            "--dataset",
-            "v-coco",
-            "--annotations",
-            &annotations,
-            "--instances",
-            &instances,
-            "--ids",
-            &ids,
-        ];
-        args.extend_from_slice(extra);
-        hoiclip(&args)
-    };
+    let eval = |extra: &[&str]| vcoco_eval([&annotations, &instances, &ids], extra);
     // V-COCO interactions 0 = hold cup, 13 = stand. Boxes: COCO [x,y,w,h] -> x2 = x+w-1.
     let triplet = |hoi: usize, object: [f64; 4], score: f64| json!({"human": HUMAN, "object": object, "hoi": hoi, "score": score});
     let predictions = write(
@@ -243,5 +246,57 @@ fn v_coco_role_ap_from_saved_predictions() {
     let (ok, _, err) = eval(&["--predictions", &broken]);
     assert!(!ok);
     assert!(err.contains("broken.json: images: missing"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn v_coco_exports_one_detection_per_query() {
+    let dir = temp_dir("eval-vcoco-query");
+    // Two images, each with person (id 10*i+1) holding cup (id 10*i+2).
+    let image =
+        |id: u64| json!({"id": id, "width": 640, "height": 480, "file_name": format!("{id}.jpg")});
+    let ann = |id: u64, image: u64, category: u64, bbox: [u64; 4]| json!({"id": id, "image_id": image, "category_id": category, "bbox": bbox, "area": 100, "iscrowd": 0});
+    let coco = json!({
+        "images": [image(1), image(2)],
+        "annotations": [
+            ann(11, 1, 1, [10, 10, 100, 200]), ann(12, 1, 47, [160, 60, 30, 30]),
+            ann(21, 2, 1, [10, 10, 100, 200]), ann(22, 2, 47, [160, 60, 30, 30]),
+        ],
+        "categories": [{"id": 1, "name": "person"}, {"id": 47, "name": "cup"}],
+    });
+    let vcoco = json!([
+        {"action_name": "hold", "role_name": ["agent", "obj"], "image_id": [1, 2], "ann_id": [11, 21], "label": [1, 1], "role_object_id": [11, 21, 12, 22], "include": []},
+    ]);
+    let instances = write(&dir, "instances.json", &coco);
+    let annotations = write(&dir, "vcoco_test.json", &vcoco);
+    let ids = dir.join("ids");
+    std::fs::write(&ids, "1\n2\n").unwrap();
+    let ids = ids.display().to_string();
+    // Image 1, query 0: "hold cup" (0.95) and "hold person" (0.94), the same boxes.
+    // Image 2, query 0: "hold cup" (0.90).
+    let triplet = |hoi: usize, score: f64, query: Option<usize>| json!({"human": HUMAN, "object": CUP, "hoi": hoi, "score": score, "query": query});
+    let role_map = |with_query: bool| {
+        let q = with_query.then_some(0);
+        let predictions = write(
+            &dir,
+            "p.json",
+            &json!({"format": "hoiclip-predictions/1", "dataset": "v-coco", "images": [
+                {"file_name": "1.jpg", "triplets": [triplet(0, 0.95, q), triplet(114, 0.94, q)]},
+                {"file_name": "2.jpg", "triplets": [triplet(0, 0.90, q)]},
+            ]}),
+        );
+        let (ok, out, err) = vcoco_eval(
+            [&annotations, &instances, &ids],
+            &["--predictions", &predictions, "--json"],
+        );
+        assert!(ok, "{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        report["role_map_s2"].as_f64().unwrap()
+    };
+    // Per query: image 1 gives one detection (0.95, TP), image 2 one (0.90, TP): AP 1.
+    assert_eq!(role_map(true), 1.0);
+    // Per triplet: 0.95 TP, 0.94 FP (person already covered), 0.90 TP: recall .5 .5 1,
+    // precision 1 .5 2/3 -> all-point AP = .5 * 1 + .5 * 2/3.
+    assert!((role_map(false) - (0.5 + 0.5 * 2.0 / 3.0)).abs() < 1e-9);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -47,6 +47,7 @@ fn triplet(hoi: usize, human: [f64; 4], object: [f64; 4], score: f64) -> Predict
         object,
         hoi,
         score,
+        query: None,
     }
 }
 

@@ -34,6 +34,10 @@ pub struct PredictedTriplet {
     /// Index in the dataset's HOI order (HICO-DET: 0..600, `hoi_category_id - 1`).
     pub hoi: usize,
     pub score: f64,
+    /// The model's query (human-object pair) the triplet came from, when known: V-COCO
+    /// exports one detection per query, as the official route does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<usize>,
 }
 
 impl PredictionFile {
@@ -118,6 +122,10 @@ impl PredictionFile {
                         &format!("{at}.score"),
                         json::get(path, &at, t, "score")?,
                     )?,
+                    query: match t.get("query") {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(q) => Some(json::index(path, &format!("{at}.query"), q)? as usize),
+                    },
                 });
             }
             images.push(ImagePredictions {

@@ -138,6 +138,7 @@ fn to_predictions(name: &str, result: ImageDetections) -> ImagePredictions {
                 object: widen(d.object.bbox),
                 hoi: d.interaction_index,
                 score: f64::from(d.score),
+                query: Some(d.query),
             })
             .collect(),
     }
@@ -168,10 +169,12 @@ fn vcoco_roles() -> Vec<(String, Option<String>, bool)> {
         .collect()
 }
 
-/// Official-format V-COCO detections from triplets over the 263 V-COCO interactions: one
-/// detection per triplet, scored for its action (agent) and, for actions with a role, for
-/// that role with the object box. Interactions without an object ("cutting with
-/// something") predict the all-zero box, which Scenario 1 reads as "no role object".
+/// Official-format V-COCO detections from triplets over the 263 V-COCO interactions, as
+/// GEN-VLKT's exporter builds them: one detection per (image, query) with the person box,
+/// each action's best score as its agent score, and for each (action, role) the object
+/// box with its best score. Triplets without a query each make their own detection.
+/// Interactions without an object ("cutting with something") predict the all-zero box,
+/// which Scenario 1 reads as "no role object".
 pub fn vcoco_detections(
     predictions: &PredictionFile,
     gt: &VcocoGroundTruth,
@@ -187,24 +190,48 @@ pub fn vcoco_detections(
                 format!("`{}` is not a V-COCO test image", image.file_name),
             )
         })?;
+        // Detections by query, in first-seen order.
+        let mut by_query: Vec<(Option<usize>, VcocoDetection)> = Vec::new();
         for t in &image.triplets {
             let Some((action, role, no_object)) = roles.get(t.hoi) else {
                 continue;
             };
-            let mut detection = VcocoDetection {
-                image_id,
-                person_box: t.human,
-                ..VcocoDetection::default()
+            let slot = match t.query {
+                Some(q) => by_query.iter().position(|(k, _)| *k == Some(q)),
+                None => None,
             };
-            detection.agent_scores.insert(action.clone(), t.score);
+            let at = match slot {
+                Some(at) => at,
+                None => {
+                    by_query.push((
+                        t.query,
+                        VcocoDetection {
+                            image_id,
+                            person_box: t.human,
+                            ..VcocoDetection::default()
+                        },
+                    ));
+                    by_query.len() - 1
+                }
+            };
+            let detection = &mut by_query[at].1;
+            let agent = detection
+                .agent_scores
+                .entry(action.clone())
+                .or_insert(f64::MIN);
+            *agent = agent.max(t.score);
             if let Some(role) = role {
                 let object = if *no_object { [0.0; 4] } else { t.object };
-                detection
+                let entry = detection
                     .role_boxes
-                    .insert((action.clone(), role.clone()), (object, t.score));
+                    .entry((action.clone(), role.clone()))
+                    .or_insert((object, f64::MIN));
+                if t.score > entry.1 {
+                    *entry = (object, t.score);
+                }
             }
-            out.push(detection);
         }
+        out.extend(by_query.into_iter().map(|(_, d)| d));
     }
     Ok(out)
 }
