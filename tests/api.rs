@@ -710,6 +710,18 @@ async fn metrics_count_requests_by_route_and_status() {
         "{text}"
     );
     assert!(text.contains("hoiclip_classifier_version"), "{text}");
+    // Engine metrics; batch sizes are counted in images, not seconds.
+    for name in [
+        "hoiclip_queue_wait_seconds",
+        "hoiclip_forward_seconds",
+        "hoiclip_detect_queue_depth",
+    ] {
+        assert!(text.contains(name), "{name} missing: {text}");
+    }
+    assert!(
+        text.contains("hoiclip_batch_size_bucket{le=\"1\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

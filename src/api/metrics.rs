@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -15,10 +15,16 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
+            // Seconds for timings; image counts for the batch-size histograms.
+            let images = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
             let builder = PrometheusBuilder::new()
                 .set_buckets(&[
                     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ])
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full("hoiclip_batch_size".into()), &images)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full("hoiclip_forward_images".into()), &images)
                 .ok()?;
             builder.install_recorder().ok()
         })
