@@ -309,9 +309,8 @@ impl<B: Backend> Detector<B> {
         if items.is_empty() {
             return Vec::new();
         }
-        let prepared: Vec<Prepared> = items.iter().map(|i| i.input.clone()).collect();
-        let input = batch::<B>(&prepared, &self.device);
-        drop(prepared);
+        let inputs: Vec<&Prepared> = items.iter().map(|i| i.input).collect();
+        let input = batch::<B>(&inputs, &self.device);
         let features = self.model.features(input);
         let mut out: Vec<Option<ImageDetections>> = vec![None; items.len()];
         let mut done = vec![false; items.len()];

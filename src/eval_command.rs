@@ -92,12 +92,10 @@ pub struct EvalArgs {
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let dataset = args.dataset;
-    check_flags(&args)?;
+    let vocab = HicoVocabulary::official();
+    check_flags(&args, &vocab)?;
     let mut ground_truth = match dataset {
-        Dataset::HicoDet => Truth::Hico(HicoAnnotations::load(
-            &args.annotations,
-            &HicoVocabulary::official(),
-        )?),
+        Dataset::HicoDet => Truth::Hico(HicoAnnotations::load(&args.annotations, &vocab)?),
         Dataset::VCoco => Truth::Vcoco(VcocoGroundTruth::load(
             &args.annotations,
             args.instances
@@ -144,7 +142,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         }
     };
     match &ground_truth {
-        Truth::Hico(gt) => report_hico(gt, &predictions, &args, &source),
+        Truth::Hico(gt) => report_hico(gt, &predictions, &vocab, &args, &source),
         Truth::Vcoco(gt) => {
             let detections = vcoco_detections(&predictions, gt, &source)?;
             let report = vcoco::evaluate(gt, &detections);
@@ -159,18 +157,12 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 /// Refuses flag combinations that would only fail (or be ignored) after a long run.
-fn check_flags(args: &EvalArgs) -> anyhow::Result<()> {
+fn check_flags(args: &EvalArgs, vocab: &HicoVocabulary) -> anyhow::Result<()> {
     if let Some(split) = &args.zero_shot {
-        let known = HicoVocabulary::official().zero_shot_names();
         if args.dataset != Dataset::HicoDet {
             anyhow::bail!("--zero-shot applies to hico-det only");
         }
-        if !known.contains(split) {
-            anyhow::bail!(
-                "unknown --zero-shot split `{split}`; known: {}",
-                known.join(", ")
-            );
-        }
+        vocab.zero_shot_split(split)?;
     }
     if args.dataset == Dataset::VCoco
         && (args.protocol != Protocol::Official || args.ap != ApMethod::ElevenPoint)
@@ -193,13 +185,14 @@ enum Truth {
 fn report_hico(
     gt: &HicoAnnotations,
     predictions: &PredictionFile,
+    vocab: &HicoVocabulary,
     args: &EvalArgs,
     source: &str,
 ) -> anyhow::Result<()> {
     let report = hico::evaluate(
         gt,
         predictions,
-        &HicoVocabulary::official(),
+        vocab,
         &HicoOptions {
             protocol: args.protocol,
             ap: args.ap,

@@ -92,6 +92,14 @@ fn png() -> Vec<u8> {
     std::fs::read(fixture("hoiclip/img0.png")).unwrap()
 }
 
+fn thin_png() -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    image::RgbImage::new(1, 100)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
 fn raw(uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
     Request::post(uri)
         .header(header::CONTENT_TYPE, content_type)
@@ -200,6 +208,12 @@ async fn detect_errors_are_problem_json_with_the_right_status() {
         ),
         (
             raw("/detect", "image/jpeg", jpeg[..jpeg.len() / 2].to_vec()),
+            StatusCode::BAD_REQUEST,
+            "invalid-image",
+        ),
+        (
+            // A 1x100 strip: more than 64:1, it would resize to nothing.
+            raw("/detect", "image/png", thin_png()),
             StatusCode::BAD_REQUEST,
             "invalid-image",
         ),

@@ -77,6 +77,30 @@ fn held_echo(options: EngineOptions) -> (Engine, Gate, std::sync::mpsc::Receiver
     (engine, gate, batches)
 }
 
+/// A held echo engine (batches of one, `max_queue` places) whose worker is busy with a
+/// 1-pixel-wide job, held at the gate.
+fn held_with_one_running(
+    max_queue: usize,
+    classes: &ClassView,
+) -> (
+    Engine,
+    Gate,
+    std::sync::mpsc::Receiver<usize>,
+    hoiclip::engine::Ticket,
+) {
+    let (engine, gate, batches) = held_echo(EngineOptions {
+        max_queue,
+        max_batch_size: 1,
+        ..EngineOptions::default()
+    });
+    let minute = Duration::from_secs(60);
+    let running = engine
+        .submit(request(fake_input(1, 1), classes, minute))
+        .unwrap();
+    batches.recv_timeout(minute).unwrap();
+    (engine, gate, batches, running)
+}
+
 fn resident_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: usize = statm
@@ -90,16 +114,8 @@ fn resident_bytes() -> usize {
 #[tokio::test]
 async fn a_full_queue_refuses_at_once_and_keeps_no_payloads() {
     let classes = some_classes().await;
-    let (engine, gate, batches) = held_echo(EngineOptions {
-        max_queue: 2,
-        max_batch_size: 1,
-        ..EngineOptions::default()
-    });
     let minute = Duration::from_secs(60);
-    let running = engine
-        .submit(request(fake_input(1, 1), &classes, minute))
-        .unwrap();
-    batches.recv_timeout(minute).unwrap();
+    let (engine, gate, _batches, running) = held_with_one_running(2, &classes);
     let queued: Vec<_> = (2..4)
         .map(|w| {
             engine
@@ -149,15 +165,8 @@ fn an_admission_holds_its_place_until_dropped() {
 #[tokio::test]
 async fn deadlines_end_waiting_requests_and_expired_jobs_never_run() {
     let classes = some_classes().await;
-    let (engine, gate, batches) = held_echo(EngineOptions {
-        max_batch_size: 1,
-        ..EngineOptions::default()
-    });
     let minute = Duration::from_secs(60);
-    let running = engine
-        .submit(request(fake_input(1, 1), &classes, minute))
-        .unwrap();
-    batches.recv_timeout(minute).unwrap();
+    let (engine, gate, batches, running) = held_with_one_running(32, &classes);
 
     // The handler side gives up at the deadline...
     let waited = engine

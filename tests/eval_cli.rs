@@ -180,6 +180,18 @@ fn bad_files_are_reported_by_name_and_field() {
     let (ok, _, err) = hico_eval(&annotations, &["--images", &images]);
     assert!(!ok);
     assert!(err.contains("missing.jpg: cannot read"), "{err}");
+
+    // A zero-shot split that does not exist is refused before any image is run.
+    let annotations = write(&dir, "test_hico.json", &hico_annotations());
+    let (ok, _, err) = hico_eval(
+        &annotations,
+        &["--images", &images, "--zero-shot", "rare_frist"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("--zero-shot: rare_frist: unknown split"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -246,6 +258,21 @@ fn v_coco_role_ap_from_saved_predictions() {
     let (ok, _, err) = eval(&["--predictions", &broken]);
     assert!(!ok);
     assert!(err.contains("broken.json: images: missing"), "{err}");
+
+    // Predictions for an image outside the test split.
+    let stranger = write(
+        &dir,
+        "stranger.json",
+        &json!({"format": "hoiclip-predictions/1", "dataset": "v-coco", "images": [
+            {"file_name": "COCO_val2014_000000000008.jpg", "triplets": []},
+        ]}),
+    );
+    let (ok, _, err) = eval(&["--predictions", &stranger]);
+    assert!(!ok);
+    assert!(
+        err.contains("stranger.json: images[0].file_name: `COCO_val2014_000000000008.jpg` is not a V-COCO test image"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -232,7 +232,7 @@ fn preprocessing_reproduces_pillow_and_torchvision() {
     for (i, name) in ["img0.png", "img1.png", "img2.jpg"].iter().enumerate() {
         let img = image_pixels(&f, i, name);
         let p = prepare(&img, &config);
-        let input = hoiclip::vision::preprocess::batch::<B>(&[p], &Default::default());
+        let input = hoiclip::vision::preprocess::batch::<B>(&[&p], &Default::default());
         let detr = reference::<4>(&f.refs, &format!("img{i}_detr_input"));
         assert_eq!(input.detr.dims(), detr.dims(), "img{i} resized size");
         let d1 = max_abs_diff(input.detr, detr);
@@ -260,7 +260,7 @@ fn triplets_match_the_reference_end_to_end() {
         let p = prepare(&img, &pre);
         let size = p.original;
         let preds = model.forward(hoiclip::vision::preprocess::batch::<B>(
-            &[p],
+            &[&p],
             &Default::default(),
         ));
         let v = |t: Tensor<B, 3>| t.into_data().to_vec::<f32>().unwrap();

@@ -96,6 +96,21 @@ impl HicoVocabulary {
         }
     }
 
+    /// The unseen classes of a zero-shot split; an unknown name is an error listing the
+    /// known ones.
+    pub fn zero_shot_split(&self, name: &str) -> Result<&HashSet<usize>, EvalError> {
+        self.zero_shot.get(name).ok_or_else(|| {
+            EvalError::invalid(
+                "--zero-shot",
+                name,
+                format!(
+                    "unknown split; known: {}",
+                    self.zero_shot_names().join(", ")
+                ),
+            )
+        })
+    }
+
     /// Names of the zero-shot splits (`rare_first`, `unseen_verb`, ...).
     pub fn zero_shot_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.zero_shot.keys().cloned().collect();
@@ -299,21 +314,13 @@ pub fn evaluate(
 ) -> Result<HicoReport, EvalError> {
     let unseen = match &options.zero_shot {
         None => None,
-        Some(name) => Some(vocab.zero_shot.get(name).ok_or_else(|| {
-            EvalError::invalid(
-                "--zero-shot",
-                name.as_str(),
-                format!(
-                    "unknown split; known: {}",
-                    vocab.zero_shot_names().join(", ")
-                ),
-            )
-        })?),
+        Some(name) => Some(vocab.zero_shot_split(name)?),
     };
     let by_class = detections_by_class(gt, predictions, options.protocol, predictions_path)?;
     let gt_by_class = ground_truth_by_class(gt);
     // Known-object: the images with a ground-truth pair of each object.
-    let mut images_with_object: Vec<HashSet<usize>> = vec![HashSet::new(); 81];
+    let objects = vocab.object_of.iter().max().map_or(0, |o| o + 1);
+    let mut images_with_object: Vec<HashSet<usize>> = vec![HashSet::new(); objects];
     for (i, image) in gt.images.iter().enumerate() {
         for p in &image.pairs {
             if let Some(set) = images_with_object.get_mut(vocab.object_of[p.class]) {

@@ -123,7 +123,7 @@ pub fn prepare(img: &RgbImage, config: &PreprocessConfig) -> Prepared {
 }
 
 /// Zero-pads the DETR branches to the largest height and width and stacks both branches.
-pub fn batch<B: Backend>(images: &[Prepared], device: &B::Device) -> ModelInput<B> {
+pub fn batch<B: Backend>(images: &[&Prepared], device: &B::Device) -> ModelInput<B> {
     let ph = images.iter().map(|p| p.detr_size.0).max().unwrap_or(1);
     let pw = images.iter().map(|p| p.detr_size.1).max().unwrap_or(1);
     let res2 = images.first().map(|p| p.clip.len() / 3).unwrap_or(1);
