@@ -21,12 +21,8 @@ use tokio::sync::Mutex;
 use crate::model::clip::tokenizer::ClipTokenizer;
 use crate::model::clip::{Clip, ClipTextError, l2_normalize};
 use crate::model::hoiclip::Classifier;
+pub use crate::vocab::store::verb_prompt;
 use crate::vocab::store::{VocabError, VocabSnapshot, VocabStore};
-
-/// Prompt of a verb's text-derived row.
-pub fn verb_prompt(ing: &str) -> String {
-    format!("a photo of a person {ing}")
-}
 
 /// Name of the object classifier's last ("no object") row.
 pub const NOTHING: &str = "nothing";
@@ -54,6 +50,10 @@ pub struct ClassifierSet<B: Backend> {
     pub hoi_object: Vec<usize>,
     /// Labels of the object-classifier rows (last: "nothing").
     pub object_labels: Vec<String>,
+    /// Vocabulary rows left out of this set because they cannot be embedded any more
+    /// (e.g. a prompt too long for this tokenizer), one line each. The server keeps
+    /// serving the rest; `/vocabulary` and the log report these.
+    pub skipped: Vec<String>,
 }
 
 /// The checkpoint's own classifier and the pack its rows follow.
@@ -210,12 +210,10 @@ pub fn assemble<B: Backend>(
     if snapshot.interactions.is_empty() {
         return Err(ClassifierError::Empty);
     }
-    let text = |p: &str| {
-        embeddings
-            .get(p)
-            .cloned()
-            .unwrap_or_else(|| vec![0.0; embed_dim])
-    };
+    // A prompt without an embedding could not be tokenized: its row is skipped, never
+    // scored with a made-up vector.
+    let text = |p: &str| embeddings.get(p).cloned();
+    let mut skipped = Vec::new();
     let pack = trained.map(|t| t.pack.as_str());
     // Trained matrices read back once, not a device round trip per row.
     let host = trained.map(|t| {
@@ -238,18 +236,23 @@ pub fn assemble<B: Backend>(
     let mut object_labels = Vec::new();
     let mut object_row: HashMap<i64, usize> = HashMap::new();
     for o in &snapshot.objects {
+        let (col, bias) = match (&host, trained_object_row.get(&o.id)) {
+            (Some((_, _, _, w, b)), Some(&r)) => (w.column(r), b[r]),
+            _ => match text(&o.prompt) {
+                Some(col) => (col, 0.0),
+                None => {
+                    skipped.push(format!(
+                        "object `{}`: prompt \"{}\" cannot be embedded",
+                        o.name, o.prompt
+                    ));
+                    continue;
+                }
+            },
+        };
         object_row.insert(o.id, object_labels.len());
         object_labels.push(o.name.clone());
-        match (&host, trained_object_row.get(&o.id)) {
-            (Some((_, _, _, w, b)), Some(&r)) => {
-                obj_cols.push(w.column(r));
-                obj_bias.push(b[r]);
-            }
-            _ => {
-                obj_cols.push(text(&o.prompt));
-                obj_bias.push(0.0);
-            }
-        }
+        obj_cols.push(col);
+        obj_bias.push(bias);
     }
     let nothing_row = object_labels.len();
     object_labels.push(NOTHING.into());
@@ -260,7 +263,7 @@ pub fn assemble<B: Backend>(
             obj_bias.push(b[last]);
         }
         None => {
-            obj_cols.push(text(NOTHING_PROMPT));
+            obj_cols.push(text(NOTHING_PROMPT).unwrap_or_else(|| vec![0.0; embed_dim]));
             obj_bias.push(0.0);
         }
     }
@@ -273,11 +276,22 @@ pub fn assemble<B: Backend>(
     let mut verb_cols = Vec::new();
     let mut verb_index: HashMap<i64, usize> = HashMap::new();
     for v in &snapshot.verbs {
+        let col = match (&host, trained_verb_row.get(&v.id)) {
+            (Some((_, _, w, _, _)), Some(&r)) => w.column(r),
+            _ => match text(&verb_prompt(&v.ing)) {
+                Some(col) => col,
+                None => {
+                    skipped.push(format!(
+                        "verb `{}`: prompt \"{}\" cannot be embedded",
+                        v.name,
+                        verb_prompt(&v.ing)
+                    ));
+                    continue;
+                }
+            },
+        };
         verb_index.insert(v.id, verb_cols.len());
-        match (&host, trained_verb_row.get(&v.id)) {
-            (Some((_, _, w, _, _)), Some(&r)) => verb_cols.push(w.column(r)),
-            _ => verb_cols.push(text(&verb_prompt(&v.ing))),
-        }
+        verb_cols.push(col);
     }
 
     // HOI rows.
@@ -293,22 +307,46 @@ pub fn assemble<B: Backend>(
             }
             _ => None,
         };
-        match trained_row {
-            Some((w, b, s)) => {
-                hoi_cols.push(w.column(s));
-                hoi_bias.push(b[s]);
-            }
-            None => {
-                hoi_cols.push(text(&i.prompt));
-                hoi_bias.push(0.0);
-            }
-        }
-        hoi_object.push(
-            i.object_id
-                .and_then(|o| object_row.get(&o).copied())
-                .unwrap_or(nothing_row),
-        );
-        verb_of.push(verb_index.get(&i.verb_id).copied().unwrap_or(0));
+        let what = || {
+            format!(
+                "interaction {} ({} {})",
+                i.id,
+                i.verb,
+                i.object.as_deref().unwrap_or(NOTHING)
+            )
+        };
+        let Some(&verb_row) = verb_index.get(&i.verb_id) else {
+            skipped.push(format!("{}: its verb has no row", what()));
+            continue;
+        };
+        let object = match i.object_id {
+            None => nothing_row,
+            Some(o) => match object_row.get(&o) {
+                Some(&r) => r,
+                None => {
+                    skipped.push(format!("{}: its object has no row", what()));
+                    continue;
+                }
+            },
+        };
+        let (col, bias) = match trained_row {
+            Some((w, b, s)) => (w.column(s), b[s]),
+            None => match text(&i.prompt) {
+                Some(col) => (col, 0.0),
+                None => {
+                    skipped.push(format!(
+                        "{}: prompt \"{}\" cannot be embedded",
+                        what(),
+                        i.prompt
+                    ));
+                    continue;
+                }
+            },
+        };
+        hoi_cols.push(col);
+        hoi_bias.push(bias);
+        hoi_object.push(object);
+        verb_of.push(verb_row);
         rows.push(ClassRow {
             interaction_id: i.id,
             pack: i.pack.clone(),
@@ -316,6 +354,9 @@ pub fn assemble<B: Backend>(
             object: i.object.clone().unwrap_or_else(|| NOTHING.into()),
             prompt: i.prompt.clone(),
         });
+    }
+    if rows.is_empty() {
+        return Err(ClassifierError::Empty);
     }
     let c = rows.len();
     let v = verb_cols.len();
@@ -343,6 +384,7 @@ pub fn assemble<B: Backend>(
         rows: Arc::new(rows),
         hoi_object,
         object_labels,
+        skipped,
     })
 }
 
@@ -358,6 +400,9 @@ pub struct ClassifierService<B: Backend> {
     rebuild_lock: Mutex<HashMap<String, Vec<f32>>>,
     text_passes: AtomicUsize,
     prompts_embedded: AtomicUsize,
+    /// Why the last rebuild failed (None after a success): readiness reports it, since
+    /// the set in service then lags the vocabulary.
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl<B: Backend> ClassifierService<B> {
@@ -379,6 +424,7 @@ impl<B: Backend> ClassifierService<B> {
             rebuild_lock: Mutex::new(HashMap::new()),
             text_passes: AtomicUsize::new(0),
             prompts_embedded: AtomicUsize::new(0),
+            last_error: std::sync::Mutex::new(None),
         }
     }
 
@@ -403,10 +449,26 @@ impl<B: Backend> ClassifierService<B> {
         )
     }
 
+    /// Why the last rebuild failed, if it did (the set in service is then older than the
+    /// vocabulary).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
     /// Rebuilds from the store if its version moved, embedding only uncached prompts, and
-    /// swaps the result in. A failure leaves the previous set serving.
+    /// swaps the result in. A failure leaves the previous set serving and is remembered
+    /// for readiness. Rows that can no longer be embedded are skipped and reported, not
+    /// fatal: a server always starts on a database it wrote.
     pub async fn refresh(&self, clip: &Clip<B>) -> Result<Arc<ClassifierSet<B>>, ClassifierError> {
         let _guard = self.rebuild_lock.lock().await;
+        let result = self.rebuild(clip).await;
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = result.as_ref().err().map(|e| e.to_string());
+        }
+        result
+    }
+
+    async fn rebuild(&self, clip: &Clip<B>) -> Result<Arc<ClassifierSet<B>>, ClassifierError> {
         let snapshot = self.store.snapshot().await?;
         if let Some(set) = self.current()
             && set.version == snapshot.version
@@ -419,9 +481,10 @@ impl<B: Backend> ClassifierService<B> {
             .store
             .cached_embeddings(&self.fingerprint, &needed)
             .await?;
+        // Prompts this tokenizer refuses get no embedding; `assemble` skips their rows.
         let missing: Vec<String> = needed
             .into_iter()
-            .filter(|p| !embeddings.contains_key(p))
+            .filter(|p| !embeddings.contains_key(p) && self.tokenizer.encode(p).is_ok())
             .collect();
         if !missing.is_empty() {
             let fresh = embed_prompts(clip, &self.tokenizer, &missing)?;
@@ -442,6 +505,9 @@ impl<B: Backend> ClassifierService<B> {
             self.embed_dim,
             &self.device,
         )?);
+        for row in &set.skipped {
+            tracing::warn!(version = set.version, "vocabulary row skipped: {row}");
+        }
         self.current.store(Arc::new(Some(set.clone())));
         Ok(set)
     }

@@ -29,6 +29,14 @@ pub enum DetectorError {
         "the checkpoint has {classes} HOI classes; known vocabularies have 600 (HICO-DET) or 263 (V-COCO)"
     )]
     UnknownVocabulary { classes: usize },
+    #[error(
+        "the checkpoint has {objects} object classes; its {vocabulary} vocabulary needs at least {needed}"
+    )]
+    TooFewObjectClasses {
+        objects: usize,
+        needed: usize,
+        vocabulary: String,
+    },
 }
 
 /// What model is running, for responses and `/info`.
@@ -211,6 +219,16 @@ impl<B: Backend> Detector<B> {
             263 => Pack::v_coco(),
             classes => return Err(DetectorError::UnknownVocabulary { classes }),
         };
+        // Each HOI class reads its object's logit (the last one: "no object"): a checkpoint
+        // with fewer object classes than its vocabulary uses would be read past its end.
+        let needed = pack.hoi_object().into_iter().max().unwrap_or(0);
+        if needed > config.num_obj_classes {
+            return Err(DetectorError::TooFewObjectClasses {
+                objects: config.num_obj_classes,
+                needed,
+                vocabulary: pack.name.clone(),
+            });
+        }
         let classifier = model.trained_classifier();
         let name = format!("hoiclip-{}", pack.name);
         let vocabulary = pack.name.clone();
@@ -518,6 +536,7 @@ fn own_set<B: Backend>(classifier: Classifier<B>, pack: &Pack) -> ClassifierSet<
         rows: Arc::new(rows),
         hoi_object: pack.hoi_object(),
         object_labels,
+        skipped: Vec::new(),
     }
 }
 

@@ -115,11 +115,57 @@ struct ServeArgs {
     #[arg(long, env = "HOICLIP_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
     /// API key required by POST /detect (header X-API-Key or Authorization: Bearer).
-    #[arg(long, env = "HOICLIP_API_KEY")]
-    api_key: Option<String>,
-    /// API key required by vocabulary writes.
-    #[arg(long, env = "HOICLIP_ADMIN_KEY")]
-    admin_key: Option<String>,
+    /// Prefer HOICLIP_API_KEY or --api-key-file: a flag shows in `ps`. Several keys:
+    /// comma-separated.
+    #[arg(
+        long,
+        env = "HOICLIP_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    api_key: Vec<String>,
+    /// File with detection API keys, one per line (`#` starts a comment).
+    #[arg(long, env = "HOICLIP_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+    /// API key required by vocabulary writes (also accepted by /detect).
+    #[arg(
+        long,
+        env = "HOICLIP_ADMIN_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    admin_key: Vec<String>,
+    /// File with admin keys, one per line.
+    #[arg(long, env = "HOICLIP_ADMIN_KEY_FILE")]
+    admin_key_file: Option<PathBuf>,
+    /// Requests per second per API key (per client address where no key is needed);
+    /// 0 turns rate limiting off.
+    #[arg(long, env = "HOICLIP_RATE_LIMIT", default_value_t = 50)]
+    rate_limit: u32,
+    /// Requests a key may send at once above the sustained rate.
+    #[arg(long, env = "HOICLIP_RATE_LIMIT_BURST", default_value_t = 100)]
+    rate_limit_burst: u32,
+    /// Seconds to receive a request's headers; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "HOICLIP_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds to receive a whole request body (slower uploads get 408).
+    #[arg(long, env = "HOICLIP_BODY_TIMEOUT", default_value_t = 30)]
+    body_timeout: u64,
+    /// Open connections at most (lowered to fit the descriptor limit); more get 503.
+    #[arg(long, env = "HOICLIP_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "HOICLIP_SHUTDOWN_GRACE", default_value_t = 30)]
+    shutdown_grace: u64,
+    /// Decoded pixels in memory at once across all requests (about 3-8 bytes each);
+    /// further decodes wait. Never below --max-pixels.
+    #[arg(
+        long,
+        env = "HOICLIP_DECODE_BUDGET_PIXELS",
+        default_value_t = 120_000_000
+    )]
+    decode_budget_pixels: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HOICLIP_MAX_BODY_BYTES", default_value_t = 16 << 20)]
     max_body_bytes: usize,
@@ -159,6 +205,29 @@ struct ServeArgs {
     cors: bool,
 }
 
+/// Keys from flags or the environment plus those in `file` (one per line, `#` comments).
+fn read_keys(given: &[String], file: Option<&PathBuf>) -> anyhow::Result<Vec<String>> {
+    let mut keys: Vec<String> = given
+        .iter()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read key file {}", path.display()))?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+        if keys.is_empty() {
+            anyhow::bail!("key file {} holds no key", path.display());
+        }
+    }
+    Ok(keys)
+}
+
 /// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -179,11 +248,11 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    use hoiclip::api::{AppState, ServeOptions, router};
+    use hoiclip::api::server::{ServerLimits, effective_max_connections, serve as serve_http};
+    use hoiclip::api::{ApiKeys, AppState, RateLimit, ServeOptions, router};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -205,13 +274,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         };
         let options = ServeOptions {
-            api_key: args.api_key.clone(),
-            admin_key: args.admin_key.clone(),
+            keys: ApiKeys {
+                detect: read_keys(&args.api_key, args.api_key_file.as_ref())?,
+                admin: read_keys(&args.admin_key, args.admin_key_file.as_ref())?,
+            },
             max_body_bytes: args.max_body_bytes,
             decode: DecodeLimits { max_pixels: args.max_pixels, ..DecodeLimits::default() },
             request_timeout: std::time::Duration::from_secs(args.request_timeout),
+            body_timeout: std::time::Duration::from_secs(args.body_timeout),
+            decode_budget_pixels: args.decode_budget_pixels,
+            rate_limit: RateLimit { per_second: args.rate_limit, burst: args.rate_limit_burst },
             cors: args.cors,
         };
+        let limits = ServerLimits {
+            header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
+            max_connections: effective_max_connections(args.max_connections),
+            shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
+        };
+        if limits.max_connections < args.max_connections {
+            tracing::warn!(requested = args.max_connections, used = limits.max_connections, "--max-connections lowered to fit the open-file limit (ulimit -n)");
+        }
         let state = AppState::new(service.clone(), options);
         // Ready only after one real forward pass through the engine.
         warm_up(service.as_ref()).await?;
@@ -220,9 +302,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         tracing::info!(listen = %args.listen, model = %service.info().name, device = %service.device(), "serving; OpenAPI UI at /docs");
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        serve_http(listener, router(state), limits, shutdown_signal()).await?;
         anyhow::Ok(())
     })
 }
@@ -439,6 +519,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -461,27 +543,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::InspectWeights { file } => {
-            let ckpt = Checkpoint::open(&file)?;
-            if ckpt.keys().any(|k| k == "query_embed_h.weight") {
-                // A whole HOICLIP checkpoint: sizes from its shapes, strict load.
-                let config = hoiclip::model::hoiclip::infer_config(&ckpt)?;
-                let (_, report) =
-                    hoiclip::model::hoiclip::load::<Cpu>(&config, &ckpt, &Default::default())?;
-                println!(
-                    "{}: HOICLIP ({} HOI classes, {} verbs, {} queries, CLIP width {}) loads cleanly: {report}; {} stored tensors unused by inference",
-                    file.display(),
-                    config.num_hoi_classes,
-                    config.num_verb_classes,
-                    config.num_queries,
-                    config.clip.vision_width,
-                    report.ignored.len()
-                );
-            } else {
-                let plan = clip_plan(&ckpt);
-                let mut clip = ClipConfig::vit_b_32().init::<Cpu>(&Default::default());
-                let report = ckpt.load_into(&mut clip, &plan)?;
-                println!("{}: CLIP ViT-B/32 loads cleanly: {report}", file.display());
-            }
+            let inspection = hoiclip::model::hoiclip::inspect::<Cpu>(&file, &Default::default())?;
+            println!("{}: {inspection}", file.display());
         }
         Command::Detect {
             images,
@@ -584,4 +647,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// CLIP lives under `clip_model.` in HOICLIP checkpoints and at the top of a CLIP state dict.
 fn clip_plan(ckpt: &Checkpoint) -> LoadPlan {
     hoiclip::model::clip::load_plan(ckpt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_keys;
+
+    #[test]
+    fn keys_come_from_flags_and_a_file_with_comments() {
+        let path = std::env::temp_dir().join(format!("hoiclip-keys-{}", std::process::id()));
+        std::fs::write(&path, "# rotated 2026-11\nkey-b\n\n  key-c  \n").unwrap();
+        let keys = read_keys(&["key-a".into(), " ".into()], Some(&path)).unwrap();
+        assert_eq!(keys, ["key-a", "key-b", "key-c"]);
+        std::fs::write(&path, "# nothing here\n").unwrap();
+        assert!(
+            read_keys(&[], Some(&path)).is_err(),
+            "an empty key file must not open the API"
+        );
+        let missing = path.with_extension("missing");
+        assert!(read_keys(&[], Some(&missing)).is_err());
+        let _ = std::fs::remove_file(path);
+    }
 }

@@ -3,93 +3,22 @@
 
 mod common;
 
+use common::http::*;
+
 use std::io::Cursor;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::fixture;
 use hoiclip::api::{AppState, ServeOptions, router};
 use std::time::Duration;
 
-use hoiclip::engine::{BatchPolicy, DetectorRunner, EngineOptions, Service};
+use hoiclip::engine::EngineOptions;
 use hoiclip::vocab::Pack;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-async fn state(options: ServeOptions) -> AppState {
-    let (detector, classifiers) = common::demo_parts().await;
-    let service = Arc::new(Service::start(
-        detector,
-        classifiers,
-        EngineOptions::default(),
-        "cpu",
-        "flex",
-    ));
-    let state = AppState::new(service, options);
-    state
-        .0
-        .ready
-        .store(true, std::sync::atomic::Ordering::Release);
-    state
-}
-
-/// A state whose worker reports each batch on the receiver and then waits until the test
-/// opens the gate.
-async fn held_state(
-    options: ServeOptions,
-    engine: EngineOptions,
-) -> (AppState, common::Gate, std::sync::mpsc::Receiver<usize>) {
-    let (detector, classifiers) = common::demo_parts().await;
-    let gate = common::Gate::closed();
-    let (started, batches) = std::sync::mpsc::channel();
-    let held_gate = gate.clone();
-    let service = Arc::new(Service::with_runner(
-        detector,
-        classifiers,
-        engine,
-        "cpu",
-        "flex",
-        move |d| common::Held {
-            inner: DetectorRunner::new(d, BatchPolicy::SameSize),
-            gate: held_gate,
-            started,
-        },
-    ));
-    let s = AppState::new(service, options);
-    s.0.ready.store(true, std::sync::atomic::Ordering::Release);
-    (s, gate, batches)
-}
-
 async fn send_owned(state: AppState, request: Request<Body>) -> StatusCode {
     send(&state, request).await.0
-}
-
-async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
-    let response = router(state.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    (status, content_type, body)
-}
-
-fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
-}
-
-fn png() -> Vec<u8> {
-    std::fs::read(fixture("hoiclip/img0.png")).unwrap()
 }
 
 fn thin_png() -> Vec<u8> {
@@ -98,13 +27,6 @@ fn thin_png() -> Vec<u8> {
         .write_to(&mut out, image::ImageFormat::Png)
         .unwrap();
     out.into_inner()
-}
-
-fn raw(uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
-    Request::post(uri)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(body))
-        .unwrap()
 }
 
 fn multipart(field: &str, bytes: &[u8]) -> Request<Body> {
@@ -120,25 +42,6 @@ fn multipart(field: &str, bytes: &[u8]) -> Request<Body> {
         &format!("multipart/form-data; boundary={boundary}"),
         body,
     )
-}
-
-fn post_json(uri: &str, value: serde_json::Value) -> Request<Body> {
-    raw(uri, "application/json", value.to_string().into_bytes())
-}
-
-fn assert_problem(
-    status: StatusCode,
-    content_type: &str,
-    body: &[u8],
-    expected: StatusCode,
-    kind: &str,
-) {
-    assert_eq!(status, expected, "{}", String::from_utf8_lossy(body));
-    assert_eq!(content_type, "application/problem+json");
-    let p = json(body);
-    assert_eq!(p["type"], format!("urn:hoiclip:problem:{kind}"), "{p}");
-    assert_eq!(p["status"], expected.as_u16());
-    assert!(!p["detail"].as_str().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -479,8 +382,10 @@ async fn vocabulary_errors() {
 #[tokio::test]
 async fn keys_guard_detection_and_vocabulary_writes_but_not_health() {
     let options = ServeOptions {
-        api_key: Some("det-key".into()),
-        admin_key: Some("admin-key".into()),
+        keys: hoiclip::api::ApiKeys {
+            detect: vec!["det-key".into()],
+            admin: vec!["admin-key".into()],
+        },
         ..ServeOptions::default()
     };
     let s = state(options).await;

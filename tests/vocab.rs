@@ -416,13 +416,24 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
         store.add_object("kite", None).await,
         Err(VocabError::Duplicate { .. })
     ));
+    // Seed packs take no user entries.
     assert!(matches!(
         store
             .add_interaction("ride", "horse", None, Some("tiny"))
             .await,
-        Err(VocabError::Duplicate { .. })
+        Err(VocabError::SeedPack { .. })
     ));
     assert_eq!(store.version().await.unwrap(), version);
+    store
+        .add_interaction("ride", "horse", None, Some("mine"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .add_interaction("ride", "horse", None, Some("mine"))
+            .await,
+        Err(VocabError::Duplicate { .. })
+    ));
 }
 
 #[tokio::test]

@@ -6,20 +6,20 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
+use super::AppState;
 use super::dto::{
     BoxOut, DetectJson, DetectMultipart, DetectParams, DetectResponse, ImageBytes, ModelOut,
     ObjectOut, TimingsOut, TripletOut,
 };
 use super::error::ApiError;
-use super::extract::ApiQuery;
-use super::{AppState, authorize};
+use super::extract::{ApiQuery, within_body_timeout};
 use crate::detector::DetectOptions;
-use crate::engine::{self, ClassView};
-use crate::vision::{decode, render::render};
+use crate::engine::{self, ClassView, EngineError};
+use crate::vision::{decode, probe, render::render};
 
 /// Detect human-object interactions in one image.
 #[utoipa::path(
@@ -36,85 +36,48 @@ use crate::vision::{decode, render::render};
         )
     ),
     responses(
-        (status = 200, description = "Triplets (or a PNG when `render=true`)", body = DetectResponse),
+        (status = 200, description = "Triplets, or a PNG with the detections drawn when `render=true`", content(
+            (DetectResponse = "application/json"),
+            (ImageBytes = "image/png"),
+        )),
         (status = 400, description = "Bad request or undecodable image", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "API key missing", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "API key wrong", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received in time", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or image too large", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an accepted content or image type", body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Queue full; retry later", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid option (threshold, top_k, unknown pack or verb)", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full or rate limit exceeded; retry after `Retry-After` seconds", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error (the body names a request id)", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Not ready, or timed out", body = super::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn detect(
     State(state): State<AppState>,
-    headers: HeaderMap,
     query: ApiQuery<DetectParams>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    authorize(&headers, state.0.options.api_key.as_deref())?;
+    let deadline = started + state.0.options.request_timeout;
     let Some(set) = state.0.service.classes() else {
         return Err(ApiError::Unavailable("the model is still loading".into()));
     };
-    // A place in the queue first: a full server answers at once, before the body is read
-    // or decoded, so overload costs no memory. The place is held until the worker takes
-    // the job (or this request fails).
-    let admission = state.0.service.engine().admit()?;
-    let content_type = headers
+    let engine = state.0.service.engine();
+    // A full queue answers at once, before the body is read. No place is reserved here:
+    // a slow upload must not hold one (it is taken below, once the image is decoded).
+    if engine.queue_depth() >= engine.options().max_queue {
+        metrics::counter!("hoiclip_detect_rejected_total", "reason" => "queue_full").increment(1);
+        return Err(EngineError::QueueFull(engine.options().max_queue).into());
+    }
+    let content_type = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let (bytes, params) = if content_type.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(request, &state)
-            .await
-            .map_err(|e| multipart_error(e.status(), &e.body_text()))?;
-        let mut image = None;
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| multipart_error(e.status(), &e.body_text()))?
-        {
-            if field.name() == Some("image") {
-                image = Some(
-                    field
-                        .bytes()
-                        .await
-                        .map_err(|e| body_error(e.status(), &e.body_text()))?,
-                );
-            }
-        }
-        (
-            image.ok_or_else(|| {
-                ApiError::BadRequest("multipart body has no `image` field".into())
-            })?,
-            query.0,
-        )
-    } else if content_type.starts_with("application/json") {
-        let body = Bytes::from_request(request, &state)
-            .await
-            .map_err(|e| body_error(e.status(), &e.body_text()))?;
-        let json: DetectJson = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(json.image.trim())
-            .map_err(|e| ApiError::BadRequest(format!("`image` is not valid base64: {e}")))?;
-        (Bytes::from(bytes), merge(query.0, json.params))
-    } else if content_type.starts_with("image/")
-        || content_type.starts_with("application/octet-stream")
-    {
-        (
-            Bytes::from_request(request, &state)
-                .await
-                .map_err(|e| body_error(e.status(), &e.body_text()))?,
-            query.0,
-        )
-    } else {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "content type `{content_type}`: send multipart/form-data, image/jpeg|png|webp or application/json"
-        )));
-    };
+    let (bytes, params) =
+        within_body_timeout(&state, read_image(request, &state, &content_type, query.0)).await??;
+    check_params(&params)?;
 
     let classes = select_classes(&set, &params, &state.0.service.info().vocabulary)?;
     let options = DetectOptions {
@@ -126,23 +89,37 @@ pub async fn detect(
             .then_some(10),
         classes,
     };
-    let service = state.0.service.clone();
-    let deadline = started + state.0.options.request_timeout;
     let limits = state.0.options.decode;
+    let (width, height) = probe(&bytes, limits)?;
+    // Room for the decoded pixels in the global budget before decoding: memory stays
+    // bounded however many large images arrive at once; the rest wait their turn.
+    let pixels = u32::try_from(u64::from(width) * u64::from(height)).unwrap_or(u32::MAX);
+    let permit = tokio::time::timeout_at(
+        deadline.into(),
+        state.0.decode_budget.clone().acquire_many_owned(pixels),
+    )
+    .await
+    .map_err(|_| ApiError::Timeout("waited too long for room to decode the image".into()))?
+    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+    let service = state.0.service.clone();
     let decode_started = Instant::now();
     let render_wanted = params.render.unwrap_or(false);
-    let (image, input) = tokio::task::spawn_blocking(move || {
+    let (image, input, permit) = tokio::task::spawn_blocking(move || {
         let image = decode(&bytes, limits)?;
         let input = service.prepare(&image);
-        // Keep the decoded pixels only when they will be drawn on.
-        Ok::<_, crate::vision::VisionError>((render_wanted.then_some(image), input))
+        // Keep the decoded pixels (and their share of the budget) only when they will be
+        // drawn on.
+        let kept = render_wanted.then_some((image, permit));
+        let (image, permit) = kept.unzip();
+        Ok::<_, crate::vision::VisionError>((image, input, permit))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     let decode_ms = decode_started.elapsed().as_secs_f64() * 1000.0;
 
     let infer_started = Instant::now();
-    let ticket = state.0.service.engine().submit_admitted(
+    let admission = engine.admit()?;
+    let ticket = engine.submit_admitted(
         engine::Request {
             input,
             options,
@@ -157,12 +134,18 @@ pub async fn detect(
     metrics::gauge!("hoiclip_classifier_version").set(set.version as f64);
 
     if let Some(image) = image {
-        let drawn = render(&image, &result.detections);
-        let mut png = Cursor::new(Vec::new());
-        drawn
-            .write_to(&mut png, image::ImageFormat::Png)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        return Ok(([(header::CONTENT_TYPE, "image/png")], png.into_inner()).into_response());
+        let png = tokio::task::spawn_blocking(move || {
+            let drawn = render(&image, &result.detections);
+            let mut png = Cursor::new(Vec::new());
+            drawn
+                .write_to(&mut png, image::ImageFormat::Png)
+                .map(|_| png.into_inner())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        drop(permit);
+        return Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response());
     }
     let info = state.0.service.info();
     let triplets = result
@@ -196,6 +179,99 @@ pub async fn detect(
         },
     })
     .into_response())
+}
+
+/// Reads the image and the options from whichever body form the client sent.
+async fn read_image(
+    request: Request,
+    state: &AppState,
+    content_type: &str,
+    query: DetectParams,
+) -> Result<(Bytes, DetectParams), ApiError> {
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, state)
+            .await
+            .map_err(|e| multipart_error(e.status(), &e.body_text()))?;
+        let mut image = None;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(e.status(), &e.body_text()))?
+        {
+            if field.name() == Some("image") {
+                image = Some(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| body_error(e.status(), &e.body_text()))?,
+                );
+            }
+        }
+        let image = image
+            .ok_or_else(|| ApiError::BadRequest("multipart body has no `image` field".into()))?;
+        Ok((image, query))
+    } else if content_type.starts_with("application/json") {
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| body_error(e.status(), &e.body_text()))?;
+        let json: DetectJson = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
+        // Line-wrapped base64 (76 columns, as `base64` and MIME write it) is fine.
+        let compact: Vec<u8> = json
+            .image
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&compact)
+            .map_err(|e| ApiError::BadRequest(format!("`image` is not valid base64: {e}")))?;
+        Ok((Bytes::from(bytes), merge(query, json.params)))
+    } else if content_type.starts_with("image/")
+        || content_type.starts_with("application/octet-stream")
+    {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| body_error(e.status(), &e.body_text()))?;
+        Ok((bytes, query))
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "content type `{content_type}`: send multipart/form-data, image/jpeg|png|webp or application/json"
+        )))
+    }
+}
+
+/// Most triplets one answer may carry.
+pub const MAX_TOP_K: usize = 10_000;
+
+/// Options that parse but mean nothing are refused, not answered with an empty 200.
+fn check_params(params: &DetectParams) -> Result<(), ApiError> {
+    if let Some(t) = params.score_threshold
+        && !(t.is_finite() && (0.0..=2.0).contains(&t))
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "score_threshold must be a number in [0, 2] (scores are sigmoid + sigmoid^2), not {t}"
+        )));
+    }
+    if let Some(k) = params.top_k
+        && !(1..=MAX_TOP_K).contains(&k)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "top_k must be between 1 and {MAX_TOP_K}, not {k}"
+        )));
+    }
+    if let Some(v) = &params.verbs
+        && v.split(',').all(|s| s.trim().is_empty())
+    {
+        return Err(ApiError::Unprocessable(
+            "verbs must name at least one verb (a comma-separated list)".into(),
+        ));
+    }
+    if let Some(p) = &params.pack
+        && p.trim().is_empty()
+    {
+        return Err(ApiError::Unprocessable("pack must not be empty".into()));
+    }
+    Ok(())
 }
 
 /// A multipart body that could not be parsed (or exceeded the body limit).

@@ -8,13 +8,21 @@ use utoipa::{IntoParams, ToSchema};
 #[into_params(parameter_in = Query)]
 pub struct DetectParams {
     /// Drop triplets scoring below this (scores lie in [0, 2]: sigmoid + sigmoid^2).
+    #[schema(minimum = 0, maximum = 2)]
+    #[param(minimum = 0, maximum = 2)]
     pub score_threshold: Option<f32>,
     /// Return at most this many triplets (default 100).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[param(minimum = 1, maximum = 10000)]
     pub top_k: Option<usize>,
     /// Only interactions of this pack (e.g. `hico-det`, `v-coco`, `user`). Default: the
     /// model's own pack plus every user pack.
+    #[schema(min_length = 1, pattern = "\\S")]
+    #[param(min_length = 1, pattern = "\\S")]
     pub pack: Option<String>,
     /// Only interactions of these verbs (comma-separated in a query string).
+    #[schema(min_length = 1, pattern = "[^,\\s]")]
+    #[param(min_length = 1, pattern = "[^,\\s]")]
     pub verbs: Option<String>,
     /// Training-free enhancement with CLIP's top-10 image-level scores (the paper's 34.69 setting).
     pub training_free_enhancement: Option<bool>,
@@ -25,7 +33,8 @@ pub struct DetectParams {
 /// `POST /detect` with a JSON body: the image as base64, plus options.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DetectJson {
-    /// JPEG, PNG or WebP bytes, base64-encoded (standard alphabet).
+    /// JPEG, PNG or WebP bytes, base64-encoded (standard alphabet; line breaks allowed).
+    #[schema(min_length = 1)]
     pub image: String,
     #[serde(flatten)]
     pub params: DetectParams,
@@ -99,8 +108,11 @@ pub struct DetectResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewVerbIn {
+    /// At most 64 characters, at least one letter or digit, no comma.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub name: String,
     /// The -ing phrase used in prompts ("juggling", "sitting on").
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub ing: String,
     /// Existing objects it applies to (prompts from the official template).
     #[serde(default)]
@@ -108,27 +120,39 @@ pub struct NewVerbIn {
     /// Explicit prompts per object.
     #[serde(default)]
     pub prompts: Vec<PromptIn>,
+    /// A user pack (default `user`; created if missing). Seed packs are refused.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub pack: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PromptIn {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub object: String,
+    /// At most 77 CLIP tokens with start and end tokens.
+    #[schema(min_length = 1, pattern = "\\S")]
     pub prompt: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewObjectIn {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub name: String,
-    /// Object-classifier prompt (default "a photo of {a/an} {name}").
+    /// Object-classifier prompt (default "a photo of {a/an} {name}"); at most 77 CLIP tokens.
+    #[schema(min_length = 1, pattern = "\\S")]
     pub prompt: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewInteractionIn {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub verb: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub object: String,
+    /// At most 77 CLIP tokens (default from the official template).
+    #[schema(min_length = 1, pattern = "\\S")]
     pub prompt: Option<String>,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub pack: Option<String>,
 }
 
@@ -201,6 +225,9 @@ pub struct VocabularyOut {
     pub objects: usize,
     pub interactions: usize,
     pub packs: usize,
+    /// Rows left out of the classifier because they can no longer be embedded (e.g.
+    /// after a tokenizer change), one description each; empty normally.
+    pub skipped: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

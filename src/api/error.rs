@@ -47,6 +47,15 @@ pub enum ApiError {
     #[error("{0}")]
     Busy(String),
     #[error("{0}")]
+    RateLimited(String),
+    #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// A transient condition (e.g. the database busy): 503 with Retry-After.
+    #[error("{0}")]
+    TryLater(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Timeout(String),
@@ -70,7 +79,7 @@ impl ApiError {
             ApiError::Protected(_) => (
                 StatusCode::CONFLICT,
                 "seed-entry",
-                "Seed entries cannot be removed",
+                "Seed entries cannot be changed",
             ),
             ApiError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -91,6 +100,26 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "queue-full",
                 "Too many requests",
+            ),
+            ApiError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Rate limit exceeded",
+            ),
+            ApiError::RequestTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request body too slow",
+            ),
+            ApiError::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            ApiError::TryLater(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
             ),
             ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -114,21 +143,35 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, title) = self.parts();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        }
+        let request_id = super::context::current_request_id();
+        // Internal causes (database errors, panics) go to the log under the request id;
+        // the client gets the id, never the raw text.
+        let detail = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(request_id = %request_id, error = %cause, "request failed");
+                format!(
+                    "internal error; the server log has the cause under request id {request_id}"
+                )
+            }
+            other => {
+                if status.is_server_error() {
+                    tracing::warn!(request_id = %request_id, error = %other, "request refused");
+                }
+                other.to_string()
+            }
+        };
         let problem = Problem {
             kind: format!("urn:hoiclip:problem:{kind}"),
             title: title.into(),
             status: status.as_u16(),
-            detail: self.to_string(),
+            detail,
         };
         let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if status == StatusCode::TOO_MANY_REQUESTS || matches!(self, ApiError::TryLater(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -157,7 +200,11 @@ impl From<VocabError> for ApiError {
             VocabError::Invalid { .. } | VocabError::PromptTooLong { .. } | VocabError::Pack(_) => {
                 ApiError::Unprocessable(e.to_string())
             }
-            VocabError::Duplicate { .. } => ApiError::Conflict(e.to_string()),
+            VocabError::Duplicate { .. } | VocabError::Mismatch { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
+            VocabError::SeedPack { .. } => ApiError::Protected(e.to_string()),
+            VocabError::Busy => ApiError::TryLater(e.to_string()),
             VocabError::NotFound { .. } => ApiError::NotFound(e.to_string()),
             VocabError::SeedEntry { .. } => ApiError::Protected(e.to_string()),
             VocabError::Database(_) | VocabError::Migration(_) => ApiError::Internal(e.to_string()),

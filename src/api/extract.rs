@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use super::error::ApiError;
 
 /// A JSON body.
@@ -47,11 +48,14 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+    /// The body must arrive within the body timeout (408 otherwise): a slow writer may
+    /// not hold a connection and a database-bound handler open.
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let axum::Json(value) =
+            within_body_timeout(state, axum::Json::<T>::from_request(request, state)).await??;
         Ok(Self(value))
     }
 }
@@ -74,4 +78,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(Self(value))
     }
+}
+
+/// Runs a body read under the server's body timeout; too slow a body is a 408.
+pub async fn within_body_timeout<F: std::future::Future>(
+    state: &AppState,
+    read: F,
+) -> Result<F::Output, ApiError> {
+    let limit = state.0.options.body_timeout;
+    tokio::time::timeout(limit, read).await.map_err(|_| {
+        ApiError::RequestTimeout(format!(
+            "the request body was not received within {} s",
+            limit.as_secs()
+        ))
+    })
 }

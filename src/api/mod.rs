@@ -2,12 +2,15 @@
 //! tensors: they decode, validate and prepare images, then submit them to the engine's
 //! bounded queue (`crate::engine`) and await the answer.
 
+pub mod auth;
+pub mod context;
 pub mod detect;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod ops;
+pub mod server;
 pub mod vocab;
 
 use std::sync::Arc;
@@ -16,37 +19,45 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
+use tokio::sync::Semaphore;
 use utoipa::OpenApi;
 
 use crate::engine::Inference;
 use crate::vision::DecodeLimits;
+use auth::Scope;
+pub use auth::{ApiKeys, RateLimit};
 use error::ApiError;
 
 /// Server settings (the CLI fills them from flags and HOICLIP_* variables).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Required for `POST /detect` when set.
-    pub api_key: Option<String>,
-    /// Required for vocabulary writes when set.
-    pub admin_key: Option<String>,
+    /// Keys for `POST /detect` and for vocabulary writes (a scope without keys is open).
+    pub keys: ApiKeys,
     pub max_body_bytes: usize,
     pub decode: DecodeLimits,
     /// Whole-request limit; a detection still waiting for the worker at this point
     /// answers 503 `timeout`.
     pub request_timeout: Duration,
+    /// Time allowed to receive a whole request body; slower bodies get 408.
+    pub body_timeout: Duration,
+    /// Decoded pixels that may be in memory at once across all requests; decodes wait
+    /// for room (bounding memory however many large images arrive together).
+    pub decode_budget_pixels: u64,
+    pub rate_limit: RateLimit,
     pub cors: bool,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
-            api_key: None,
-            admin_key: None,
+            keys: ApiKeys::default(),
             max_body_bytes: 16 << 20,
             decode: DecodeLimits::default(),
             request_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            decode_budget_pixels: 120_000_000,
+            rate_limit: RateLimit::default(),
             cors: false,
         }
     }
@@ -57,6 +68,8 @@ pub struct Inner {
     pub service: Arc<dyn Inference>,
     pub options: ServeOptions,
     pub ready: AtomicBool,
+    /// Permits are decoded pixels (see [`ServeOptions::decode_budget_pixels`]).
+    pub decode_budget: Arc<Semaphore>,
 }
 
 /// Shared state of every handler.
@@ -65,38 +78,17 @@ pub struct AppState(pub Arc<Inner>);
 
 impl AppState {
     pub fn new(service: Arc<dyn Inference>, options: ServeOptions) -> Self {
+        // Never below one image's worth, or the largest accepted image could never run.
+        let budget = options
+            .decode_budget_pixels
+            .max(options.decode.max_pixels)
+            .min(Semaphore::MAX_PERMITS as u64) as usize;
         Self(Arc::new(Inner {
             service,
             options,
             ready: AtomicBool::new(false),
+            decode_budget: Arc::new(Semaphore::new(budget)),
         }))
-    }
-}
-
-/// Checks `Authorization: Bearer KEY` or `X-API-Key: KEY` against `expected`.
-pub fn authorize(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
-        return Ok(());
-    };
-    let given = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| {
-            headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::to_string)
-        });
-    match given {
-        None => Err(ApiError::Unauthorized(
-            "this endpoint needs an API key (X-API-Key or Authorization: Bearer)".into(),
-        )),
-        Some(k) if k == expected => Ok(()),
-        Some(_) => Err(ApiError::Forbidden(
-            "the API key is not valid for this endpoint".into(),
-        )),
     }
 }
 
@@ -119,21 +111,127 @@ pub fn authorize(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiE
         crate::vocab::store::PackExport, crate::vocab::store::ExportVerb, crate::vocab::store::ExportObject,
         crate::vocab::store::ExportInteraction,
     )),
-    tags((name = "detection"), (name = "vocabulary"), (name = "operations"))
+    tags((name = "detection"), (name = "vocabulary"), (name = "operations")),
+    modifiers(&CommonErrors)
 )]
 pub struct ApiDoc;
+
+/// Adds the error answers the layers give to every operation they wrap, so the document
+/// lists every status the server really sends (generated clients can type them, and
+/// schemathesis checks it): body and query errors, auth, rate limits, timeouts and
+/// internal errors. Written once here instead of on each handler.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ContentBuilder, HeaderBuilder, Ref, ResponseBuilder, Type, schema::ObjectBuilder,
+        };
+        let problem = |description: &str, retry: bool| {
+            let mut response = ResponseBuilder::new().description(description).content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            );
+            if retry {
+                response = response.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                        .description(Some("Seconds to wait before retrying"))
+                        .build(),
+                );
+            }
+            response.build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let guarded = path == "/detect"
+                || !(path.starts_with("/health") || path == "/info" || path == "/metrics");
+            let has_id = path.contains('{');
+            for (method, op) in [
+                ("get", item.get.as_mut()),
+                ("post", item.post.as_mut()),
+                ("delete", item.delete.as_mut()),
+            ] {
+                let Some(op) = op else { continue };
+                let mut add = |status: &str, description: &str, retry: bool| {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| problem(description, retry).into());
+                };
+                add(
+                    "500",
+                    "Internal error (the body names a request id for the server log)",
+                    false,
+                );
+                add(
+                    "503",
+                    "Not ready, shutting down, the database busy, or not answered in time",
+                    true,
+                );
+                let write = method != "get";
+                if guarded {
+                    add(
+                        "429",
+                        "Rate limit exceeded (per API key, or per client address)",
+                        true,
+                    );
+                }
+                if has_id || path == "/interactions" || path == "/detect" {
+                    add("400", "Malformed path or query parameter", false);
+                }
+                if write && guarded {
+                    add("401", "API key missing", false);
+                    add("403", "API key not valid for this endpoint", false);
+                }
+                if method == "post" {
+                    add("400", "Malformed body", false);
+                    add(
+                        "408",
+                        "The body was not received within the body timeout",
+                        false,
+                    );
+                    add("413", "Body larger than the server accepts", false);
+                    add("415", "Unsupported content type", false);
+                    add("422", "The body is well-formed but invalid", false);
+                }
+            }
+        }
+    }
+}
 
 /// The OpenAPI document as pretty JSON (what `openapi/openapi.json` holds).
 pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_default()
 }
 
-/// All routes, with body limits, timeouts, tracing and (optionally) CORS.
+/// Rate limits (when on) below the key check, so each key is counted on its own.
+fn guarded(
+    routes: Router<AppState>,
+    keys: &Arc<ApiKeys>,
+    scope: Scope,
+    limit: RateLimit,
+) -> Router<AppState> {
+    let routes = match auth::rate_limit_layer(limit) {
+        Some(layer) => routes.route_layer(layer),
+        None => routes,
+    };
+    routes.route_layer(axum::middleware::from_fn_with_state(
+        (keys.clone(), scope),
+        auth::require,
+    ))
+}
+
+/// All routes, with auth, rate limits, body limits, deadlines, request ids, metrics,
+/// tracing and (optionally) CORS.
 pub fn router(state: AppState) -> Router {
     let options = state.0.options.clone();
     metrics::handle();
-    let mut app = Router::new()
-        .route("/detect", post(detect::detect))
+    let keys = Arc::new(options.keys.clone());
+    let detection = Router::new().route("/detect", post(detect::detect));
+    let vocabulary = Router::new()
         .route("/verbs", get(vocab::list_verbs).post(vocab::create_verb))
         .route(
             "/verbs/{id}",
@@ -158,7 +256,15 @@ pub fn router(state: AppState) -> Router {
         .route("/packs", get(vocab::list_packs))
         .route("/packs/import", post(vocab::import_pack))
         .route("/packs/{name}/export", get(vocab::export_pack))
-        .route("/vocabulary", get(vocab::vocabulary))
+        .route("/vocabulary", get(vocab::vocabulary));
+    let mut app = Router::new()
+        .merge(guarded(detection, &keys, Scope::Detect, options.rate_limit))
+        .merge(guarded(
+            vocabulary,
+            &keys,
+            Scope::AdminWrites,
+            options.rate_limit,
+        ))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/info", get(ops::info))
@@ -176,15 +282,18 @@ pub fn router(state: AppState) -> Router {
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", ApiDoc::openapi()),
         )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this route does not accept that method".into())
+        })
         .with_state(state)
-        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        // A backstop: detection answers its own deadline with problem+json first.
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        .layer(axum::middleware::from_fn_with_state(
             options.request_timeout + Duration::from_secs(1),
-        ));
+            context::deadline,
+        ))
+        .layer(axum::middleware::from_fn(context::request_id))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     if options.cors {
         app = app.layer(tower_http::cors::CorsLayer::permissive());
     }

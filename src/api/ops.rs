@@ -17,17 +17,26 @@ pub async fn live() -> Json<StatusOut> {
     })
 }
 
-/// Ready once the model is loaded, the classifier built and a warm-up forward pass ran.
+/// Ready once the model is loaded, the classifier built and a warm-up forward pass ran,
+/// and while the classifier in service matches the vocabulary (after a failed rebuild
+/// this retries it, and answers 503 until it succeeds).
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses((status = 200, description = "OK", body = StatusOut), (status = 503, description = "Unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<StatusOut>, ApiError> {
-    if state.0.ready.load(Ordering::Acquire) {
-        Ok(Json(StatusOut {
-            status: "ready".into(),
-        }))
-    } else {
-        Err(ApiError::Unavailable("warming up".into()))
+    if !state.0.ready.load(Ordering::Acquire) {
+        return Err(ApiError::Unavailable("warming up".into()));
     }
+    if state.0.service.rebuild_error().is_some()
+        && let Err(e) = state.0.service.refresh().await
+    {
+        tracing::error!(error = %e, "classifier rebuild failed again");
+        return Err(ApiError::Unavailable(
+            "the classifier could not be rebuilt from the vocabulary; new entries are not detectable yet (see the server log)".into(),
+        ));
+    }
+    Ok(Json(StatusOut {
+        status: "ready".into(),
+    }))
 }
 
 /// Model, weights fingerprint, backend and limits.

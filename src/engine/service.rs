@@ -57,6 +57,10 @@ pub trait Inference: Send + Sync {
     fn text_fingerprint(&self) -> &str;
     /// Rebuilds the classifier set if the vocabulary moved.
     fn refresh(&self) -> BoxFuture<'_, Result<ClassView, ClassifierError>>;
+    /// Why the last rebuild failed, when it did (the set in service lags the vocabulary).
+    fn rebuild_error(&self) -> Option<String>;
+    /// Vocabulary rows the set in service leaves out because they cannot be embedded.
+    fn skipped_rows(&self) -> Vec<String>;
 }
 
 /// [`Inference`] for a detector on backend `B`.
@@ -148,6 +152,17 @@ impl<B: Backend> Inference for Service<B> {
 
     fn text_fingerprint(&self) -> &str {
         self.classifiers.fingerprint()
+    }
+
+    fn rebuild_error(&self) -> Option<String> {
+        self.classifiers.last_error()
+    }
+
+    fn skipped_rows(&self) -> Vec<String> {
+        self.classifiers
+            .current()
+            .map(|s| s.skipped.clone())
+            .unwrap_or_default()
     }
 
     fn refresh(&self) -> BoxFuture<'_, Result<ClassView, ClassifierError>> {

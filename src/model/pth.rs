@@ -6,6 +6,11 @@
 //! keeps any value it does not understand as an opaque object and only interprets what a
 //! state dict needs: dicts, strings, numbers, `_rebuild_tensor_v2`/`_rebuild_parameter` and
 //! persistent storage ids. Tensor data stays in the archive until a tensor is loaded.
+//!
+//! The file is untrusted: every size, offset and stride in it is checked with overflow-free
+//! arithmetic against what the archive really holds, reads are capped by the file's length,
+//! and nothing walks a pickled value recursively without a depth limit, so a damaged or
+//! hostile file is an error, never a panic, a stack overflow or a huge allocation.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +26,14 @@ use burn_store::{TensorSnapshot, TensorSnapshotError};
 type Archive = Rc<RefCell<zip::ZipArchive<BufReader<File>>>>;
 type Shared<T> = Rc<RefCell<T>>;
 
+/// How much larger than the whole file one archive entry may inflate. `torch.save` stores
+/// entries uncompressed; a re-compressed archive inflates a little, a zip bomb far more.
+const MAX_INFLATION: u64 = 64;
+/// Dicts nested deeper than this are not a state dict (HOICLIP's nests 2 levels).
+const MAX_DICT_DEPTH: usize = 32;
+/// Longer flattened keys are not a state dict's (real ones are under 200 bytes).
+const MAX_KEY_LEN: usize = 4096;
+
 #[derive(Clone, Debug)]
 enum Value {
     None,
@@ -29,15 +42,92 @@ enum Value {
     Float,
     Str(String),
     Bytes,
-    Tuple(Rc<Vec<Value>>),
-    List(Shared<Vec<Value>>),
-    Dict(Shared<Vec<(Value, Value)>>),
+    Tuple(Rc<Items>),
+    List(Shared<Items>),
+    Dict(Shared<Pairs>),
     Global(Rc<(String, String)>),
     Storage(Rc<StorageRef>),
     Tensor(Rc<TensorRef>),
     /// Anything else (a Namespace, a Counter, ...): kept, never interpreted.
     Object,
     Mark,
+}
+
+impl Value {
+    /// What the value is, without its contents (which may be huge, deep or cyclic).
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::None => "None",
+            Value::Bool => "a bool",
+            Value::Int(_) => "an int",
+            Value::Float => "a float",
+            Value::Str(_) => "a string",
+            Value::Bytes => "bytes",
+            Value::Tuple(_) => "a tuple",
+            Value::List(_) => "a list",
+            Value::Dict(_) => "a dict",
+            Value::Global(_) => "a class",
+            Value::Storage(_) => "a storage",
+            Value::Tensor(_) => "a tensor",
+            Value::Object => "an object",
+            Value::Mark => "a MARK",
+        }
+    }
+}
+
+/// A tuple's or list's items. Dropped without recursion: a pickle can nest containers
+/// millions deep at one byte per level, and a recursive drop would overflow the stack.
+#[derive(Debug, Default)]
+struct Items(Vec<Value>);
+
+/// A dict's entries, in pickle order (keys need not be hashable or unique). Dropped
+/// without recursion, like [`Items`].
+#[derive(Debug, Default)]
+struct Pairs(Vec<(Value, Value)>);
+
+impl Drop for Items {
+    fn drop(&mut self) {
+        release(std::mem::take(&mut self.0));
+    }
+}
+
+impl Drop for Pairs {
+    fn drop(&mut self) {
+        release(
+            std::mem::take(&mut self.0)
+                .into_iter()
+                .flat_map(|(k, v)| [k, v])
+                .collect(),
+        );
+    }
+}
+
+/// Drops `values` with an explicit work list: a container whose last reference goes here
+/// hands its items to the list instead of dropping them recursively.
+fn release(mut pending: Vec<Value>) {
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Tuple(rc) => {
+                if let Ok(mut items) = Rc::try_unwrap(rc) {
+                    pending.append(&mut items.0);
+                }
+            }
+            Value::List(rc) => {
+                if let Ok(cell) = Rc::try_unwrap(rc) {
+                    pending.append(&mut cell.into_inner().0);
+                }
+            }
+            Value::Dict(rc) => {
+                if let Ok(cell) = Rc::try_unwrap(rc) {
+                    for (k, v) in cell.into_inner().0.drain(..) {
+                        pending.push(k);
+                        pending.push(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -56,9 +146,12 @@ struct TensorRef {
 
 /// Reads the tensors of a zip checkpoint. If the root is a dict with a `model` dict
 /// (HOICLIP's layout), that dict is returned; otherwise the root dict. Nested dicts are
-/// flattened with `.`-joined keys.
+/// flattened with `.`-joined keys. Every tensor is checked to lie inside its storage entry
+/// here, so a shape in the result is backed by data in the file.
 pub fn read(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
+    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+    let read_limit = file_len.saturating_mul(MAX_INFLATION);
     let mut zip = zip::ZipArchive::new(BufReader::new(file))
         .map_err(|e| format!("not a zip archive: {e}"))?;
     let pkl_name = (0..zip.len())
@@ -66,17 +159,11 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, String> {
         .find(|n| n.ends_with("data.pkl") && n.matches('/').count() <= 1)
         .ok_or("no data.pkl in the archive (not a torch.save file)")?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
-    let mut pickle = Vec::new();
-    zip.by_name(&pkl_name)
-        .map_err(|e| e.to_string())?
-        .read_to_end(&mut pickle)
-        .map_err(|e| format!("cannot read {pkl_name}: {e}"))?;
-    if let Ok(mut f) = zip.by_name(&format!("{prefix}byteorder")) {
-        let mut order = String::new();
-        let _ = f.read_to_string(&mut order);
-        if order.trim() == "big" {
-            return Err("big-endian checkpoints are not supported".into());
-        }
+    let pickle = read_entry(&mut zip, &pkl_name, read_limit)?;
+    if let Ok(order) = read_entry(&mut zip, &format!("{prefix}byteorder"), 16)
+        && String::from_utf8_lossy(&order).trim() == "big"
+    {
+        return Err("big-endian checkpoints are not supported".into());
     }
     let root = Machine::default().run(&pickle)?;
     let Value::Dict(root) = root else {
@@ -85,98 +172,220 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, String> {
                 .into(),
         );
     };
-    let model = root.borrow().iter().find_map(|(k, v)| match (k, v) {
+    let model = root.borrow().0.iter().find_map(|(k, v)| match (k, v) {
         (Value::Str(k), Value::Dict(d)) if k == "model" => Some(d.clone()),
         _ => None,
     });
     let dict = model.unwrap_or(root);
-    let archive: Archive = Rc::new(RefCell::new(zip));
-    let mut out = BTreeMap::new();
-    flatten(&dict.borrow(), "", &archive, &prefix, &mut out);
-    Ok(out)
+    let mut flat = Flattener {
+        archive: Rc::new(RefCell::new(zip)),
+        prefix,
+        file_len,
+        read_limit,
+        // Each entry of a state dict costs pickle bytes: more visits than that means dicts
+        // shared or nested to multiply the work, as no state dict does.
+        visits_left: pickle.len(),
+        storage_sizes: HashMap::new(),
+        out: BTreeMap::new(),
+    };
+    flat.flatten(&dict.borrow().0, "", 0)?;
+    Ok(flat.out)
 }
 
-fn flatten(
-    dict: &[(Value, Value)],
-    path: &str,
-    archive: &Archive,
-    prefix: &str,
-    out: &mut BTreeMap<String, TensorSnapshot>,
-) {
-    for (k, v) in dict {
-        let key = match k {
-            Value::Str(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            _ => continue,
-        };
-        let full = if path.is_empty() {
-            key
-        } else {
-            format!("{path}.{key}")
-        };
-        match v {
-            Value::Tensor(t) => {
-                out.insert(
-                    full.clone(),
-                    snapshot(t.clone(), archive.clone(), prefix, &full),
-                );
-            }
-            Value::Dict(d) => flatten(&d.borrow(), &full, archive, prefix, out),
-            _ => {}
+/// One archive entry's bytes, refused beyond `limit` (read up to `limit + 1` bytes at most,
+/// whatever the entry's header claims).
+fn read_entry<R: Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>, String> {
+    let entry = zip.by_name(name).map_err(|e| format!("{name}: {e}"))?;
+    let mut bytes = Vec::new();
+    entry
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {name}: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "{name} inflates to more than {limit} bytes, far more than the file's size"
+        ));
+    }
+    Ok(bytes)
+}
+
+struct Flattener {
+    archive: Archive,
+    prefix: String,
+    file_len: u64,
+    read_limit: u64,
+    visits_left: usize,
+    /// Declared uncompressed size of each storage entry looked up so far.
+    storage_sizes: HashMap<String, Result<u64, String>>,
+    out: BTreeMap<String, TensorSnapshot>,
+}
+
+impl Flattener {
+    fn flatten(&mut self, dict: &[(Value, Value)], path: &str, depth: usize) -> Result<(), String> {
+        if depth > MAX_DICT_DEPTH {
+            return Err(format!(
+                "dicts nested more than {MAX_DICT_DEPTH} levels deep at `{path}` (a cycle?)"
+            ));
         }
+        for (k, v) in dict {
+            self.visits_left = self.visits_left.checked_sub(1).ok_or(
+                "the pickle's dicts are shared or nested far beyond what a state dict holds",
+            )?;
+            let key = match k {
+                Value::Str(s) => s.clone(),
+                Value::Int(i) => i.to_string(),
+                _ => continue,
+            };
+            if !matches!(v, Value::Tensor(_) | Value::Dict(_)) {
+                continue;
+            }
+            if path.len() + key.len() + 1 > MAX_KEY_LEN {
+                return Err(format!(
+                    "a key under `{}` is longer than {MAX_KEY_LEN} bytes",
+                    path.chars().take(64).collect::<String>()
+                ));
+            }
+            let full = if path.is_empty() {
+                key
+            } else {
+                format!("{path}.{key}")
+            };
+            match v {
+                Value::Tensor(t) => {
+                    let snap = self.snapshot(t.clone(), &full)?;
+                    self.out.insert(full, snap);
+                }
+                Value::Dict(d) => self.flatten(&d.borrow().0, &full, depth + 1)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The declared size of a storage entry: checked against the file, since a stored
+    /// entry's bytes are in it and a compressed one may only inflate so far.
+    fn storage_size(&mut self, entry: &str) -> Result<u64, String> {
+        if let Some(size) = self.storage_sizes.get(entry) {
+            return size.clone();
+        }
+        let size = match self.archive.borrow_mut().by_name(entry) {
+            Err(e) => Err(format!("storage {entry}: {e}")),
+            Ok(f) => {
+                let limit = if f.compression() == zip::CompressionMethod::Stored {
+                    self.file_len
+                } else {
+                    self.read_limit
+                };
+                if f.size() > limit {
+                    Err(format!(
+                        "storage {entry} claims {} bytes, more than the {}-byte file can hold",
+                        f.size(),
+                        self.file_len
+                    ))
+                } else {
+                    Ok(f.size())
+                }
+            }
+        };
+        self.storage_sizes.insert(entry.to_string(), size.clone());
+        size
+    }
+
+    /// A lazy snapshot of `t`, after checking that its view lies inside its storage.
+    fn snapshot(&mut self, t: Rc<TensorRef>, key: &str) -> Result<TensorSnapshot, String> {
+        let entry = format!("{}data/{}", self.prefix, t.storage.key);
+        let stored = self
+            .storage_size(&entry)
+            .map_err(|e| format!("`{key}`: {e}"))?;
+        let size = t.storage.dtype.size();
+        let needed = storage_extent(&t)
+            .and_then(|n| n.checked_mul(size))
+            .ok_or_else(|| format!("`{key}`: shape {:?} overflows", t.shape))?;
+        if needed as u64 > stored {
+            return Err(format!(
+                "`{key}` of shape {:?} needs {needed} bytes of storage {entry}, which holds {stored}",
+                t.shape
+            ));
+        }
+        // A strided view may repeat elements (stride 0): its copy may outgrow its storage,
+        // but not the file.
+        let max_out = usize::try_from(stored.max(self.file_len)).unwrap_or(usize::MAX);
+        let out_bytes = numel(&t.shape).and_then(|n| n.checked_mul(size));
+        if out_bytes.is_none_or(|b| b > max_out) {
+            return Err(format!(
+                "`{key}` of shape {:?} is larger than the whole file",
+                t.shape
+            ));
+        }
+        let dtype = t.storage.dtype;
+        let shape = t.shape.clone();
+        let archive = self.archive.clone();
+        let limit = stored;
+        let data_fn = Rc::new(move || -> Result<TensorData, TensorSnapshotError> {
+            let bytes = read_entry(&mut *archive.borrow_mut(), &entry, limit)
+                .map_err(TensorSnapshotError::IoError)?;
+            materialise(&t, &bytes, max_out).map_err(TensorSnapshotError::DataError)
+        });
+        let mut snap = TensorSnapshot::from_closure(
+            data_fn,
+            dtype,
+            shape.into(),
+            key.split('.').map(str::to_string).collect(),
+            Vec::new(),
+            ParamId::new(),
+        );
+        snap.container_stack = None;
+        snap.tensor_id = None;
+        Ok(snap)
     }
 }
 
-fn snapshot(t: Rc<TensorRef>, archive: Archive, prefix: &str, key: &str) -> TensorSnapshot {
-    let entry = format!("{prefix}data/{}", t.storage.key);
-    let dtype = t.storage.dtype;
-    let shape = t.shape.clone();
-    let data_fn = Rc::new(move || -> Result<TensorData, TensorSnapshotError> {
-        let mut bytes = Vec::new();
-        archive
-            .borrow_mut()
-            .by_name(&entry)
-            .map_err(|e| TensorSnapshotError::IoError(format!("{entry}: {e}")))?
-            .read_to_end(&mut bytes)
-            .map_err(|e| TensorSnapshotError::IoError(format!("{entry}: {e}")))?;
-        materialise(&t, &bytes).map_err(TensorSnapshotError::DataError)
-    });
-    let mut snap = TensorSnapshot::from_closure(
-        data_fn,
-        dtype,
-        shape.into(),
-        key.split('.').map(str::to_string).collect(),
-        Vec::new(),
-        ParamId::new(),
-    );
-    snap.container_stack = None;
-    snap.tensor_id = None;
-    snap
+/// Number of elements of `shape`; `None` if it overflows.
+fn numel(shape: &[usize]) -> Option<usize> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
-/// Row-major strides of a contiguous tensor of `shape`.
-fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+/// Elements of its storage a view spans: its offset plus its furthest element, plus one
+/// (0 for an empty view); `None` if that overflows.
+fn storage_extent(t: &TensorRef) -> Option<usize> {
+    if t.shape.contains(&0) {
+        return Some(0);
+    }
+    let mut last = t.offset;
+    for (&n, &s) in t.shape.iter().zip(&t.stride) {
+        last = last.checked_add((n - 1).checked_mul(s)?)?;
+    }
+    last.checked_add(1)
+}
+
+/// Row-major strides of a contiguous tensor of `shape` (`None` if they overflow).
+fn contiguous_strides(shape: &[usize]) -> Option<Vec<usize>> {
     let mut strides = vec![1usize; shape.len()];
     for d in (0..shape.len().saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
+        strides[d] = strides[d + 1].checked_mul(shape[d + 1])?;
     }
-    strides
+    Some(strides)
 }
 
-/// Element indices of a strided view, in row-major order.
-fn element_indices(t: &TensorRef) -> Vec<usize> {
-    let n: usize = t.shape.iter().product();
-    let mut idx = Vec::with_capacity(n);
+/// Element indices of a strided view, in row-major order. The caller checks the view's
+/// extent first, so no index here overflows.
+fn element_indices(t: &TensorRef) -> impl Iterator<Item = usize> + '_ {
+    let n = numel(&t.shape).unwrap_or(0);
     let mut counter = vec![0usize; t.shape.len()];
-    for _ in 0..n {
-        idx.push(
-            t.offset
-                + counter
-                    .iter()
-                    .zip(&t.stride)
-                    .map(|(c, s)| c * s)
-                    .sum::<usize>(),
-        );
+    (0..n).map(move |_| {
+        let index = t.offset
+            + counter
+                .iter()
+                .zip(&t.stride)
+                .map(|(c, s)| c * s)
+                .sum::<usize>();
         for d in (0..counter.len()).rev() {
             counter[d] += 1;
             if counter[d] < t.shape[d] {
@@ -184,40 +393,43 @@ fn element_indices(t: &TensorRef) -> Vec<usize> {
             }
             counter[d] = 0;
         }
-    }
-    idx
+        index
+    })
 }
 
 /// The tensor's elements as little-endian bytes in row-major order, typed by the
-/// storage. State-dict tensors are nearly always contiguous: one slice copy; strided
-/// views are gathered element by element. (Checkpoints are little-endian, checked at
-/// open, as is every host this runs on.)
-fn materialise(t: &TensorRef, bytes: &[u8]) -> Result<TensorData, String> {
+/// storage, at most `max_out` bytes. State-dict tensors are nearly always contiguous: one
+/// slice copy; strided views are gathered element by element. (Checkpoints are
+/// little-endian, checked at open, as is every host this runs on.)
+fn materialise(t: &TensorRef, bytes: &[u8], max_out: usize) -> Result<TensorData, String> {
     let size = t.storage.dtype.size();
-    let n: usize = t.shape.iter().product();
+    let too_big = || format!("a tensor of shape {:?} is too large", t.shape);
+    let n = numel(&t.shape).ok_or_else(too_big)?;
+    let out_bytes = n
+        .checked_mul(size)
+        .filter(|&b| b <= max_out)
+        .ok_or_else(too_big)?;
+    let extent = storage_extent(t).ok_or_else(too_big)?;
     let available = bytes.len() / size;
-    let out_of_range = |element: usize| {
-        format!(
-            "storage {} holds {available} elements, the tensor reads element {element}",
-            t.storage.key
-        )
-    };
+    if extent > available {
+        return Err(format!(
+            "storage {} holds {available} elements, the tensor reads up to element {}",
+            t.storage.key,
+            extent - 1
+        ));
+    }
     let data = if n == 0 {
         Vec::new()
-    } else if t.stride == contiguous_strides(&t.shape) {
-        let end = t.offset + n;
-        if end > available {
-            return Err(out_of_range(end - 1));
-        }
-        bytes[t.offset * size..end * size].to_vec()
+    } else if contiguous_strides(&t.shape).is_some_and(|s| s == t.stride) {
+        // extent == offset + n here, and extent <= available: the slice is in bounds.
+        bytes
+            .get(t.offset * size..extent * size)
+            .ok_or_else(too_big)?
+            .to_vec()
     } else {
-        let idx = element_indices(t);
-        if let Some(&bad) = idx.iter().find(|&&i| i >= available) {
-            return Err(out_of_range(bad));
-        }
-        let mut data = Vec::with_capacity(n * size);
-        for i in idx {
-            data.extend_from_slice(&bytes[i * size..(i + 1) * size]);
+        let mut data = Vec::with_capacity(out_bytes);
+        for i in element_indices(t) {
+            data.extend_from_slice(bytes.get(i * size..(i + 1) * size).ok_or_else(too_big)?);
         }
         data
     };
@@ -351,7 +563,8 @@ impl Machine {
                     for (i, &b) in bytes.iter().enumerate().take(8) {
                         v |= (b as i64) << (8 * i);
                     }
-                    if n > 0 && n < 8 && bytes[n - 1] & 0x80 != 0 {
+                    let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
+                    if n < 8 && negative {
                         v -= 1i64 << (8 * n);
                     }
                     self.stack.push(Value::Int(v));
@@ -428,7 +641,7 @@ impl Machine {
                 }
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(Rc::new(items)));
+                    self.stack.push(Value::Tuple(Rc::new(Items(items))));
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -436,11 +649,12 @@ impl Machine {
                         return Err("pickle stack underflow".into());
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
-                    self.stack.push(Value::Tuple(Rc::new(items)));
+                    self.stack.push(Value::Tuple(Rc::new(Items(items))));
                 }
                 b'l' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::List(Rc::new(RefCell::new(items))));
+                    self.stack
+                        .push(Value::List(Rc::new(RefCell::new(Items(items)))));
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
@@ -449,25 +663,26 @@ impl Machine {
                         .filter(|p| p.len() == 2)
                         .map(|p| (p[0].clone(), p[1].clone()))
                         .collect();
-                    self.stack.push(Value::Dict(Rc::new(RefCell::new(pairs))));
+                    self.stack
+                        .push(Value::Dict(Rc::new(RefCell::new(Pairs(pairs)))));
                 }
                 b'a' => {
                     let v = self.pop()?;
                     if let Value::List(l) = self.top()? {
-                        l.borrow_mut().push(v);
+                        l.borrow_mut().0.push(v);
                     }
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
                     if let Value::List(l) = self.top()? {
-                        l.borrow_mut().extend(items);
+                        l.borrow_mut().0.extend(items);
                     }
                 }
                 b's' => {
                     let v = self.pop()?;
                     let k = self.pop()?;
                     if let Value::Dict(d) = self.top()? {
-                        d.borrow_mut().push((k, v));
+                        d.borrow_mut().0.push((k, v));
                     }
                 }
                 b'u' => {
@@ -475,7 +690,7 @@ impl Machine {
                     if let Value::Dict(d) = self.top()? {
                         let mut d = d.borrow_mut();
                         for p in items.chunks(2).filter(|p| p.len() == 2) {
-                            d.push((p[0].clone(), p[1].clone()));
+                            d.0.push((p[0].clone(), p[1].clone()));
                         }
                     }
                 }
@@ -603,15 +818,18 @@ fn new_object(cls: &Value) -> Value {
 fn as_usize(v: &Value) -> Result<usize, String> {
     match v {
         Value::Int(i) if *i >= 0 => Ok(*i as usize),
-        other => Err(format!("expected a non-negative integer, found {other:?}")),
+        other => Err(format!(
+            "expected a non-negative integer, found {}",
+            other.kind()
+        )),
     }
 }
 
 fn as_usizes(v: &Value) -> Result<Vec<usize>, String> {
     match v {
-        Value::Tuple(items) => items.iter().map(as_usize).collect(),
-        Value::List(items) => items.borrow().iter().map(as_usize).collect(),
-        other => Err(format!("expected a tuple of sizes, found {other:?}")),
+        Value::Tuple(items) => items.0.iter().map(as_usize).collect(),
+        Value::List(items) => items.borrow().0.iter().map(as_usize).collect(),
+        other => Err(format!("expected a tuple of sizes, found {}", other.kind())),
     }
 }
 
@@ -620,7 +838,7 @@ fn persistent(pid: Value) -> Result<Value, String> {
     let Value::Tuple(items) = pid else {
         return Err("persistent id is not a tuple".into());
     };
-    match items.as_slice() {
+    match items.0.as_slice() {
         [Value::Str(kind), Value::Global(g), Value::Str(key), ..] if kind == "storage" => {
             let dtype = storage_dtype(&g.1)
                 .ok_or_else(|| format!("unsupported storage type {}.{}", g.0, g.1))?;
@@ -644,7 +862,7 @@ fn reduce(func: Value, args: Value) -> Result<Value, String> {
     match (g.0.as_str(), g.1.as_str()) {
         ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
             let (Some(Value::Storage(storage)), Some(offset), Some(size), Some(stride)) =
-                (args.first(), args.get(1), args.get(2), args.get(3))
+                (args.0.first(), args.0.get(1), args.0.get(2), args.0.get(3))
             else {
                 return Err("malformed _rebuild_tensor arguments".into());
             };
@@ -662,7 +880,7 @@ fn reduce(func: Value, args: Value) -> Result<Value, String> {
         }
         ("torch._utils", "_rebuild_parameter")
         | ("torch._utils", "_rebuild_parameter_with_state") => {
-            Ok(args.first().cloned().unwrap_or(Value::Object))
+            Ok(args.0.first().cloned().unwrap_or(Value::Object))
         }
         ("collections", "OrderedDict") | ("builtins", "dict") => Ok(Value::Dict(Rc::default())),
         _ => Ok(Value::Object),
@@ -684,7 +902,10 @@ mod tests {
             shape: vec![2, 3],
             stride: vec![1, 2], // a transposed [3, 2] view
         };
-        assert_eq!(element_indices(&t), vec![1, 3, 5, 2, 4, 6]);
+        assert_eq!(
+            element_indices(&t).collect::<Vec<_>>(),
+            vec![1, 3, 5, 2, 4, 6]
+        );
     }
 
     #[test]
@@ -700,7 +921,12 @@ mod tests {
             shape: vec![2, 3],
             stride,
         };
-        let values = |t: &TensorRef| materialise(t, &bytes).unwrap().to_vec::<f32>().unwrap();
+        let values = |t: &TensorRef| {
+            materialise(t, &bytes, 1 << 20)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap()
+        };
         assert_eq!(
             values(&view(vec![3, 1])),
             vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
@@ -712,18 +938,34 @@ mod tests {
         // Reading past the storage is an error naming the element, not a panic.
         let mut past = view(vec![3, 1]);
         past.offset = 3;
-        assert!(
-            materialise(&past, &bytes)
-                .unwrap_err()
-                .contains("element 8")
-        );
+        let err = materialise(&past, &bytes, 1 << 20).unwrap_err();
+        assert!(err.contains("element 8"), "{err}");
         let mut past = view(vec![1, 4]);
         past.offset = 0;
-        assert!(
-            materialise(&past, &bytes)
-                .unwrap_err()
-                .contains("element 8")
-        );
+        let err = materialise(&past, &bytes, 1 << 20).unwrap_err();
+        assert!(err.contains("element 9"), "{err}");
+        // Sizes that overflow, and copies larger than allowed, are errors too.
+        let mut huge = view(vec![1, 1]);
+        huge.shape = vec![usize::MAX / 2, 3];
+        assert!(materialise(&huge, &bytes, 1 << 20).is_err());
+        let mut broadcast = view(vec![0, 0]);
+        broadcast.shape = vec![1 << 20, 1 << 20];
+        assert!(materialise(&broadcast, &bytes, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn deeply_nested_and_cyclic_values_drop_without_overflowing_the_stack() {
+        // A million nested 1-tuples: one TUPLE1 byte per level.
+        let mut p = vec![0x80, 0x02, b')'];
+        p.extend(std::iter::repeat_n(0x85, 1_000_000));
+        p.push(b'.');
+        let value = Machine::default().run(&p).unwrap();
+        assert_eq!(value.kind(), "a tuple");
+        drop(value);
+        // A list that contains itself: L = []; L.append(L). Its error message stays short.
+        let p = [0x80, 0x02, b']', b'q', 0, b'h', 0, b'a', b'.'];
+        let value = Machine::default().run(&p).unwrap();
+        assert!(as_usize(&value).unwrap_err().len() < 100);
     }
 
     #[test]
@@ -747,7 +989,7 @@ mod tests {
         let Value::Dict(d) = Machine::default().run(&p).unwrap() else {
             panic!()
         };
-        let d = d.borrow();
+        let d = &d.borrow().0;
         assert_eq!(d.len(), 2);
         assert!(matches!(d[0], (Value::Int(1), Value::Object)));
         assert!(matches!(&d[1], (Value::Str(k), Value::Int(2)) if k == "a"));

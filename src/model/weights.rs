@@ -46,6 +46,19 @@ pub enum WeightsError {
         path: PathBuf,
         report: Box<LoadReport>,
     },
+    /// A tensor whose shape gives sizes no model can be built with (checked before any
+    /// module is built). `shape` is as stored in the file.
+    #[error("weights file {path}: `{key}` has shape {shape:?}; {problem}")]
+    BadShape {
+        path: PathBuf,
+        key: String,
+        shape: Vec<usize>,
+        problem: String,
+    },
+    /// Model sizes (read from shapes, layer keys or a native file's metadata) that no
+    /// model can be built with, or that describe a model larger than the file could hold.
+    #[error("weights file {path}: {problem}")]
+    BadSizes { path: PathBuf, problem: String },
 }
 
 /// What a load did, key by key (names as in the file, prefix included).
@@ -59,7 +72,9 @@ pub struct LoadReport {
     pub unused: Vec<String>,
     /// File tensors known to be unused by inference (listed, not an error).
     pub ignored: Vec<String>,
-    /// Tensors whose shape differs: (key, model shape, file shape).
+    /// Tensors whose shape differs: (key, expected shape, shape in the file). Both are in
+    /// the file's layout: the file's shape exactly as stored, and the expected one as the
+    /// file would store it (PyTorch's `[out, in]` for a Linear weight of a PyTorch file).
     pub mis_shaped: Vec<(String, Vec<usize>, Vec<usize>)>,
     /// Any other per-tensor failure: (key, message).
     pub failed: Vec<(String, String)>,
@@ -98,7 +113,7 @@ impl fmt::Display for LoadReport {
             let items: Vec<String> = self
                 .mis_shaped
                 .iter()
-                .map(|(k, want, got)| format!("{k} (model {want:?}, file {got:?})"))
+                .map(|(k, want, got)| format!("{k} (file {got:?}, expected {want:?})"))
                 .collect();
             write!(f, "; {} mis-shaped: {}", items.len(), items.join(", "))?;
         }
@@ -132,6 +147,8 @@ pub struct LoadPlan {
 /// The tensors of one weights file, read lazily (data is only materialised when loaded).
 pub struct Checkpoint {
     path: PathBuf,
+    /// The file's length in bytes: what any size read from it is checked against.
+    len: u64,
     tensors: BTreeMap<String, TensorSnapshot>,
     /// safetensors `__metadata__` (empty for PyTorch files).
     metadata: BTreeMap<String, String>,
@@ -159,6 +176,7 @@ impl Checkpoint {
         };
         let mut head = [0u8; 9];
         let mut file = std::fs::File::open(&path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
         let n = read_up_to(&mut file, &mut head).map_err(io)?;
         let head = &head[..n];
         let format_err = |message: String| WeightsError::Format {
@@ -185,6 +203,7 @@ impl Checkpoint {
         };
         Ok(Self {
             path,
+            len,
             tensors,
             metadata,
         })
@@ -192,6 +211,11 @@ impl Checkpoint {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's length in bytes (when it was opened).
+    pub fn file_len(&self) -> u64 {
+        self.len
     }
 
     /// A safetensors metadata entry.
@@ -249,10 +273,26 @@ impl Checkpoint {
                 path: self.path.clone(),
                 message: format!("bad key remapping pattern: {e}"),
             })?;
+        // The model's parameters by Burn path: their dtype, and whether the adapter
+        // transposes what loads into them (a Linear weight read from a PyTorch file).
+        let params: BTreeMap<String, (DType, bool)> = module
+            .collect(None, None, false)
+            .iter()
+            .map(|s| {
+                let linear_weight = s.module_type().as_deref() == Some(LINEAR_TYPE)
+                    && s.path_stack
+                        .as_ref()
+                        .and_then(|p| p.last())
+                        .is_some_and(|name| name == "weight")
+                    && s.shape.num_dims() == 2;
+                (s.full_path(), (s.dtype, linear_weight && !plan.native))
+            })
+            .collect();
         // Burn path -> file key, to report in the file's own names.
         let mut names = BTreeMap::new();
         let mut snapshots = Vec::new();
         let mut ignored = Vec::new();
+        let mut failed = Vec::new();
         for (key, snap) in &self.tensors {
             let Some(rest) = key.strip_prefix(plan.prefix.as_str()) else {
                 continue;
@@ -267,9 +307,27 @@ impl Checkpoint {
             }
             let burn_path = to_burn_path(&mapped);
             names.insert(burn_path.clone(), key.clone());
+            // Integers or booleans where the model holds floats: Burn would build a float
+            // tensor of an integer dtype from them, so refuse here, by name.
+            let target = params
+                .get(&burn_path)
+                .or_else(|| burn_norm_name(&burn_path).and_then(|alt| params.get(&alt)));
+            if let Some((want, _)) = target
+                && want.is_float()
+                && !snap.dtype.is_float()
+            {
+                failed.push((
+                    key.clone(),
+                    format!(
+                        "stored as {:?}; the model needs floating-point values",
+                        snap.dtype
+                    ),
+                ));
+                continue;
+            }
             snapshots.push(widened(snap, &burn_path));
         }
-        if snapshots.is_empty() && ignored.is_empty() {
+        if snapshots.is_empty() && ignored.is_empty() && failed.is_empty() {
             let examples: Vec<&str> = self.keys().take(3).collect();
             return Err(WeightsError::NoMatchingKeys {
                 path: self.path.clone(),
@@ -288,7 +346,7 @@ impl Checkpoint {
             Some(Box::new(PyTorchToBurnAdapter))
         };
         let result = module.apply(snapshots, None, adapter, false);
-        if result.applied.is_empty() && result.errors.is_empty() {
+        if result.applied.is_empty() && result.errors.is_empty() && failed.is_empty() {
             // Nothing matched at all: a different model, not a damaged one.
             let examples: Vec<&str> = self.keys().take(3).collect();
             return Err(WeightsError::NoMatchingKeys {
@@ -298,11 +356,14 @@ impl Checkpoint {
                 examples: examples.join(", "),
             });
         }
+        // A norm's `gamma`/`beta` came from the file's `weight`/`bias`; a path the file
+        // lacks gets the key it would have had.
         let file_name = |p: &str| {
             names
                 .get(p)
+                .or_else(|| norm_param_torch_name(p).and_then(|alt| names.get(&alt)))
                 .cloned()
-                .unwrap_or_else(|| format!("{}{}", plan.prefix, to_torch_path(p)))
+                .unwrap_or_else(|| format!("{}{}", plan.prefix, unmap(&to_torch_path(p), &remap)))
         };
         // The adapter loads PyTorch's norm `weight`/`bias` into Burn's `gamma`/`beta` but
         // still lists the file's names as unused: count them as the applied tensors they are.
@@ -315,9 +376,17 @@ impl Checkpoint {
             }
             applied.push(file_name(torch_name.as_deref().unwrap_or(p)));
         }
+        let refused: std::collections::BTreeSet<String> =
+            failed.iter().map(|(k, _)| k.clone()).collect();
         let mut report = LoadReport {
             applied,
-            missing: result.missing.iter().map(|(p, _)| file_name(p)).collect(),
+            // A parameter whose tensor was refused above is reported as failed, not missing.
+            missing: result
+                .missing
+                .iter()
+                .map(|(p, _)| file_name(p))
+                .filter(|k| !refused.contains(k))
+                .collect(),
             unused: result
                 .unused
                 .iter()
@@ -325,6 +394,7 @@ impl Checkpoint {
                 .map(|p| file_name(p))
                 .collect(),
             ignored,
+            failed,
             ..Default::default()
         };
         for err in &result.errors {
@@ -333,9 +403,21 @@ impl Checkpoint {
                     path,
                     expected,
                     found,
-                } => report
-                    .mis_shaped
-                    .push((file_name(path), expected.to_vec(), found.to_vec())),
+                } => {
+                    // Burn compares in its own layout, after the adapter transposed Linear
+                    // weights: report the file's shape as stored, and the expected shape as
+                    // the file would store it.
+                    let key = file_name(path);
+                    let stored = self
+                        .tensors
+                        .get(&key)
+                        .map_or_else(|| found.to_vec(), |s| s.shape.to_vec());
+                    let mut want = expected.to_vec();
+                    if params.get(path).is_some_and(|(_, transposed)| *transposed) {
+                        want.reverse();
+                    }
+                    report.mis_shaped.push((key, want, stored));
+                }
                 ApplyError::DTypeMismatch { path, .. }
                 | ApplyError::AdapterError { path, .. }
                 | ApplyError::LoadError { path, .. } => {
@@ -343,6 +425,15 @@ impl Checkpoint {
                 }
             }
         }
+        // A norm tensor that failed was looked up by its alternative name: Burn also lists
+        // it as unused, but it is reported once, as what went wrong with it.
+        let reported: std::collections::BTreeSet<String> = report
+            .mis_shaped
+            .iter()
+            .map(|(k, ..)| k.clone())
+            .chain(report.failed.iter().map(|(k, _)| k.clone()))
+            .collect();
+        report.unused.retain(|k| !reported.contains(k));
         report.applied.sort();
         report.missing.sort();
         report.unused.sort();
@@ -439,6 +530,45 @@ fn norm_param_torch_name(path: &str) -> Option<String> {
             .map(|base| format!("{base}.bias"))
     }
 }
+
+/// Undoes `remap` on a module path (to name a missing tensor as the file would), for the
+/// rules that are plain literals (`^backbone\.0\.body\.` -> `backbone.`), as this crate's
+/// plans use; other rules are left alone.
+fn unmap(path: &str, remap: &[(regex::Regex, &str)]) -> String {
+    let mut path = path.to_string();
+    for (pattern, to) in remap.iter().rev() {
+        let pattern = pattern.as_str();
+        let (anchored, body) = match pattern.strip_prefix('^') {
+            Some(body) => (true, body),
+            None => (false, pattern),
+        };
+        let literal = body.replace("\\.", ".");
+        if to.contains('$') || literal.contains(|c: char| "\\^$*+?()[]{}|".contains(c)) {
+            continue;
+        }
+        if anchored {
+            if let Some(rest) = path.strip_prefix(to) {
+                path = format!("{literal}{rest}");
+            }
+        } else {
+            path = path.replace(to, &literal);
+        }
+    }
+    path
+}
+
+/// `x.weight` -> `x.gamma`, `x.bias` -> `x.beta` (PyTorch's norm names to Burn's).
+fn burn_norm_name(path: &str) -> Option<String> {
+    if let Some(base) = path.strip_suffix(".weight") {
+        Some(format!("{base}.gamma"))
+    } else {
+        path.strip_suffix(".bias")
+            .map(|base| format!("{base}.beta"))
+    }
+}
+
+/// Burn's container name for `nn::Linear`, whose weights the PyTorch adapter transposes.
+const LINEAR_TYPE: &str = "Struct:Linear";
 
 /// Burn module path -> the PyTorch key it would have (for reporting missing tensors).
 fn to_torch_path(path: &str) -> String {

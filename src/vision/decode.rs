@@ -68,8 +68,9 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), VisionError> {
     }
 }
 
-/// Decodes JPEG, PNG or WebP bytes to 8-bit RGB.
-pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionError> {
+/// Checks format and size from the header alone (no pixel is decoded) and returns the
+/// image's `(width, height)`: what a decode will cost is known before it starts.
+pub fn probe(bytes: &[u8], limits: DecodeLimits) -> Result<(u32, u32), VisionError> {
     if bytes.is_empty() {
         return Err(VisionError::Empty);
     }
@@ -104,6 +105,12 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionErro
             max_aspect: limits.max_aspect,
         });
     }
+    Ok((width, height))
+}
+
+/// Decodes JPEG, PNG or WebP bytes to 8-bit RGB.
+pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionError> {
+    probe(bytes, limits)?;
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| VisionError::Corrupt(e.to_string()))?;

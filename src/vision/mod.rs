@@ -6,5 +6,5 @@ pub mod preprocess;
 pub mod render;
 pub mod resize;
 
-pub use decode::{DecodeLimits, VisionError, decode};
+pub use decode::{DecodeLimits, VisionError, decode, probe};
 pub use preprocess::{Prepared, PreprocessConfig, batch, prepare};

@@ -34,12 +34,41 @@ pub enum VocabError {
         tokens: usize,
         max: usize,
     },
+    #[error(
+        "{what} `{name}` already exists with a different {field} (`{existing}`, not `{given}`)"
+    )]
+    Mismatch {
+        what: &'static str,
+        name: String,
+        field: &'static str,
+        existing: String,
+        given: String,
+    },
+    #[error("{what} `{name}` belongs to a seed pack, which users cannot change")]
+    SeedPack { what: &'static str, name: String },
+    /// Another writer held the database longer than the busy timeout.
+    #[error("the vocabulary database is busy; retry shortly")]
+    Busy,
     #[error("vocabulary database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("vocabulary database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Pack(#[from] super::pack::PackError),
+}
+
+impl From<sqlx::Error> for VocabError {
+    fn from(e: sqlx::Error) -> Self {
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes: a transient
+        // condition the client can retry, not an internal error.
+        let busy = matches!(&e, sqlx::Error::Database(db)
+            if db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)));
+        if busy {
+            VocabError::Busy
+        } else {
+            VocabError::Database(e)
+        }
+    }
 }
 
 impl From<TokenizerError> for VocabError {
@@ -152,12 +181,32 @@ pub fn interaction_prompt(ing: &str, object: &str) -> String {
     format!("a photo of a person {ing} {} {object}", article(object))
 }
 
+/// The two tables an import may add rows to.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Verbs,
+    Objects,
+}
+
+/// Prompt of a verb's text-derived row (read by the verb adapter).
+pub fn verb_prompt(ing: &str) -> String {
+    format!("a photo of a person {ing}")
+}
+
 /// The official object prompt template.
 pub fn object_prompt(object: &str) -> String {
     format!("a photo of {} {object}", article(object))
 }
 
 fn clean_name(field: &'static str, raw: &str) -> Result<String, VocabError> {
+    // The limit holds for the text as sent (what the OpenAPI schema states), before
+    // whitespace is collapsed.
+    if raw.chars().count() > MAX_NAME_CHARS {
+        return Err(VocabError::Invalid {
+            field,
+            reason: format!("at most {MAX_NAME_CHARS} characters"),
+        });
+    }
     let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     if name.is_empty() {
         return Err(VocabError::Invalid {
@@ -177,8 +226,27 @@ fn clean_name(field: &'static str, raw: &str) -> Result<String, VocabError> {
             reason: "must not contain control characters".into(),
         });
     }
+    // A name of only invisible characters (zero-width space, joiners) looks empty in
+    // every listing and cannot be typed back.
+    if !name.chars().any(char::is_alphanumeric) {
+        return Err(VocabError::Invalid {
+            field,
+            reason: "must contain at least one letter or digit".into(),
+        });
+    }
+    // `verbs=` on /detect is a comma list: a name with a comma could never be selected.
+    if name.contains(',') {
+        return Err(VocabError::Invalid {
+            field,
+            reason: "must not contain a comma".into(),
+        });
+    }
     Ok(name)
 }
+
+/// CLIP's special tokens: written in a prompt they would end it early (the text feature
+/// is read at the first end-of-text token), silently dropping the rest.
+const SPECIAL_TOKENS: [&str; 2] = ["<|startoftext|>", "<|endoftext|>"];
 
 fn unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
@@ -222,6 +290,13 @@ impl VocabStore {
         &self.pool
     }
 
+    /// A write transaction that takes SQLite's write lock at once (BEGIN IMMEDIATE): a
+    /// deferred one that reads first fails with "database is locked" when another writer
+    /// commits in between, instead of waiting out the busy timeout.
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, VocabError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     async fn bump(tx: &mut Transaction<'_, Sqlite>) -> Result<i64, VocabError> {
         let v: i64 = sqlx::query_scalar(
             "UPDATE vocabulary_version SET version = version + 1 WHERE id = 1 RETURNING version",
@@ -247,6 +322,13 @@ impl VocabStore {
                 reason: "must not be empty".into(),
             });
         }
+        let lower = prompt.to_lowercase();
+        if let Some(token) = SPECIAL_TOKENS.iter().find(|t| lower.contains(*t)) {
+            return Err(VocabError::Invalid {
+                field: "prompt",
+                reason: format!("must not contain CLIP's special token `{token}`"),
+            });
+        }
         self.tokenizer.encode(&prompt)?;
         Ok(prompt)
     }
@@ -254,7 +336,7 @@ impl VocabStore {
     /// Inserts a seed pack (verbs, objects, interactions in official order). Idempotent:
     /// a pack already present is left as it is. Returns whether anything was written.
     pub async fn seed(&self, pack: &Pack) -> Result<bool, VocabError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM packs WHERE name = ?")
             .bind(&pack.name)
             .fetch_optional(&mut *tx)
@@ -331,11 +413,20 @@ impl VocabStore {
         name: &str,
         create: bool,
     ) -> Result<i64, VocabError> {
-        if let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM packs WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut **tx)
-            .await?
+        if let Some((id, origin)) =
+            sqlx::query_as::<_, (i64, String)>("SELECT id, origin FROM packs WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await?
         {
+            // Seed packs mirror a checkpoint's trained classes; user rows there would be
+            // scored as if they were part of the official vocabulary.
+            if create && origin == "seed" {
+                return Err(VocabError::SeedPack {
+                    what: "pack",
+                    name: name.into(),
+                });
+            }
             return Ok(id);
         }
         if !create {
@@ -372,7 +463,9 @@ impl VocabStore {
         let name = clean_name("name", &new.name)?;
         let ing = clean_name("ing", &new.ing)?;
         let pack = clean_name("pack", new.pack.as_deref().unwrap_or(USER_PACK))?;
-        // Prompts first: nothing is written unless all of them are valid.
+        // Prompts first: nothing is written unless every prompt a rebuild will embed,
+        // the verb's own row included, is valid.
+        self.check_prompt(&verb_prompt(&ing))?;
         let mut planned: Vec<(String, String)> = Vec::new();
         for object in &new.objects {
             let object = clean_name("objects", object)?;
@@ -382,7 +475,7 @@ impl VocabStore {
         for (object, prompt) in &new.prompts {
             planned.push((clean_name("objects", object)?, self.check_prompt(prompt)?));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let verb_id: i64 = match sqlx::query_scalar(
             "INSERT INTO verbs (name, ing, origin) VALUES (?, ?, 'user') RETURNING id",
         )
@@ -441,7 +534,7 @@ impl VocabStore {
                 .map(str::to_string)
                 .unwrap_or_else(|| object_prompt(&name)),
         )?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let id: i64 = match sqlx::query_scalar(
             "INSERT INTO objects (name, prompt, origin) VALUES (?, ?, 'user') RETURNING id",
         )
@@ -475,7 +568,8 @@ impl VocabStore {
         let verb = clean_name("verb", verb)?;
         let object = clean_name("object", object)?;
         let pack = clean_name("pack", pack.unwrap_or(USER_PACK))?;
-        let mut tx = self.pool.begin().await?;
+        let explicit = prompt.map(|p| self.check_prompt(p)).transpose()?;
+        let mut tx = self.write_tx().await?;
         let (verb_id, ing): (i64, String) =
             sqlx::query_as("SELECT id, ing FROM verbs WHERE name = ?")
                 .bind(&verb)
@@ -486,11 +580,10 @@ impl VocabStore {
                     key: verb.clone(),
                 })?;
         let object_id = Self::object_id(&mut tx, &object).await?;
-        let prompt = self.check_prompt(
-            &prompt
-                .map(str::to_string)
-                .unwrap_or_else(|| interaction_prompt(&ing, &object)),
-        )?;
+        let prompt = match explicit {
+            Some(p) => p,
+            None => self.check_prompt(&interaction_prompt(&ing, &object))?,
+        };
         let pack_id = Self::pack_id(&mut tx, &pack, true).await?;
         let id: i64 = match sqlx::query_scalar(
             "INSERT INTO interactions (pack_id, verb_id, object_id, prompt, origin) VALUES (?, ?, ?, ?, 'user') RETURNING id",
@@ -519,7 +612,7 @@ impl VocabStore {
         what: &'static str,
         id: i64,
     ) -> Result<i64, VocabError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let origin: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT origin FROM {table} WHERE id = ?"
         )))
@@ -776,7 +869,7 @@ impl VocabStore {
         fingerprint: &str,
         rows: &[(String, Vec<f32>)],
     ) -> Result<(), VocabError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (prompt, values) in rows {
             let blob: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             sqlx::query("INSERT OR REPLACE INTO text_embeddings (fingerprint, prompt, embedding) VALUES (?, ?, ?)")
@@ -836,17 +929,87 @@ impl VocabStore {
         })
     }
 
+    /// Creates a verb or object for an import, or reuses an existing one with the same
+    /// `ing` / prompt; a different one is a conflict (never silently kept).
+    async fn reuse_or_insert(
+        tx: &mut Transaction<'_, Sqlite>,
+        table: Table,
+        name: &str,
+        value: &str,
+    ) -> Result<(), VocabError> {
+        let (what, field, select, insert) = match table {
+            Table::Verbs => (
+                "verb",
+                "ing",
+                "SELECT ing FROM verbs WHERE name = ?",
+                "INSERT INTO verbs (name, ing, origin) VALUES (?, ?, 'user')",
+            ),
+            Table::Objects => (
+                "object",
+                "prompt",
+                "SELECT prompt FROM objects WHERE name = ?",
+                "INSERT INTO objects (name, prompt, origin) VALUES (?, ?, 'user')",
+            ),
+        };
+        let existing: Option<String> = sqlx::query_scalar(select)
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match existing {
+            Some(old) if old != value => Err(VocabError::Mismatch {
+                what,
+                name: name.to_string(),
+                field,
+                existing: old,
+                given: value.to_string(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                sqlx::query(insert)
+                    .bind(name)
+                    .bind(value)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
     /// Imports a pack exported by [`export_pack`](Self::export_pack) as user entries, in one
-    /// transaction: missing verbs and objects are created, existing ones reused.
+    /// transaction: missing verbs and objects are created, existing ones reused when they
+    /// agree. Everything a rebuild will embed is checked before anything is written, and
+    /// any refusal rolls the whole import back.
     pub async fn import_pack(&self, pack: &PackExport) -> Result<i64, VocabError> {
         let name = clean_name("name", &pack.name)?;
-        for i in &pack.interactions {
-            self.check_prompt(&i.prompt)?;
+        let mut verbs: Vec<(String, String)> = Vec::with_capacity(pack.verbs.len());
+        for v in &pack.verbs {
+            let (vname, ing) = (
+                clean_name("verbs[].name", &v.name)?,
+                clean_name("verbs[].ing", &v.ing)?,
+            );
+            self.check_prompt(&verb_prompt(&ing))?;
+            verbs.push((vname, ing));
         }
+        let mut objects: Vec<(String, String)> = Vec::with_capacity(pack.objects.len());
         for o in &pack.objects {
-            self.check_prompt(&o.prompt)?;
+            objects.push((
+                clean_name("objects[].name", &o.name)?,
+                self.check_prompt(&o.prompt)?,
+            ));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut interactions: Vec<(String, Option<String>, String)> =
+            Vec::with_capacity(pack.interactions.len());
+        for i in &pack.interactions {
+            interactions.push((
+                clean_name("interactions[].verb", &i.verb)?,
+                i.object
+                    .as_deref()
+                    .map(|o| clean_name("interactions[].object", o))
+                    .transpose()?,
+                self.check_prompt(&i.prompt)?,
+            ));
+        }
+        let mut tx = self.write_tx().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM packs WHERE name = ?")
             .bind(&name)
             .fetch_optional(&mut *tx)
@@ -855,30 +1018,22 @@ impl VocabStore {
             return Err(VocabError::Duplicate { what: "pack", name });
         }
         let pack_id = Self::pack_id(&mut tx, &name, true).await?;
-        for v in &pack.verbs {
-            sqlx::query("INSERT INTO verbs (name, ing, origin) VALUES (?, ?, 'user') ON CONFLICT (name) DO NOTHING")
-                .bind(clean_name("verbs", &v.name)?)
-                .bind(clean_name("ing", &v.ing)?)
-                .execute(&mut *tx)
-                .await?;
+        for (vname, ing) in &verbs {
+            Self::reuse_or_insert(&mut tx, Table::Verbs, vname, ing).await?;
         }
-        for o in &pack.objects {
-            sqlx::query("INSERT INTO objects (name, prompt, origin) VALUES (?, ?, 'user') ON CONFLICT (name) DO NOTHING")
-                .bind(clean_name("objects", &o.name)?)
-                .bind(&o.prompt)
-                .execute(&mut *tx)
-                .await?;
+        for (oname, prompt) in &objects {
+            Self::reuse_or_insert(&mut tx, Table::Objects, oname, prompt).await?;
         }
-        for i in &pack.interactions {
+        for (verb, object, prompt) in &interactions {
             let verb_id: i64 = sqlx::query_scalar("SELECT id FROM verbs WHERE name = ?")
-                .bind(&i.verb)
+                .bind(verb)
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| VocabError::NotFound {
                     what: "verb",
-                    key: i.verb.clone(),
+                    key: verb.clone(),
                 })?;
-            let object_id = match &i.object {
+            let object_id = match object {
                 Some(o) => Some(Self::object_id(&mut tx, o).await?),
                 None => None,
             };
@@ -886,12 +1041,15 @@ impl VocabStore {
                 .bind(pack_id)
                 .bind(verb_id)
                 .bind(object_id)
-                .bind(&i.prompt)
+                .bind(prompt)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
                     if unique_violation(&e) {
-                        VocabError::Duplicate { what: "interaction", name: format!("{} {:?}", i.verb, i.object) }
+                        VocabError::Duplicate {
+                            what: "interaction",
+                            name: format!("{verb} {}", object.as_deref().unwrap_or("(no object)")),
+                        }
                     } else {
                         e.into()
                     }
@@ -905,26 +1063,34 @@ impl VocabStore {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExportVerb {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub name: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub ing: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExportObject {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub name: String,
+    #[schema(min_length = 1, pattern = "\\S")]
     pub prompt: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExportInteraction {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub verb: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub object: Option<String>,
+    #[schema(min_length = 1, pattern = "\\S")]
     pub prompt: String,
 }
 
 /// A pack in its portable JSON form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PackExport {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub name: String,
     pub verbs: Vec<ExportVerb>,
     pub objects: Vec<ExportObject>,

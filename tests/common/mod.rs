@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::PathBuf;
 
 use burn::prelude::*;
@@ -107,11 +109,21 @@ pub async fn demo_parts() -> (
     std::sync::Arc<hoiclip::detector::Detector<B>>,
     std::sync::Arc<hoiclip::classifier::ClassifierService<B>>,
 ) {
+    demo_parts_at("sqlite::memory:").await
+}
+
+/// As [`demo_parts`], with the vocabulary in the database at `url`.
+pub async fn demo_parts_at(
+    url: &str,
+) -> (
+    std::sync::Arc<hoiclip::detector::Detector<B>>,
+    std::sync::Arc<hoiclip::classifier::ClassifierService<B>>,
+) {
     use std::sync::Arc;
     let device = Default::default();
     let detector = Arc::new(hoiclip::detector::Detector::<B>::demo(&device).unwrap());
     let tokenizer = Arc::new(hoiclip::model::clip::tokenizer::ClipTokenizer::new().unwrap());
-    let store = hoiclip::vocab::store::VocabStore::open("sqlite::memory:", tokenizer.clone())
+    let store = hoiclip::vocab::store::VocabStore::open(url, tokenizer.clone())
         .await
         .unwrap();
     store.seed(&hoiclip::vocab::Pack::hico_det()).await.unwrap();
@@ -127,4 +139,13 @@ pub async fn demo_parts() -> (
         .await
         .unwrap();
     (detector, classifiers)
+}
+
+/// A fresh SQLite file URL under the system temp dir (removed with its WAL files first).
+pub fn temp_db(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("hoiclip-test-{}-{name}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    format!("sqlite://{}", path.display())
 }

@@ -1,0 +1,259 @@
+//! The server loop over real TCP, as slow and careless clients use it: slow bodies do not
+//! hold queue places, idle and half-sent connections are closed, the connection cap
+//! answers 503, the whole-request backstop is problem+json, and shutdown is bounded.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::http::*;
+use hoiclip::api::server::{ServerLimits, serve};
+use hoiclip::api::{AppState, ServeOptions, router};
+use hoiclip::engine::EngineOptions;
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(state: AppState, limits: ServerLimits) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(serve(listener, router(state), limits, async {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        done,
+    }
+}
+
+fn limits() -> ServerLimits {
+    ServerLimits {
+        header_timeout: Duration::from_secs(1),
+        max_connections: 64,
+        shutdown_grace: Duration::from_secs(2),
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Reads until the server closes the connection (or 20 s pass); returns what came.
+fn read_to_close(mut s: TcpStream) -> (String, Duration) {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (String::from_utf8_lossy(&out).to_string(), started.elapsed())
+}
+
+fn request(addr: SocketAddr, head: &str, body: &[u8]) -> String {
+    let mut s = connect(addr);
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    read_to_close(s).0
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploads_get_408_and_never_hold_a_queue_place() {
+    let (state, gate, _batches) = held_state(
+        ServeOptions {
+            body_timeout: Duration::from_secs(1),
+            ..ServeOptions::default()
+        },
+        EngineOptions {
+            max_queue: 2,
+            max_batch_size: 1,
+            ..EngineOptions::default()
+        },
+    )
+    .await;
+    gate.open();
+    let server = start(state, limits()).await;
+    let addr = server.addr;
+    // Six clients start a 1000-byte upload and send one byte every 300 ms.
+    let slow: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                s.write_all(b"POST /detect HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ncontent-length: 1000\r\n\r\n")
+                    .unwrap();
+                for _ in 0..20 {
+                    if s.write_all(b"x").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                read_to_close(s).0
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Meanwhile a normal client is served, not told the queue is full.
+    let png = png();
+    let fast = tokio::task::spawn_blocking(move || {
+        request(
+            addr,
+            &format!(
+                "POST /detect HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+                png.len()
+            ),
+            &png,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status_of(&fast), 200, "{fast}");
+    for t in slow {
+        let answer = t.join().unwrap();
+        assert_eq!(status_of(&answer), 408, "{answer}");
+        assert!(
+            answer.contains("urn:hoiclip:problem:request-timeout"),
+            "{answer}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_are_closed() {
+    let server = start(state(ServeOptions::default()).await, limits()).await;
+    let addr = server.addr;
+    let idle = std::thread::spawn(move || read_to_close(connect(addr)).1);
+    let half = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        s.write_all(b"GET /health/live HTTP/1.1\r\nhost:").unwrap();
+        read_to_close(s).1
+    });
+    let kept_alive = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        s.write_all(b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        read_to_close(s)
+    });
+    for t in [idle, half] {
+        let waited = t.join().unwrap();
+        assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
+    }
+    let (answer, waited) = kept_alive.join().unwrap();
+    assert_eq!(status_of(&answer), 200);
+    assert!(
+        waited < Duration::from_secs(5),
+        "idle keep-alive closed after {waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_get_503_problem_json() {
+    let server = start(
+        state(ServeOptions::default()).await,
+        ServerLimits {
+            max_connections: 2,
+            header_timeout: Duration::from_secs(5),
+            ..limits()
+        },
+    )
+    .await;
+    let held: Vec<TcpStream> = (0..2).map(|_| connect(server.addr)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let addr = server.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        request(addr, "GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n", b"")
+    })
+    .await
+    .unwrap();
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = tokio::task::spawn_blocking(move || {
+        request(
+            addr,
+            "GET /health/live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            b"",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status_of(&answer), 200, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_by_the_grace_period() {
+    let mut server = start(
+        state(ServeOptions::default()).await,
+        ServerLimits {
+            header_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(1),
+            ..limits()
+        },
+    )
+    .await;
+    // A client that never finishes its headers.
+    let mut s = connect(server.addr);
+    s.write_all(b"GET /health/live HTTP/1.1\r\nhost:").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    server.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), &mut server.done)
+        .await
+        .expect("shutdown waited past its grace period")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_request_backstop_answers_problem_json_and_is_counted() {
+    let (state, gate, _batches) = held_state(
+        ServeOptions {
+            request_timeout: Duration::from_millis(200),
+            ..ServeOptions::default()
+        },
+        EngineOptions::default(),
+    )
+    .await;
+    // The backstop (request_timeout + 1 s) catches a request whose own phases never end:
+    // here a JSON write whose body never completes within the body timeout (30 s).
+    let server = start(state.clone(), limits()).await;
+    let addr = server.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = connect(addr);
+        s.write_all(b"POST /objects HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+            .unwrap();
+        read_to_close(s).0
+    })
+    .await
+    .unwrap();
+    gate.open();
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    assert!(answer.contains("urn:hoiclip:problem:timeout"), "{answer}");
+    let metrics = request(
+        addr,
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        b"",
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hoiclip_http_requests_total")
+                && l.contains("route=\"/objects\"")
+                && l.contains("status=\"503\"")),
+        "the timed-out request is missing from the metrics"
+    );
+}
