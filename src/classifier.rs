@@ -50,6 +50,16 @@ pub struct ClassifierSet<B: Backend> {
     pub hoi_object: Vec<usize>,
     /// Labels of the object-classifier rows (last: "nothing").
     pub object_labels: Vec<String>,
+    /// Verb row of each HOI class, and the verbs' names (verb-level output).
+    pub hoi_verb: Vec<usize>,
+    pub verb_labels: Vec<String>,
+    /// `valid[v * object_labels.len() + k]`: verb `v` has an interaction with object row
+    /// `k` (V-COCO's `correct_mat`; the "no object" role row is valid for every verb).
+    pub valid: Vec<bool>,
+    /// Object rows that may be a query's predicted label in verb-level output: the
+    /// checkpoint's own rows (so its seed vocabulary labels exactly as the official code
+    /// does) plus objects of user interactions; every row but the last without a checkpoint.
+    pub label_rows: Vec<bool>,
     /// Vocabulary rows left out of this set because they cannot be embedded any more
     /// (e.g. a prompt too long for this tokenizer), one line each. The server keeps
     /// serving the rest; `/vocabulary` and the log report these.
@@ -225,6 +235,9 @@ pub fn assemble<B: Backend>(
             host_vec(&t.classifier.obj_bias),
         )
     });
+    // The checkpoint's own verb -> HOI map: its seed rows keep exactly the columns the
+    // weights were trained with (V-COCO's official matrix is not one-hot per verb).
+    let trained_verb2hoi = trained.map(|t| HostColumns::new(&t.classifier.verb2hoi));
 
     // Objects: every object, then "nothing".
     let trained_object_row: HashMap<i64, usize> = pack
@@ -254,6 +267,20 @@ pub fn assemble<B: Backend>(
         obj_cols.push(col);
         obj_bias.push(bias);
     }
+    // V-COCO checkpoints have a trained "no object" role row before DETR's "no object"
+    // column (82 rows for 80 objects): the checkpoint's object-less HOIs use it.
+    let trained_objects = pack
+        .and_then(|p| snapshot.pack_objects.get(p))
+        .map_or(0, Vec::len);
+    let role_row = match &host {
+        Some((_, _, _, w, b)) if w.n == trained_objects + 2 => {
+            obj_cols.push(w.column(trained_objects));
+            obj_bias.push(b[trained_objects]);
+            object_labels.push(NOTHING.into());
+            Some(object_labels.len() - 1)
+        }
+        _ => None,
+    };
     let nothing_row = object_labels.len();
     object_labels.push(NOTHING.into());
     match &host {
@@ -274,8 +301,20 @@ pub fn assemble<B: Backend>(
         .map(|ids| ids.iter().enumerate().map(|(i, &id)| (id, i)).collect())
         .unwrap_or_default();
     let mut verb_cols = Vec::new();
+    let mut verb_labels = Vec::new();
     let mut verb_index: HashMap<i64, usize> = HashMap::new();
-    for v in &snapshot.verbs {
+    // Assembled verb row of each trained verb row.
+    let mut from_trained: HashMap<usize, usize> = HashMap::new();
+    // The checkpoint's verbs first, in its order, then the rest: verb-level triplets that
+    // tie (e.g. zeroed by the validity matrix) then rank as the official code ranks them.
+    let mut verbs: Vec<&crate::vocab::store::VerbRecord> = snapshot.verbs.iter().collect();
+    verbs.sort_by_key(|v| {
+        (
+            trained_verb_row.get(&v.id).copied().unwrap_or(usize::MAX),
+            v.id,
+        )
+    });
+    for v in verbs {
         let col = match (&host, trained_verb_row.get(&v.id)) {
             (Some((_, _, w, _, _)), Some(&r)) => w.column(r),
             _ => match text(&verb_prompt(&v.ing)) {
@@ -290,7 +329,11 @@ pub fn assemble<B: Backend>(
                 }
             },
         };
+        if let Some(&r) = trained_verb_row.get(&v.id) {
+            from_trained.insert(r, verb_cols.len());
+        }
         verb_index.insert(v.id, verb_cols.len());
+        verb_labels.push(v.name.clone());
         verb_cols.push(col);
     }
 
@@ -300,6 +343,9 @@ pub fn assemble<B: Backend>(
     let mut rows = Vec::new();
     let mut hoi_object = Vec::new();
     let mut verb_of = Vec::new();
+    // Per HOI row: the checkpoint's verb2hoi column (seed rows of its own pack only).
+    let mut trained_column: Vec<Option<Vec<f32>>> = Vec::new();
+    let mut user_rows: Vec<bool> = Vec::new();
     for i in &snapshot.interactions {
         let trained_row = match (&host, i.seed_index) {
             (Some((w, b, _, _, _)), Some(s)) if Some(i.pack.as_str()) == pack => {
@@ -320,7 +366,7 @@ pub fn assemble<B: Backend>(
             continue;
         };
         let object = match i.object_id {
-            None => nothing_row,
+            None => role_row.unwrap_or(nothing_row),
             Some(o) => match object_row.get(&o) {
                 Some(&r) => r,
                 None => {
@@ -343,6 +389,11 @@ pub fn assemble<B: Backend>(
                 }
             },
         };
+        trained_column.push(match (&trained_verb2hoi, trained_row) {
+            (Some(m), Some((_, _, s))) => Some(m.column(s)),
+            _ => None,
+        });
+        user_rows.push(i.seed_index.is_none());
         hoi_cols.push(col);
         hoi_bias.push(bias);
         hoi_object.push(object);
@@ -362,8 +413,42 @@ pub fn assemble<B: Backend>(
     let v = verb_cols.len();
     let mut verb2hoi = vec![0f32; v * c];
     for (h, &vi) in verb_of.iter().enumerate() {
-        verb2hoi[vi * c + h] = 1.0;
+        match &trained_column[h] {
+            Some(column) => {
+                for (r, &x) in column.iter().enumerate() {
+                    if let Some(&a) = from_trained.get(&r) {
+                        verb2hoi[a * c + h] = x;
+                    }
+                }
+            }
+            None => verb2hoi[vi * c + h] = 1.0,
+        }
     }
+    let k_rows = object_labels.len();
+    let mut valid = vec![false; v * k_rows];
+    for (&vi, &o) in verb_of.iter().zip(&hoi_object) {
+        valid[vi * k_rows + o] = true;
+    }
+    if let Some(role) = role_row {
+        for vi in 0..v {
+            valid[vi * k_rows + role] = true;
+        }
+    }
+    let mut label_rows = vec![pack.is_none(); k_rows];
+    for (o, &row) in &object_row {
+        if trained_object_row.contains_key(o) {
+            label_rows[row] = true;
+        }
+    }
+    if let Some(role) = role_row {
+        label_rows[role] = true;
+    }
+    for (i, &o) in user_rows.iter().zip(&hoi_object) {
+        if *i {
+            label_rows[o] = true;
+        }
+    }
+    label_rows[nothing_row] = false;
     let matrix = |cols: Vec<Vec<f32>>| -> Tensor<B, 2> {
         // cols[j] is row j of a [n, E] matrix; the classifier wants [E, n].
         let n = cols.len();
@@ -384,6 +469,10 @@ pub fn assemble<B: Backend>(
         rows: Arc::new(rows),
         hoi_object,
         object_labels,
+        hoi_verb: verb_of,
+        verb_labels,
+        valid,
+        label_rows,
         skipped,
     })
 }

@@ -13,7 +13,7 @@ use crate::model::clip::ClipConfig;
 use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
 use crate::model::hoiclip::{self, Classifier, Hoiclip, HoiclipConfig};
 use crate::model::weights::WeightsError;
-use crate::postprocess::{ImagePredictions, PostprocessConfig, Triplet, triplets};
+use crate::postprocess::{ImagePredictions, PostprocessConfig, Triplet, VerbLayout, triplets};
 use crate::vision::preprocess::{Prepared, PreprocessConfig, batch, prepare};
 use crate::vocab::Pack;
 
@@ -48,6 +48,76 @@ pub struct ModelInfo {
     pub trained: bool,
     pub weights: Option<PathBuf>,
     pub vocabulary: String,
+    /// The scoring settings in use and where they came from.
+    pub scoring: Scoring,
+}
+
+/// How raw outputs become scores and triplets: from the checkpoint's saved training
+/// arguments when it has them, else the dataset's defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Scoring {
+    /// Weight of the verb branch in the HOI logits (HICO-DET 0.5, V-COCO 0.1).
+    pub verb_weight: f64,
+    /// `interactions` (HICO-DET: one triplet per HOI class, triplet NMS) or `verbs`
+    /// (V-COCO: one per verb with the predicted object, validity matrix, no NMS).
+    pub output: crate::postprocess::Output,
+    /// Triplet NMS (interactions output only).
+    pub nms: bool,
+    pub nms_threshold: f32,
+    pub nms_alpha: f32,
+    pub nms_beta: f32,
+    /// `checkpoint args` or `dataset defaults`.
+    pub source: String,
+}
+
+impl Scoring {
+    /// The settings for a checkpoint of `vocabulary` with `verb_weight`, overridden by its
+    /// saved `args` where present.
+    pub fn from_args(
+        vocabulary: &str,
+        verb_weight: f64,
+        arg: impl Fn(&str) -> Option<f64>,
+    ) -> (Self, PostprocessConfig) {
+        let defaults = PostprocessConfig::default();
+        let output = if vocabulary == "v-coco" {
+            crate::postprocess::Output::Verbs
+        } else {
+            crate::postprocess::Output::Interactions
+        };
+        let finite = |name: &str| arg(name).filter(|v| v.is_finite());
+        let found = [
+            "verb_weight",
+            "use_nms_filter",
+            "thres_nms",
+            "nms_alpha",
+            "nms_beta",
+        ]
+        .iter()
+        .any(|n| finite(n).is_some());
+        let config = PostprocessConfig {
+            output,
+            nms: finite("use_nms_filter").map_or(defaults.nms, |v| v != 0.0),
+            nms_threshold: finite("thres_nms").map_or(defaults.nms_threshold, |v| v as f32),
+            nms_alpha: finite("nms_alpha").map_or(defaults.nms_alpha, |v| v as f32),
+            nms_beta: finite("nms_beta").map_or(defaults.nms_beta, |v| v as f32),
+            ..defaults
+        };
+        let scoring = Self {
+            verb_weight,
+            output,
+            nms: config.nms,
+            nms_threshold: config.nms_threshold,
+            nms_alpha: config.nms_alpha,
+            nms_beta: config.nms_beta,
+            source: if found {
+                "checkpoint args"
+            } else {
+                "dataset defaults"
+            }
+            .into(),
+        };
+        (scoring, config)
+    }
 }
 
 /// Per-call options.
@@ -194,16 +264,19 @@ impl<B: Backend> Detector<B> {
         let pack = Pack::hico_det();
         let tokenizer = ClipTokenizer::new()?;
         let classifier = text_classifier(&model, &pack, &tokenizer, device)?;
+        let (scoring, postprocess) = Scoring::from_args(&pack.name, config.verb_weight, |_| None);
         Ok(Self::assemble(
             model,
             classifier,
             pack,
             &config,
+            postprocess,
             ModelInfo {
                 name: "hoiclip-demo".into(),
                 trained: false,
                 weights: None,
                 vocabulary: "hico-det".into(),
+                scoring,
             },
             device,
         ))
@@ -212,7 +285,8 @@ impl<B: Backend> Detector<B> {
     /// An official HOICLIP checkpoint (`.pth`) or a native file from `hoiclip convert`,
     /// with the classifier it was trained with.
     pub fn from_weights(path: &Path, device: &B::Device) -> Result<Self, DetectorError> {
-        let (model, config, report) = hoiclip::load_file::<B>(path, device)?;
+        let checkpoint = crate::model::weights::Checkpoint::open(path)?;
+        let (model, config, report) = hoiclip::load_checkpoint::<B>(&checkpoint, device)?;
         tracing::info!(path = %path.display(), loaded = report.applied.len(), ignored = report.ignored.len(), "weights loaded");
         let pack = match config.num_hoi_classes {
             600 => Pack::hico_det(),
@@ -232,16 +306,21 @@ impl<B: Backend> Detector<B> {
         let classifier = model.trained_classifier();
         let name = format!("hoiclip-{}", pack.name);
         let vocabulary = pack.name.clone();
+        let (scoring, postprocess) = Scoring::from_args(&pack.name, config.verb_weight, |n| {
+            checkpoint.arg(n).and_then(crate::model::Arg::as_f64)
+        });
         Ok(Self::assemble(
             model,
             classifier,
             pack,
             &config,
+            postprocess,
             ModelInfo {
                 name,
                 trained: true,
                 weights: Some(path.to_path_buf()),
                 vocabulary,
+                scoring,
             },
             device,
         ))
@@ -252,6 +331,7 @@ impl<B: Backend> Detector<B> {
         classifier: Classifier<B>,
         pack: Pack,
         config: &HoiclipConfig,
+        postprocess: PostprocessConfig,
         info: ModelInfo,
         device: &B::Device,
     ) -> Self {
@@ -265,7 +345,7 @@ impl<B: Backend> Detector<B> {
             own,
             pack,
             preprocess,
-            postprocess: PostprocessConfig::default(),
+            postprocess,
             info,
             device: device.clone(),
         }
@@ -393,15 +473,34 @@ impl<B: Backend> Detector<B> {
                     clip_logits: &clip[j * per_clip..(j + 1) * per_clip],
                     size,
                 };
-                let detections = triplets(&p, &set.hoi_object, allowed.as_deref(), &config)
-                    .into_iter()
-                    .filter(|t| t.score >= options.score_threshold)
-                    .take(options.max_results)
-                    .map(|t| {
-                        let row = &set.rows[t.hoi];
-                        Detection::new(t, &row.verb, &row.object, &row.prompt)
-                    })
-                    .collect();
+                let layout = VerbLayout {
+                    hoi_verb: &set.hoi_verb,
+                    verbs: set.verb_labels.len(),
+                    valid: &set.valid,
+                    objects: set.object_labels.len(),
+                    label_rows: &set.label_rows,
+                };
+                let detections = triplets(
+                    &p,
+                    &set.hoi_object,
+                    Some(layout),
+                    allowed.as_deref(),
+                    &config,
+                )
+                .into_iter()
+                .filter(|t| t.score >= options.score_threshold)
+                .take(options.max_results)
+                .map(|t| {
+                    let row = &set.rows[t.hoi];
+                    // Verb-level triplets carry the query's predicted object.
+                    let label = t
+                        .object_row
+                        .and_then(|k| set.object_labels.get(k))
+                        .unwrap_or(&row.object);
+                    let label = label.clone();
+                    Detection::new(t, &row.verb, &label, &row.prompt)
+                })
+                .collect();
                 ImageDetections {
                     width: size.0,
                     height: size.1,
@@ -529,13 +628,39 @@ fn own_set<B: Backend>(classifier: Classifier<B>, pack: &Pack) -> ClassifierSet<
         })
         .collect();
     let mut object_labels: Vec<String> = pack.objects.iter().map(|o| o.name.clone()).collect();
+    // V-COCO's classifier has a trained "no object" role row before DETR's "no object".
+    let rows_in_classifier = classifier.obj_bias.dims()[0];
+    let role_row = (rows_in_classifier == pack.objects.len() + 2).then_some(pack.objects.len());
+    if role_row.is_some() {
+        object_labels.push(crate::classifier::NOTHING.to_string());
+    }
     object_labels.push(crate::classifier::NOTHING.to_string());
+    let hoi_object = pack.hoi_object();
+    let hoi_verb = pack.hoi_verb();
+    let (v, k) = (pack.verbs.len(), object_labels.len());
+    let mut valid = vec![false; v * k];
+    for (&verb, &object) in hoi_verb.iter().zip(&hoi_object) {
+        if object < k {
+            valid[verb * k + object] = true;
+        }
+    }
+    if let Some(role) = role_row {
+        for verb in 0..v {
+            valid[verb * k + role] = true;
+        }
+    }
+    let mut label_rows = vec![true; k];
+    label_rows[k - 1] = false;
     ClassifierSet {
         version: 0,
         classifier,
         rows: Arc::new(rows),
-        hoi_object: pack.hoi_object(),
+        hoi_object,
         object_labels,
+        hoi_verb,
+        verb_labels: pack.verbs.iter().map(|v| v.name.clone()).collect(),
+        valid,
+        label_rows,
         skipped: Vec::new(),
     }
 }

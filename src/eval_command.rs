@@ -7,7 +7,9 @@ use anyhow::Context;
 use hoiclip::detector::Detector;
 use hoiclip::engine::BatchPolicy;
 use hoiclip::eval::ap::ApMethod;
-use hoiclip::eval::hico::{self, HicoAnnotations, HicoOptions, HicoVocabulary, Protocol};
+use hoiclip::eval::hico::{
+    self, HicoAnnotations, HicoOptions, HicoVocabulary, NoDetectionRule, Protocol,
+};
 use hoiclip::eval::predictions::PredictionFile;
 use hoiclip::eval::run::{RunOptions, predict, vcoco_detections};
 use hoiclip::eval::vcoco::{self, VcocoGroundTruth};
@@ -66,6 +68,11 @@ pub struct EvalArgs {
     /// HICO-DET AP: eleven-point (both HICO-DET evaluators) or all-point (VOC 2010+).
     #[arg(long, value_enum, default_value = "eleven-point")]
     ap: ApMethod,
+    /// HICO-DET classes with ground truth but no detection: `gen-vlkt` counts them as AP 0
+    /// in every mean; `hoiclip` leaves them out of the Rare/Non-rare and Unseen/Seen means,
+    /// as HOICLIP's own evaluator does (to reproduce its tables).
+    #[arg(long, value_enum, default_value = "gen-vlkt")]
+    no_detection: NoDetectionRule,
     /// Score these saved predictions instead of running the model.
     #[arg(long, conflicts_with = "save_predictions")]
     predictions: Option<PathBuf>,
@@ -165,9 +172,13 @@ fn check_flags(args: &EvalArgs, vocab: &HicoVocabulary) -> anyhow::Result<()> {
         vocab.zero_shot_split(split)?;
     }
     if args.dataset == Dataset::VCoco
-        && (args.protocol != Protocol::Official || args.ap != ApMethod::ElevenPoint)
+        && (args.protocol != Protocol::Official
+            || args.ap != ApMethod::ElevenPoint
+            || args.no_detection != NoDetectionRule::GenVlkt)
     {
-        anyhow::bail!("--protocol and --ap apply to hico-det; v-coco always follows vsrl_eval.py");
+        anyhow::bail!(
+            "--protocol, --ap and --no-detection apply to hico-det; v-coco always follows vsrl_eval.py"
+        );
     }
     if args.predictions.is_some() && args.weights.is_some() {
         tracing::warn!(
@@ -196,6 +207,7 @@ fn report_hico(
         &HicoOptions {
             protocol: args.protocol,
             ap: args.ap,
+            no_detection: args.no_detection,
             zero_shot: args.zero_shot.clone(),
         },
         source,

@@ -587,6 +587,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "trained": info.trained,
                     "width": result.width,
                     "height": result.height,
+                    "output": info.scoring.output,
                     "detections": result.detections,
                 });
                 println!("{line}");
@@ -602,9 +603,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Convert { weights, out } => {
             let device = Default::default();
+            let checkpoint = Checkpoint::open(&weights)?;
             let (model, config, report) =
-                hoiclip::model::hoiclip::load_file::<Cpu>(&weights, &device)?;
-            hoiclip::model::hoiclip::save_native(&model, &config, &out)?;
+                hoiclip::model::hoiclip::load_checkpoint::<Cpu>(&checkpoint, &device)?;
+            hoiclip::model::hoiclip::save_native(&model, &config, checkpoint.args(), &out)?;
             println!(
                 "{} -> {}: {} tensors ({} stored but unused by inference, dropped)",
                 weights.display(),

@@ -94,7 +94,7 @@ fn native_conversion_gives_bit_identical_outputs() {
     let (model, _) = detector_model::load::<B>(&config, &ckpt, &device).unwrap();
     let out =
         std::env::temp_dir().join(format!("hoiclip-native-{}.safetensors", std::process::id()));
-    detector_model::save_native(&model, &config, &out).unwrap();
+    detector_model::save_native(&model, &config, &Default::default(), &out).unwrap();
     let (native, native_config, report) = detector_model::load_file::<B>(&out, &device).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(

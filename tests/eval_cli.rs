@@ -327,3 +327,54 @@ fn v_coco_exports_one_detection_per_query() {
     assert!((role_map(false) - (0.5 + 0.5 * 2.0 / 3.0)).abs() < 1e-9);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn v_coco_role_boxes_follow_the_object_label_as_gen_vlkt_exports_them() {
+    let dir = temp_dir("eval-vcoco-role-box");
+    // Person 1 holds cup 2.
+    let coco = json!({
+        "images": [{"id": 7, "width": 640, "height": 480, "file_name": "7.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 100, 200], "area": 20000, "iscrowd": 0},
+            {"id": 2, "image_id": 7, "category_id": 47, "bbox": [160, 60, 30, 30], "area": 900, "iscrowd": 0},
+        ],
+        "categories": [{"id": 1, "name": "person"}, {"id": 47, "name": "cup"}],
+    });
+    let vcoco = json!([
+        {"action_name": "hold", "role_name": ["agent", "obj"], "image_id": [7], "ann_id": [1], "label": [1], "role_object_id": [1, 2], "include": []},
+    ]);
+    let instances = write(&dir, "instances.json", &coco);
+    let annotations = write(&dir, "vcoco_test.json", &vcoco);
+    let ids = dir.join("ids");
+    std::fs::write(&ids, "7\n").unwrap();
+    let ids = ids.display().to_string();
+    let role_map = |label: Option<&str>| {
+        let predictions = write(
+            &dir,
+            "p.json",
+            &json!({"format": "hoiclip-predictions/1", "dataset": "v-coco", "images": [
+                {"file_name": "7.jpg", "triplets": [
+                    {"human": HUMAN, "object": CUP, "hoi": 0, "score": 0.9, "query": 0, "object_label": label},
+                ]},
+            ]}),
+        );
+        let (ok, out, err) = vcoco_eval(
+            [&annotations, &instances, &ids],
+            &["--predictions", &predictions, "--json"],
+        );
+        assert!(ok, "{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        (
+            report["role_map_s1"].as_f64().unwrap(),
+            report["role_map_s2"].as_f64().unwrap(),
+        )
+    };
+    // Labelled with an object (or unlabelled, with an object interaction): the query's
+    // object box is the role box, and it matches the cup.
+    assert_eq!(role_map(Some("cup")), (1.0, 1.0));
+    assert_eq!(role_map(None), (1.0, 1.0));
+    // Labelled "nothing" (the "no object" role): the role box is NaN, "no role object",
+    // which is wrong for a person holding a cup in both scenarios.
+    assert_eq!(role_map(Some("nothing")), (0.0, 0.0));
+    std::fs::remove_dir_all(&dir).ok();
+}

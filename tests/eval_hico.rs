@@ -9,7 +9,7 @@
 
 use hoiclip::eval::ap::ApMethod;
 use hoiclip::eval::hico::{
-    HicoAnnotations, HicoOptions, HicoReport, HicoVocabulary, Protocol, evaluate,
+    HicoAnnotations, HicoOptions, HicoReport, HicoVocabulary, NoDetectionRule, Protocol, evaluate,
 };
 use hoiclip::eval::predictions::{ImagePredictions, PredictedTriplet, PredictionFile};
 use serde_json::json;
@@ -48,6 +48,7 @@ fn triplet(hoi: usize, human: [f64; 4], object: [f64; 4], score: f64) -> Predict
         hoi,
         score,
         query: None,
+        object_label: None,
     }
 }
 
@@ -76,6 +77,7 @@ fn try_run(
         &HicoOptions {
             protocol,
             ap,
+            no_detection: NoDetectionRule::GenVlkt,
             zero_shot: zero_shot.map(str::to_string),
         },
         "p.json",
@@ -196,6 +198,30 @@ fn rare_and_non_rare_average_their_own_classes() {
     p.images[1].triplets.pop();
     let r = official(&p);
     close(r.default.rare.map.unwrap(), 0.0);
+    close(r.default.non_rare.map.unwrap(), 1.0);
+    close(r.default.full.map.unwrap(), 2.0 / 3.0);
+}
+
+#[test]
+fn hoiclip_rule_leaves_undetected_classes_out_of_the_subset_means_only() {
+    // As above: the rare class 22 has ground truth and no detection.
+    let mut p = perfect();
+    p.images[1].triplets.pop();
+    let r = evaluate(
+        &annotations(),
+        &p,
+        &HicoVocabulary::official(),
+        &HicoOptions {
+            protocol: Protocol::Official,
+            ap: ApMethod::ElevenPoint,
+            no_detection: NoDetectionRule::Hoiclip,
+            zero_shot: None,
+        },
+        "p.json",
+    )
+    .unwrap();
+    // HOICLIP's evaluator: the rare mean has no class left; Full still counts it as 0.
+    assert_eq!((r.default.rare.map, r.default.rare.classes), (None, 0));
     close(r.default.non_rare.map.unwrap(), 1.0);
     close(r.default.full.map.unwrap(), 2.0 / 3.0);
 }

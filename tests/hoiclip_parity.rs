@@ -285,7 +285,7 @@ fn triplets_match_the_reference_end_to_end() {
                 tfe_top_k: tfe,
                 ..PostprocessConfig::default()
             };
-            let ours = triplets(&p, &hoi_object, None, &config);
+            let ours = triplets(&p, &hoi_object, None, None, &config);
             let theirs = case[key].as_array().unwrap();
             assert_eq!(ours.len(), theirs.len(), "img{i} {key}: count");
             for (a, b) in ours.iter().zip(theirs) {

@@ -336,7 +336,7 @@ fn converted_file_passes_inspect_weights() {
     let (model, config, _) =
         detector_model::load_file::<B>(&fixture("hoiclip/checkpoint.pth"), &device).unwrap();
     let out = TempFile::new("converted.safetensors");
-    detector_model::save_native(&model, &config, &out).unwrap();
+    detector_model::save_native(&model, &config, &Default::default(), &out).unwrap();
     let inspection = detector_model::inspect::<B>(&out, &device).unwrap();
     let Inspection::Hoiclip { report, native, .. } = &inspection else {
         panic!("expected a HOICLIP model, got {inspection:?}");

@@ -166,6 +166,7 @@ pub async fn detect(
     Ok(axum::Json(DetectResponse {
         width: result.width,
         height: result.height,
+        output: info.scoring.output,
         triplets,
         vocabulary_version: set.version,
         model: ModelOut {

@@ -99,6 +99,11 @@ pub struct TimingsOut {
 pub struct DetectResponse {
     pub width: u32,
     pub height: u32,
+    /// What each triplet is: `interactions` (HICO-DET models: one per HOI class, after
+    /// triplet NMS) or `verbs` (V-COCO models, as V-COCO's evaluation scores them: one per
+    /// (human-object pair, verb), the best of the verb's interactions times the verb's
+    /// validity for the pair's predicted object, whose name is `object.label`; no NMS).
+    pub output: crate::postprocess::Output,
     pub triplets: Vec<TripletOut>,
     /// The vocabulary version the classifier was built from.
     pub vocabulary_version: i64,
@@ -246,6 +251,8 @@ pub struct InfoOut {
     pub max_batch_delay_ms: f64,
     /// `same-size` (batched results equal unbatched ones) or `pad`.
     pub batch_policy: String,
+    /// Scoring settings in use (from the checkpoint's saved arguments when present).
+    pub scoring: crate::detector::Scoring,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

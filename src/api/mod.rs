@@ -108,6 +108,7 @@ impl AppState {
         dto::NewVerbIn, dto::PromptIn, dto::NewObjectIn, dto::NewInteractionIn, dto::VerbOut, dto::ObjectRecordOut,
         dto::InteractionOut, dto::CreatedVerb, dto::CreatedObject, dto::CreatedInteraction, dto::Deleted, dto::PackOut,
         dto::VocabularyOut, dto::InfoOut, dto::StatusOut, error::Problem,
+        crate::detector::Scoring, crate::postprocess::Output,
         crate::vocab::store::PackExport, crate::vocab::store::ExportVerb, crate::vocab::store::ExportObject,
         crate::vocab::store::ExportInteraction,
     )),

@@ -63,5 +63,6 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoOut> {
         batch_policy: clap::ValueEnum::to_possible_value(&engine.policy)
             .map(|v| v.get_name().to_string())
             .unwrap_or_default(),
+        scoring: info.scoring.clone(),
     })
 }

@@ -36,6 +36,18 @@ pub enum Protocol {
     GenVlkt,
 }
 
+/// What a class with ground truth but no detection counts for in the subset means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoDetectionRule {
+    /// AP 0 in every mean (GEN-VLKT's fixed evaluator; the MATLAB code does the same).
+    #[default]
+    GenVlkt,
+    /// Left out of the Rare / Non-rare and Unseen / Seen means (kept in Full), as
+    /// HOICLIP's copy of the evaluator does: reproduces its tables exactly.
+    Hoiclip,
+}
+
 /// The official route keeps this many detections per class (`covert_annot_for_official_eval.py`).
 const OFFICIAL_CAP: usize = 19_999;
 
@@ -253,6 +265,7 @@ fn parse_image(
 pub struct HicoOptions {
     pub protocol: Protocol,
     pub ap: ApMethod,
+    pub no_detection: NoDetectionRule,
     /// A zero-shot split name (its classes are "unseen").
     pub zero_shot: Option<String>,
 }
@@ -296,6 +309,7 @@ pub struct HicoReport {
     pub dataset: &'static str,
     pub protocol: Protocol,
     pub ap_method: ApMethod,
+    pub no_detection: NoDetectionRule,
     pub zero_shot: Option<String>,
     pub images: usize,
     pub default: SettingReport,
@@ -339,12 +353,13 @@ pub fn evaluate(
                 class_ap(c, &dets, &gt_by_class[c], vocab, options)
             })
             .collect();
-        summarize(per_class, vocab, unseen)
+        summarize(per_class, vocab, unseen, options.no_detection)
     };
     Ok(HicoReport {
         dataset: "hico-det",
         protocol: options.protocol,
         ap_method: options.ap,
+        no_detection: options.no_detection,
         zero_shot: options.zero_shot.clone(),
         images: gt.images.len(),
         default: setting(false),
@@ -499,13 +514,20 @@ fn summarize(
     per_class: Vec<ClassAp>,
     vocab: &HicoVocabulary,
     unseen: Option<&HashSet<usize>>,
+    rule: NoDetectionRule,
 ) -> SettingReport {
+    let detected: HashSet<usize> = per_class
+        .iter()
+        .filter(|c| c.detections > 0)
+        .map(|c| c.class)
+        .collect();
+    let counted = |c: usize| rule == NoDetectionRule::GenVlkt || detected.contains(&c);
     SettingReport {
         full: mean(&per_class, |_| true),
-        rare: mean(&per_class, |c| vocab.rare.contains(&c)),
-        non_rare: mean(&per_class, |c| !vocab.rare.contains(&c)),
-        unseen: unseen.map(|u| mean(&per_class, |c| u.contains(&c))),
-        seen: unseen.map(|u| mean(&per_class, |c| !u.contains(&c))),
+        rare: mean(&per_class, |c| counted(c) && vocab.rare.contains(&c)),
+        non_rare: mean(&per_class, |c| counted(c) && !vocab.rare.contains(&c)),
+        unseen: unseen.map(|u| mean(&per_class, |c| counted(c) && u.contains(&c))),
+        seen: unseen.map(|u| mean(&per_class, |c| counted(c) && !u.contains(&c))),
         per_class,
     }
 }

@@ -38,6 +38,10 @@ pub struct PredictedTriplet {
     /// exports one detection per query, as the official route does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<usize>,
+    /// The object label the model gave the triplet (V-COCO: the query's predicted
+    /// object; "nothing" for the "no object" role), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_label: Option<String>,
 }
 
 impl PredictionFile {
@@ -125,6 +129,10 @@ impl PredictionFile {
                     query: match t.get("query") {
                         None | Some(serde_json::Value::Null) => None,
                         Some(q) => Some(json::index(path, &format!("{at}.query"), q)? as usize),
+                    },
+                    object_label: match t.get("object_label") {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(l) => Some(json::string(path, &format!("{at}.object_label"), l)?),
                     },
                 });
             }

@@ -139,6 +139,7 @@ fn to_predictions(name: &str, result: ImageDetections) -> ImagePredictions {
                 hoi: d.interaction_index,
                 score: f64::from(d.score),
                 query: Some(d.query),
+                object_label: Some(d.object.label),
             })
             .collect(),
     }
@@ -173,8 +174,10 @@ fn vcoco_roles() -> Vec<(String, Option<String>, bool)> {
 /// GEN-VLKT's exporter builds them: one detection per (image, query) with the person box,
 /// each action's best score as its agent score, and for each (action, role) the object
 /// box with its best score. Triplets without a query each make their own detection.
-/// Interactions without an object ("cutting with something") predict the all-zero box,
-/// which Scenario 1 reads as "no role object".
+/// The role box is the query's object box, as GEN-VLKT's exporter has it; it is NaN
+/// (Scenario 1: "no role object") only when the triplet's object label is "nothing" (the
+/// "no object" role), or, for saved predictions without labels, when the interaction has
+/// no object.
 pub fn vcoco_detections(
     predictions: &PredictionFile,
     gt: &VcocoGroundTruth,
@@ -221,7 +224,15 @@ pub fn vcoco_detections(
                 .or_insert(f64::MIN);
             *agent = agent.max(t.score);
             if let Some(role) = role {
-                let object = if *no_object { [0.0; 4] } else { t.object };
+                let no_role_object = match &t.object_label {
+                    Some(label) => label == crate::classifier::NOTHING,
+                    None => *no_object,
+                };
+                let object = if no_role_object {
+                    [f64::NAN; 4]
+                } else {
+                    t.object
+                };
                 let entry = detection
                     .role_boxes
                     .entry((action.clone(), role.clone()))

@@ -757,9 +757,12 @@ pub fn infer_config(ckpt: &Checkpoint) -> Result<HoiclipConfig, WeightsError> {
         .with_num_hoi_classes(num_hoi)
         .with_num_verb_classes(num_verbs)
         .with_num_obj_classes(obj_rows - 1);
-    // V-COCO checkpoints (263 HOI classes) were trained with verb weight 0.1.
-    if num_hoi == 263 {
-        config = config.with_verb_weight(0.1);
+    // The verb weight the checkpoint was trained with (`args.verb_weight`); without
+    // saved arguments, the dataset's script default (V-COCO, 263 classes: 0.1).
+    match ckpt.arg("verb_weight").and_then(super::Arg::as_f64) {
+        Some(w) if w.is_finite() => config = config.with_verb_weight(w),
+        _ if num_hoi == 263 => config = config.with_verb_weight(0.1),
+        _ => {}
     }
     check_buildable(&config, ckpt)?;
     Ok(config)
@@ -1079,21 +1082,27 @@ pub fn inspect<B: Backend>(
 }
 
 /// Writes `model` as a native file (Burn layout + its config).
+/// The official checkpoint's training arguments (`args`) go along, so scoring settings
+/// read from them survive the conversion.
 pub fn save_native<B: Backend>(
     model: &Hoiclip<B>,
     config: &HoiclipConfig,
+    args: &std::collections::BTreeMap<String, super::Arg>,
     path: &std::path::Path,
 ) -> Result<(), WeightsError> {
-    let json = serde_json::to_string(config).map_err(|e| WeightsError::Format {
+    let format_err = |e: serde_json::Error| WeightsError::Format {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })?;
+    };
+    let json = serde_json::to_string(config).map_err(format_err)?;
+    let args = serde_json::to_string(args).map_err(format_err)?;
     super::weights::save_native(
         model,
         path,
         &[
             (NATIVE_FORMAT_KEY, NATIVE_FORMAT),
             (NATIVE_CONFIG_KEY, &json),
+            (super::weights::ARGS_METADATA_KEY, &args),
         ],
     )
 }

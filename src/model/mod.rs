@@ -6,4 +6,5 @@ pub mod detr;
 pub mod hoiclip;
 pub mod linear;
 mod pth;
+pub use pth::Arg;
 pub mod weights;

@@ -37,9 +37,9 @@ const MAX_KEY_LEN: usize = 4096;
 #[derive(Clone, Debug)]
 enum Value {
     None,
-    Bool,
+    Bool(bool),
     Int(i64),
-    Float,
+    Float(f64),
     Str(String),
     Bytes,
     Tuple(Rc<Items>),
@@ -48,7 +48,10 @@ enum Value {
     Global(Rc<(String, String)>),
     Storage(Rc<StorageRef>),
     Tensor(Rc<TensorRef>),
-    /// Anything else (a Namespace, a Counter, ...): kept, never interpreted.
+    /// An `argparse.Namespace` before its BUILD gives it its attributes (then it
+    /// becomes a dict of them).
+    Namespace,
+    /// Anything else (a Counter, ...): kept, never interpreted.
     Object,
     Mark,
 }
@@ -58,9 +61,9 @@ impl Value {
     fn kind(&self) -> &'static str {
         match self {
             Value::None => "None",
-            Value::Bool => "a bool",
+            Value::Bool(_) => "a bool",
             Value::Int(_) => "an int",
-            Value::Float => "a float",
+            Value::Float(_) => "a float",
             Value::Str(_) => "a string",
             Value::Bytes => "bytes",
             Value::Tuple(_) => "a tuple",
@@ -69,6 +72,7 @@ impl Value {
             Value::Global(_) => "a class",
             Value::Storage(_) => "a storage",
             Value::Tensor(_) => "a tensor",
+            Value::Namespace => "a Namespace",
             Value::Object => "an object",
             Value::Mark => "a MARK",
         }
@@ -144,11 +148,61 @@ struct TensorRef {
     stride: Vec<usize>,
 }
 
+/// A scalar training argument saved with a checkpoint (`args`, an argparse.Namespace).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Arg {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl Arg {
+    /// The value as a number (ints and bools widen), if it is one.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Arg::Bool(b) => Some(f64::from(u8::from(*b))),
+            Arg::Int(i) => Some(*i as f64),
+            Arg::Float(f) => Some(*f),
+            Arg::Str(_) => None,
+        }
+    }
+}
+
+/// The scalar entries of the root dict's `args` (HOICLIP saves its argparse Namespace
+/// there); lists, tensors and nested values are left out.
+fn scalar_args(root: &[(Value, Value)]) -> BTreeMap<String, Arg> {
+    let mut out = BTreeMap::new();
+    let Some(Value::Dict(args)) = root.iter().find_map(|(k, v)| match k {
+        Value::Str(k) if k == "args" => Some(v),
+        _ => None,
+    }) else {
+        return out;
+    };
+    for (k, v) in args.borrow().0.iter() {
+        let Value::Str(k) = k else { continue };
+        let arg = match v {
+            Value::Bool(b) => Arg::Bool(*b),
+            Value::Int(i) => Arg::Int(*i),
+            Value::Float(f) => Arg::Float(*f),
+            Value::Str(s) if s.len() <= 4096 => Arg::Str(s.clone()),
+            _ => continue,
+        };
+        out.insert(k.clone(), arg);
+    }
+    out
+}
+
 /// Reads the tensors of a zip checkpoint. If the root is a dict with a `model` dict
 /// (HOICLIP's layout), that dict is returned; otherwise the root dict. Nested dicts are
 /// flattened with `.`-joined keys. Every tensor is checked to lie inside its storage entry
 /// here, so a shape in the result is backed by data in the file.
-pub fn read(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, String> {
+/// Also returns the checkpoint's scalar training arguments (empty when it has none).
+#[allow(clippy::type_complexity)]
+pub fn read_with_args(
+    path: &Path,
+) -> Result<(BTreeMap<String, TensorSnapshot>, BTreeMap<String, Arg>), String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let file_len = file.metadata().map_err(|e| e.to_string())?.len();
     let read_limit = file_len.saturating_mul(MAX_INFLATION);
@@ -176,6 +230,7 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, String> {
         (Value::Str(k), Value::Dict(d)) if k == "model" => Some(d.clone()),
         _ => None,
     });
+    let args = scalar_args(&root.borrow().0);
     let dict = model.unwrap_or(root);
     let mut flat = Flattener {
         archive: Rc::new(RefCell::new(zip)),
@@ -189,7 +244,7 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, String> {
         out: BTreeMap::new(),
     };
     flat.flatten(&dict.borrow().0, "", 0)?;
-    Ok(flat.out)
+    Ok((flat.out, args))
 }
 
 /// One archive entry's bytes, refused beyond `limit` (read up to `limit + 1` bytes at most,
@@ -551,8 +606,8 @@ impl Machine {
                 b')' => self.stack.push(Value::Tuple(Rc::default())),
                 0x8f => self.stack.push(Value::Object), // EMPTY_SET
                 b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool),
-                0x89 => self.stack.push(Value::Bool),
+                0x88 => self.stack.push(Value::Bool(true)),
+                0x89 => self.stack.push(Value::Bool(false)),
                 b'K' => self.stack.push(Value::Int(c.u8()? as i64)),
                 b'M' => self.stack.push(Value::Int(c.u16()? as i64)),
                 b'J' => self.stack.push(Value::Int(c.u32()? as i32 as i64)),
@@ -575,14 +630,16 @@ impl Machine {
                     self.stack.push(Value::Object); // LONG4: huge int, unused by state dicts
                 }
                 b'G' => {
-                    c.take(8)?;
-                    self.stack.push(Value::Float);
+                    let bytes = c.take(8)?;
+                    let mut be = [0u8; 8];
+                    be.copy_from_slice(bytes);
+                    self.stack.push(Value::Float(f64::from_be_bytes(be)));
                 }
                 b'I' => {
                     let line = c.line()?;
                     self.stack.push(match line {
-                        "01" => Value::Bool,
-                        "00" => Value::Bool,
+                        "01" => Value::Bool(true),
+                        "00" => Value::Bool(false),
                         s => Value::Int(s.parse().map_err(|_| format!("bad INT {s:?}"))?),
                     });
                 }
@@ -592,8 +649,13 @@ impl Machine {
                         .push(s.parse().map(Value::Int).unwrap_or(Value::Object));
                 }
                 b'F' => {
-                    c.line()?;
-                    self.stack.push(Value::Float);
+                    let line = c.line()?;
+                    self.stack.push(
+                        line.trim()
+                            .parse()
+                            .map(Value::Float)
+                            .unwrap_or(Value::Object),
+                    );
                 }
                 b'X' => {
                     let n = c.u32()? as usize;
@@ -780,7 +842,14 @@ impl Machine {
                     self.stack.push(new_object(&cls));
                 }
                 b'b' => {
-                    self.pop()?; // BUILD: state is irrelevant to tensors (Namespace, _metadata)
+                    // BUILD: a Namespace's state is the training arguments (kept as a dict
+                    // of them); other states (a state dict's _metadata) are irrelevant.
+                    let state = self.pop()?;
+                    if let (Some(top @ Value::Namespace), Value::Dict(_)) =
+                        (self.stack.last_mut(), &state)
+                    {
+                        *top = state;
+                    }
                 }
                 b'o' => {
                     let mut items = self.pop_mark()?;
@@ -811,6 +880,7 @@ impl Machine {
 fn new_object(cls: &Value) -> Value {
     match cls {
         Value::Global(g) if g.1 == "OrderedDict" || g.1 == "dict" => Value::Dict(Rc::default()),
+        Value::Global(g) if g.0 == "argparse" && g.1 == "Namespace" => Value::Namespace,
         _ => Value::Object,
     }
 }
@@ -991,7 +1061,8 @@ mod tests {
         };
         let d = &d.borrow().0;
         assert_eq!(d.len(), 2);
-        assert!(matches!(d[0], (Value::Int(1), Value::Object)));
+        // A Namespace becomes the dict of its attributes (here none).
+        assert!(matches!(&d[0], (Value::Int(1), Value::Dict(n)) if n.borrow().0.is_empty()));
         assert!(matches!(&d[1], (Value::Str(k), Value::Int(2)) if k == "a"));
     }
 }

@@ -152,6 +152,8 @@ pub struct Checkpoint {
     tensors: BTreeMap<String, TensorSnapshot>,
     /// safetensors `__metadata__` (empty for PyTorch files).
     metadata: BTreeMap<String, String>,
+    /// The training arguments an official checkpoint carries (`args`), scalars only.
+    args: BTreeMap<String, super::pth::Arg>,
 }
 
 impl fmt::Debug for Checkpoint {
@@ -164,6 +166,9 @@ impl fmt::Debug for Checkpoint {
 }
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+/// safetensors metadata key under which `hoiclip convert` keeps the official checkpoint's
+/// training arguments (JSON).
+pub const ARGS_METADATA_KEY: &str = "hoiclip_args";
 
 impl Checkpoint {
     /// Opens a `.pth`/`.pt` (zip or legacy pickle) or `.safetensors` file, told apart by content.
@@ -189,11 +194,19 @@ impl Checkpoint {
         // safetensors: an 8-byte little-endian header length, then a JSON header.
         let is_safetensors = n == 9 && head[8] == b'{';
         let mut metadata = BTreeMap::new();
+        let mut args = BTreeMap::new();
         let tensors = if is_safetensors {
             metadata = read_safetensors_metadata(&path).map_err(format_err)?;
+            // A converted file carries the official checkpoint's arguments along.
+            if let Some(json) = metadata.get(ARGS_METADATA_KEY) {
+                args = serde_json::from_str(json)
+                    .map_err(|e| format_err(format!("bad {ARGS_METADATA_KEY} metadata: {e}")))?;
+            }
             read_safetensors(&path).map_err(format_err)?
         } else if head.starts_with(ZIP_MAGIC) {
-            super::pth::read(&path).map_err(format_err)?
+            let (tensors, saved) = super::pth::read_with_args(&path).map_err(format_err)?;
+            args = saved;
+            tensors
         } else if head[0] == 0x80 {
             read_legacy_pytorch(&path).map_err(format_err)?
         } else {
@@ -206,6 +219,7 @@ impl Checkpoint {
             len,
             tensors,
             metadata,
+            args,
         })
     }
 
@@ -216,6 +230,16 @@ impl Checkpoint {
     /// The file's length in bytes (when it was opened).
     pub fn file_len(&self) -> u64 {
         self.len
+    }
+
+    /// A training argument saved with an official checkpoint (`args.NAME`).
+    pub fn arg(&self, name: &str) -> Option<&super::pth::Arg> {
+        self.args.get(name)
+    }
+
+    /// Every scalar training argument the file carries.
+    pub fn args(&self) -> &BTreeMap<String, super::pth::Arg> {
+        &self.args
     }
 
     /// A safetensors metadata entry.

@@ -208,3 +208,42 @@ impl AsRef<std::path::Path> for TempFile {
         &self.0
     }
 }
+
+/// A training argument as `argparse.Namespace` holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgW {
+    Bool(bool),
+    Int(usize),
+    Float(f64),
+    Str(String),
+}
+
+/// `{"model": {...}, "args": Namespace(**args)}`, as HOICLIP's `torch.save` writes it.
+pub fn write_with_args(tensors: &[PthTensor], args: &[(&str, ArgW)]) -> Vec<u8> {
+    let mut p = pickle(tensors, true);
+    p.pop(); // STOP
+    string(&mut p, "args");
+    global(&mut p, "argparse", "Namespace");
+    p.push(b')');
+    p.push(0x81); // NEWOBJ
+    p.extend_from_slice(b"}(");
+    for (name, value) in args {
+        string(&mut p, name);
+        match value {
+            ArgW::Bool(true) => p.push(0x88),
+            ArgW::Bool(false) => p.push(0x89),
+            ArgW::Int(i) => int(&mut p, *i),
+            ArgW::Float(f) => {
+                p.push(b'G');
+                p.extend_from_slice(&f.to_be_bytes());
+            }
+            ArgW::Str(s) => string(&mut p, s),
+        }
+    }
+    p.extend_from_slice(b"ub"); // SETITEMS, BUILD
+    p.push(b's');
+    p.push(b'.');
+    let mut entries = entries(tensors, true);
+    entries[0].1 = p;
+    zip(&entries)
+}

@@ -1,0 +1,354 @@
+//! The same official-layout checkpoint through the API (`POST /detect`: vocabulary store,
+//! classifier rebuilt from it, engine) and through the CLI (`hoiclip detect`: the
+//! checkpoint's own classifier) gives identical triplets, for the HICO-DET layout (600
+//! classes) and the V-COCO layout (263 classes, 29 verbs, a "no object" role row, the
+//! official verb -> HOI matrix that is not one-hot, verb weight 0.1 from the saved args,
+//! verb-level output). Checkpoints are built from the tiny parity fixture with the
+//! classifier tensors resized to the official class counts.
+
+mod common;
+#[path = "pth_writer/mod.rs"]
+mod pth_writer;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use common::http::*;
+use hoiclip::api::{AppState, ServeOptions};
+use hoiclip::classifier::ClassifierService;
+use hoiclip::detector::Detector;
+use hoiclip::engine::{EngineOptions, Service};
+use hoiclip::model::clip::tokenizer::ClipTokenizer;
+use hoiclip::vocab::Pack;
+use hoiclip::vocab::store::VocabStore;
+use pth_writer::{ArgW, PthTensor, TempFile, read_all, write_with_args};
+
+/// Deterministic values in [-1, 1] (a tiny LCG), so rows differ from each other.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(key: &str, shape: &[usize], data: Vec<f32>) -> PthTensor {
+    PthTensor {
+        key: key.into(),
+        shape: shape.to_vec(),
+        dtype: burn::tensor::DType::F32,
+        data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// The parity fixture with its classifier resized to `pack`'s class counts and `objects`
+/// object-classifier rows; `verb2hoi` as given (row-major `[V, C]`).
+fn checkpoint_for(
+    pack: &Pack,
+    objects: usize,
+    verb2hoi: Vec<f32>,
+    verb_weight: f64,
+    name: &str,
+) -> TempFile {
+    let (c, v) = (pack.interactions.len(), pack.verbs.len());
+    let mut tensors = read_all(&common::fixture("hoiclip/checkpoint.pth"));
+    let e = tensors
+        .iter()
+        .find(|t| t.key == "visual_projection.weight")
+        .map(|t| t.shape[1])
+        .unwrap();
+    tensors.retain(|t| {
+        !matches!(
+            t.key.as_str(),
+            "visual_projection.weight"
+                | "visual_projection.bias"
+                | "verb_projection.weight"
+                | "verb2hoi_proj"
+                | "verb2hoi_proj_eval"
+                | "obj_visual_projection.weight"
+                | "obj_visual_projection.bias"
+        )
+    });
+    tensors.push(tensor(
+        "visual_projection.weight",
+        &[c, e],
+        values(c * e, 1),
+    ));
+    tensors.push(tensor("visual_projection.bias", &[c], values(c, 2)));
+    tensors.push(tensor("verb_projection.weight", &[v, e], values(v * e, 3)));
+    tensors.push(tensor("verb2hoi_proj", &[v, c], verb2hoi.clone()));
+    tensors.push(tensor("verb2hoi_proj_eval", &[v, c], verb2hoi));
+    tensors.push(tensor(
+        "obj_visual_projection.weight",
+        &[objects, e],
+        values(objects * e, 4),
+    ));
+    tensors.push(tensor(
+        "obj_visual_projection.bias",
+        &[objects],
+        values(objects, 5),
+    ));
+    let args = [
+        ("dataset_file", ArgW::Str(pack.name.clone())),
+        ("verb_weight", ArgW::Float(verb_weight)),
+        ("use_nms_filter", ArgW::Bool(true)),
+        ("thres_nms", ArgW::Float(0.7)),
+        ("nms_alpha", ArgW::Int(1)),
+        ("nms_beta", ArgW::Float(0.5)),
+    ];
+    let file = TempFile::new(name);
+    std::fs::write(&file.0, write_with_args(&tensors, &args)).unwrap();
+    file
+}
+
+/// `(verb, interaction, label, score, human box, object box)` of each triplet, in order.
+type Row = (String, String, String, f32, Vec<f32>, Vec<f32>);
+
+fn rows(triplets: &serde_json::Value) -> Vec<Row> {
+    triplets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let b = |v: &serde_json::Value| -> Vec<f32> {
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+                    .collect()
+            };
+            (
+                t["verb"].as_str().unwrap().to_string(),
+                t["interaction"].as_str().unwrap().to_string(),
+                t["object"]["label"].as_str().unwrap().to_string(),
+                t["score"].as_f64().unwrap() as f32,
+                b(&t["human"]["box"]),
+                b(&t["object"]["box"]),
+            )
+        })
+        .collect()
+}
+
+/// The server (fresh vocabulary, both seed packs) on `weights`.
+async fn served(weights: &std::path::Path) -> AppState {
+    let device = Default::default();
+    let detector = Arc::new(Detector::<common::B>::from_weights(weights, &device).unwrap());
+    let tokenizer = Arc::new(ClipTokenizer::new().unwrap());
+    let store = VocabStore::open("sqlite::memory:", tokenizer.clone())
+        .await
+        .unwrap();
+    store.seed(&Pack::hico_det()).await.unwrap();
+    store.seed(&Pack::v_coco()).await.unwrap();
+    let classifiers = Arc::new(ClassifierService::new(
+        store,
+        tokenizer,
+        &detector.model().clip_model,
+        detector.trained_rows(),
+        &device,
+    ));
+    classifiers
+        .refresh(&detector.model().clip_model)
+        .await
+        .unwrap();
+    let service = Arc::new(Service::start(
+        detector,
+        classifiers,
+        EngineOptions::default(),
+        "cpu",
+        "flex",
+    ));
+    let state = AppState::new(service, ServeOptions::default());
+    state
+        .0
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    state
+}
+
+fn cli(weights: &std::path::Path, image: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoiclip"))
+        .args(["detect", "--weights"])
+        .arg(weights)
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn assert_served_equals_cli(weights: &std::path::Path, output: &str) -> AppState {
+    let image = common::fixture("hoiclip/img0.png");
+    let from_cli = cli(weights, &image);
+    let s = served(weights).await;
+    let (status, _, body) = send(
+        &s,
+        raw("/detect", "image/png", std::fs::read(&image).unwrap()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let from_api = json(&body);
+    assert_eq!(from_api["output"], output);
+    assert_eq!(from_cli["output"], output);
+    let (a, c) = (rows(&from_api["triplets"]), rows(&from_cli["detections"]));
+    assert!(!a.is_empty());
+    assert_eq!(a.len(), c.len(), "triplet counts differ");
+    for (i, (x, y)) in a.iter().zip(&c).enumerate() {
+        assert_eq!(
+            (&x.0, &x.1, &x.2),
+            (&y.0, &y.1, &y.2),
+            "triplet {i} differs"
+        );
+        assert!(
+            (x.3 - y.3).abs() <= 1e-6,
+            "triplet {i}: score {} vs {}",
+            x.3,
+            y.3
+        );
+        for (p, q) in x.4.iter().chain(&x.5).zip(y.4.iter().chain(&y.5)) {
+            assert!((p - q).abs() <= 1e-3, "triplet {i}: boxes differ");
+        }
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hico_det_layout_served_equals_cli() {
+    let pack = Pack::hico_det();
+    let file = checkpoint_for(&pack, 81, pack.verb_to_hoi(), 0.5, "served-hico.pth");
+    let s = assert_served_equals_cli(&file.0, "interactions").await;
+    let (_, _, body) = send(
+        &s,
+        axum::http::Request::get("/info")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let info = json(&body);
+    assert_eq!(info["scoring"]["source"], "checkpoint args", "{info}");
+    assert_eq!(info["scoring"]["verb_weight"], 0.5);
+}
+
+/// V-COCO's official verb -> HOI matrix has its ones only in the first 81 columns (the
+/// upstream quirk the model was trained with); a one-hot map rebuilt from the vocabulary
+/// would score differently.
+fn vcoco_official_verb2hoi(pack: &Pack) -> Vec<f32> {
+    let c = pack.interactions.len();
+    let mut m = vec![0f32; pack.verbs.len() * c];
+    for it in pack.interactions.iter().filter(|it| it.index <= 80) {
+        m[it.verb * c + it.index] = 1.0;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v_coco_layout_served_equals_cli_with_verb_level_output() {
+    let pack = Pack::v_coco();
+    let file = checkpoint_for(
+        &pack,
+        82,
+        vcoco_official_verb2hoi(&pack),
+        0.1,
+        "served-vcoco.pth",
+    );
+    let s = assert_served_equals_cli(&file.0, "verbs").await;
+    let (_, _, body) = send(
+        &s,
+        axum::http::Request::get("/info")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let info = json(&body);
+    assert_eq!(info["scoring"]["verb_weight"], 0.1, "{info}");
+    assert_eq!(info["scoring"]["output"], "verbs");
+
+    // Verb-level output: one triplet per (pair, verb) at most, labelled with an object
+    // the verb is valid for (or the "no object" role), no NMS.
+    let (_, _, body) = send(&s, raw("/detect?top_k=100", "image/png", png())).await;
+    let out = json(&body);
+    let triplets = out["triplets"].as_array().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for t in triplets {
+        let key = (
+            t["human"]["box"].to_string(),
+            t["object"]["box"].to_string(),
+            t["verb"].to_string(),
+        );
+        assert!(seen.insert(key), "two triplets for one pair and verb");
+    }
+
+    // A verb registered on a V-COCO model is a new verb-level output, valid only with
+    // the objects registered with it.
+    let (status, _, body) = send(
+        &s,
+        post_json("/verbs", serde_json::json!({"name": "juggle", "ing": "juggling", "objects": ["orange", "apple"]})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _, body) = send(
+        &s,
+        raw("/detect?verbs=juggle&top_k=100", "image/png", png()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let out = json(&body);
+    let triplets = out["triplets"].as_array().unwrap();
+    assert!(!triplets.is_empty());
+    for t in triplets {
+        assert_eq!(t["verb"], "juggle");
+        let label = t["object"]["label"].as_str().unwrap();
+        let score = t["score"].as_f64().unwrap();
+        assert!(
+            score == 0.0 || ["orange", "apple", "nothing"].contains(&label),
+            "juggle scored with object {label}"
+        );
+    }
+}
+
+#[test]
+fn training_arguments_are_read_from_the_checkpoint_and_survive_conversion() {
+    use hoiclip::model::Arg;
+    use hoiclip::model::weights::Checkpoint;
+    // Written by PyTorch (tests/fixtures/make_hoiclip.py): a real argparse.Namespace.
+    let ckpt = Checkpoint::open(common::fixture("hoiclip/checkpoint.pth")).unwrap();
+    assert_eq!(ckpt.arg("verb_weight"), Some(&Arg::Float(0.5)));
+    assert_eq!(ckpt.arg("use_nms_filter"), Some(&Arg::Bool(true)));
+    assert_eq!(ckpt.arg("dataset_file"), Some(&Arg::Str("hico".into())));
+    assert_eq!(ckpt.arg("num_queries"), Some(&Arg::Int(6)));
+    let pack = Pack::v_coco();
+    let file = checkpoint_for(
+        &pack,
+        82,
+        vcoco_official_verb2hoi(&pack),
+        0.25,
+        "args-vcoco.pth",
+    );
+    let out = TempFile::new("args-vcoco.safetensors");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_hoiclip"))
+        .arg("convert")
+        .arg(&file.0)
+        .arg(&out.0)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let native = Checkpoint::open(&out.0).unwrap();
+    assert_eq!(native.arg("verb_weight"), Some(&Arg::Float(0.25)));
+    let detector = Detector::<common::B>::from_weights(&out.0, &Default::default()).unwrap();
+    assert_eq!(detector.info().scoring.verb_weight, 0.25);
+    assert_eq!(detector.info().scoring.source, "checkpoint args");
+}
