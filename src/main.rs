@@ -155,6 +155,18 @@ struct ServeArgs {
     /// Open connections at most (lowered to fit the descriptor limit); more get 503.
     #[arg(long, env = "HOICLIP_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    /// Seconds a response write may wait for a client that does not read; then the
+    /// connection is closed.
+    #[arg(long, env = "HOICLIP_SEND_TIMEOUT", default_value_t = 30)]
+    send_timeout: u64,
+    /// Open connections from one client address at most; 0: no per-client limit (behind
+    /// a proxy, where every client has the proxy's address).
+    #[arg(
+        long,
+        env = "HOICLIP_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 128
+    )]
+    max_connections_per_client: usize,
     /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "HOICLIP_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
@@ -212,6 +224,11 @@ fn read_keys(given: &[String], file: Option<&PathBuf>) -> anyhow::Result<Vec<Str
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty())
         .collect();
+    // A key setting given but blank (`HOICLIP_ADMIN_KEY=" "`) would silently leave the
+    // API open: refuse to start instead.
+    if !given.is_empty() && keys.is_empty() {
+        anyhow::bail!("an API key setting is present but holds no key (only blanks or commas)");
+    }
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read key file {}", path.display()))?;
@@ -290,6 +307,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
             max_connections: effective_max_connections(args.max_connections),
             shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
+            send_timeout: std::time::Duration::from_secs(args.send_timeout.max(1)),
+            max_connections_per_client: args.max_connections_per_client,
         };
         if limits.max_connections < args.max_connections {
             tracing::warn!(requested = args.max_connections, used = limits.max_connections, "--max-connections lowered to fit the open-file limit (ulimit -n)");
@@ -661,6 +680,11 @@ mod tests {
         std::fs::write(&path, "# rotated 2026-11\nkey-b\n\n  key-c  \n").unwrap();
         let keys = read_keys(&["key-a".into(), " ".into()], Some(&path)).unwrap();
         assert_eq!(keys, ["key-a", "key-b", "key-c"]);
+        assert!(
+            read_keys(&[" ".into(), "".into()], None).is_err(),
+            "blank keys must not open the API"
+        );
+        assert!(read_keys(&[], None).unwrap().is_empty());
         std::fs::write(&path, "# nothing here\n").unwrap();
         assert!(
             read_keys(&[], Some(&path)).is_err(),

@@ -313,3 +313,90 @@ fn triplets_match_the_reference_end_to_end() {
         }
     }
 }
+
+/// V-COCO's post-processing (verb-level triplets, validity matrix, no NMS) on the
+/// reference's saved raw outputs equals tests/fixtures/make_vcoco_triplets.py's numpy
+/// version: same (query, verb, class, label) in the same order, scores within 1e-5 (f32
+/// here, f64 there), boxes within 1e-3 pixels. Zero-scored (invalid) triplets are left
+/// out on both sides: they tie, and their order is the sort's.
+#[test]
+fn vcoco_verb_level_triplets_match_the_reference() {
+    use hoiclip::postprocess::{Output, VerbLayout};
+    let f = fixture_set();
+    let hoi_object = usizes(&f.json["hoi_object"]);
+    let hoi_verb = usizes(&f.json["hoi_verb"]);
+    let verbs = f.json["num_verb_classes"].as_u64().unwrap() as usize;
+    let objects = f.json["num_obj_classes"].as_u64().unwrap() as usize + 1;
+    let mut valid = vec![false; verbs * objects];
+    for (&v, &o) in hoi_verb.iter().zip(&hoi_object) {
+        valid[v * objects + o] = true;
+    }
+    let mut label_rows = vec![true; objects];
+    label_rows[objects - 1] = false;
+    let layout = VerbLayout {
+        hoi_verb: &hoi_verb,
+        verbs,
+        valid: &valid,
+        objects,
+        label_rows: &label_rows,
+    };
+    let expected: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(fixture("hoiclip/vcoco_triplets.json")).unwrap(),
+    )
+    .unwrap();
+    let config = PostprocessConfig {
+        output: Output::Verbs,
+        ..PostprocessConfig::default()
+    };
+    for (i, case) in expected.iter().enumerate() {
+        let v = |key: &str| -> Vec<f32> {
+            f.refs
+                .data(&format!("img{i}_{key}"))
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        let (hoi, obj, sub, objb) = (
+            v("pred_hoi_logits"),
+            v("pred_obj_logits"),
+            v("pred_sub_boxes"),
+            v("pred_obj_boxes"),
+        );
+        let clip = vec![0.0; hoi_object.len()];
+        let size = (
+            case["width"].as_u64().unwrap() as u32,
+            case["height"].as_u64().unwrap() as u32,
+        );
+        let p = ImagePredictions {
+            hoi_logits: &hoi,
+            obj_logits: &obj,
+            sub_boxes: &sub,
+            obj_boxes: &objb,
+            clip_logits: &clip,
+            size,
+        };
+        let ours: Vec<_> = triplets(&p, &hoi_object, Some(layout), None, &config)
+            .into_iter()
+            .filter(|t| t.score > 0.0)
+            .collect();
+        let theirs = case["triplets"].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "img{i}: count");
+        for (a, b) in ours.iter().zip(theirs) {
+            let at = |k: &str| b[k].as_u64().unwrap() as usize;
+            assert_eq!(
+                (a.query, hoi_verb[a.hoi], a.hoi, a.object_row),
+                (at("query"), at("verb"), at("hoi"), Some(at("label"))),
+                "img{i}"
+            );
+            assert!((a.score - b["score"].as_f64().unwrap() as f32).abs() <= 1e-5);
+            for (bx, key) in [(a.human_box, "human_box"), (a.object_box, "object_box")] {
+                for (x, y) in bx.iter().zip(b[key].as_array().unwrap()) {
+                    assert!(
+                        (x - y.as_f64().unwrap() as f32).abs() <= 1e-3,
+                        "img{i} {key}"
+                    );
+                }
+            }
+        }
+    }
+}

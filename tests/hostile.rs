@@ -18,11 +18,11 @@ fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
-/// 64 mathematical bold letters: a legal name length, but far more than 77 CLIP tokens
-/// once in "a photo of a person {ing}".
+/// 64 Georgian letters: a legal name length (no compatibility folding applies), but far
+/// more than 77 CLIP tokens once in "a photo of a person {ing}".
 fn long_ing() -> String {
     let ing: String = (0..64)
-        .map(|i| char::from_u32(0x1D41A + (i % 26)).unwrap())
+        .map(|i| char::from_u32(0x10D0 + (i * 7 % 33)).unwrap())
         .collect();
     let tokens = ClipTokenizer::new()
         .unwrap()
@@ -540,4 +540,184 @@ async fn decodes_wait_for_room_in_the_pixel_budget() {
     drop(held);
     assert_eq!(waiting.await.unwrap(), StatusCode::OK);
     assert_eq!(s.0.decode_budget.available_permits() as u32, all);
+}
+
+#[tokio::test]
+async fn every_spelling_of_a_special_token_and_oversized_prompts_are_refused() {
+    let s = state(ServeOptions::default()).await;
+    let before = vocabulary(&s).await;
+    for prompt in [
+        "a photo of a cat &lt;|endoftext|&gt; with a hat",
+        "a photo of a cat &#60;|endoftext|&#62; with a hat",
+        "a photo of a cat &amp;lt;|endoftext|&amp;gt; with a hat",
+        "a photo of a cat ＜｜endoftext｜＞ with a hat",
+        "a photo of a cat <|endof\u{feff}text|> with a hat",
+        "<|startoftext|> a photo of a cat",
+    ] {
+        let (status, ct, body) = send(
+            &s,
+            post_json(
+                "/objects",
+                serde_json::json!({"name": "cat2", "prompt": prompt}),
+            ),
+        )
+        .await;
+        assert_problem(
+            status,
+            &ct,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        );
+    }
+    // A huge prompt is refused by its length, at once, and not echoed back.
+    let huge = "ab cd ".repeat(300_000);
+    let started = std::time::Instant::now();
+    let (status, ct, body) = send(
+        &s,
+        post_json(
+            "/objects",
+            serde_json::json!({"name": "big", "prompt": huge}),
+        ),
+    )
+    .await;
+    assert_problem(
+        status,
+        &ct,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    );
+    assert!(
+        body.len() < 2_000,
+        "the answer echoes the prompt: {} bytes",
+        body.len()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // A prompt a little over 77 tokens is quoted, shortened.
+    let (status, _, body) = send(
+        &s,
+        post_json(
+            "/objects",
+            serde_json::json!({"name": "long", "prompt": "a photo of a very ".repeat(20)}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(json(&body)["detail"].as_str().unwrap().contains("..."));
+    assert_eq!(before, vocabulary(&s).await);
+}
+
+#[tokio::test]
+async fn look_alike_names_are_refused() {
+    let s = state(ServeOptions::default()).await;
+    let before = vocabulary(&s).await;
+    for (name, status, kind) in [
+        ("ｒｉｄｅ", StatusCode::CONFLICT, "conflict"),
+        ("Ride", StatusCode::CONFLICT, "conflict"),
+        ("RIDE", StatusCode::CONFLICT, "conflict"),
+        (
+            "ride\u{200b}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        (
+            "\u{202e}edir",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+    ] {
+        let (st, ct, body) = send(
+            &s,
+            post_json(
+                "/verbs",
+                serde_json::json!({"name": name, "ing": "riding", "objects": ["horse"]}),
+            ),
+        )
+        .await;
+        assert_problem(st, &ct, &body, status, kind);
+    }
+    let (st, ct, body) = send(
+        &s,
+        post_json("/objects", serde_json::json!({"name": "Horse"})),
+    )
+    .await;
+    assert_problem(st, &ct, &body, StatusCode::CONFLICT, "conflict");
+    assert_eq!(before, vocabulary(&s).await);
+}
+
+#[tokio::test]
+async fn failed_key_checks_are_throttled_per_client_and_close_the_connection() {
+    let s = state(keyed()).await;
+    let app = router(s.clone());
+    let peer: std::net::SocketAddr = "192.0.2.7:4000".parse().unwrap();
+    let attempt = |key: &str| {
+        let mut r = Request::post("/detect")
+            .header(header::CONTENT_TYPE, "image/png")
+            .header("x-api-key", key)
+            .body(Body::from(png()))
+            .unwrap();
+        r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        r
+    };
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let r = app
+            .clone()
+            .oneshot(attempt(&format!("guess-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(r.headers().get(header::CONNECTION).unwrap(), "close");
+        statuses.push(r.status());
+    }
+    assert_eq!(statuses[0], StatusCode::FORBIDDEN);
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "40 wrong keys in a burst were never throttled"
+    );
+}
+
+#[tokio::test]
+async fn a_key_has_one_rate_across_detection_and_vocabulary_routes() {
+    let s = state(ServeOptions {
+        keys: ApiKeys {
+            detect: vec!["det".into()],
+            admin: vec!["adm".into()],
+        },
+        rate_limit: RateLimit {
+            per_second: 1,
+            burst: 2,
+        },
+        ..ServeOptions::default()
+    })
+    .await;
+    let app = router(s.clone());
+    let with_key = |r: axum::http::request::Builder| {
+        r.header("x-api-key", "adm")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::empty())
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let r = app
+            .clone()
+            .oneshot(with_key(Request::post("/detect")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let r = app
+        .clone()
+        .oneshot(with_key(Request::post("/verbs")))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the admin key got a second budget"
+    );
 }

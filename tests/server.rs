@@ -37,7 +37,9 @@ fn limits() -> ServerLimits {
     ServerLimits {
         header_timeout: Duration::from_secs(1),
         max_connections: 64,
+        max_connections_per_client: 64,
         shutdown_grace: Duration::from_secs(2),
+        send_timeout: Duration::from_secs(30),
     }
 }
 
@@ -256,4 +258,97 @@ async fn the_whole_request_backstop_answers_problem_json_and_is_counted() {
                 && l.contains("status=\"503\"")),
         "the timed-out request is missing from the metrics"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_connection() {
+    let server = start(
+        state(ServeOptions::default()).await,
+        ServerLimits {
+            max_connections_per_client: 2,
+            header_timeout: Duration::from_secs(5),
+            ..limits()
+        },
+    )
+    .await;
+    let held: Vec<TcpStream> = (0..2).map(|_| connect(server.addr)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let addr = server.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        request(addr, "GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n", b"")
+    })
+    .await
+    .unwrap();
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    drop(held);
+}
+
+/// A PNG of random pixels (incompressible): its rendering is as large as its pixels.
+fn noise_jpeg(side: u32) -> Vec<u8> {
+    let mut x: u32 = 12345;
+    let image = image::RgbImage::from_fn(side, side, |_, _| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        image::Rgb([x as u8, (x >> 8) as u8, (x >> 16) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_connection() {
+    let server = start(
+        state(ServeOptions {
+            max_body_bytes: 64 << 20,
+            ..ServeOptions::default()
+        })
+        .await,
+        ServerLimits {
+            max_connections: 1,
+            send_timeout: Duration::from_secs(1),
+            ..limits()
+        },
+    )
+    .await;
+    let addr = server.addr;
+    let jpeg = noise_jpeg(3000);
+    // Ask for a ~27 MB rendering and never read it.
+    let stalled = tokio::task::spawn_blocking(move || {
+        let mut s = connect(addr);
+        write!(
+            s,
+            "POST /detect?render=true HTTP/1.1\r\nhost: x\r\ncontent-type: image/jpeg\r\ncontent-length: {}\r\n\r\n",
+            jpeg.len()
+        )
+        .unwrap();
+        s.write_all(&jpeg).unwrap();
+        s
+    })
+    .await
+    .unwrap();
+    // The one connection slot comes back once the write has waited a second.
+    let started = Instant::now();
+    let answer = loop {
+        let answer = tokio::task::spawn_blocking(move || {
+            request(
+                addr,
+                "GET /health/live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+                b"",
+            )
+        })
+        .await
+        .unwrap();
+        if status_of(&answer) == 200 || started.elapsed() > Duration::from_secs(60) {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        status_of(&answer),
+        200,
+        "the stalled reader kept its connection"
+    );
+    drop(stalled);
 }

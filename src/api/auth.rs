@@ -97,27 +97,91 @@ pub fn authorize(
     ))
 }
 
+/// Failed key checks a client address may make: 10 a second, 20 at once. Beyond that,
+/// 429 instead of 401/403, so keys cannot be guessed at full speed.
+pub type FailureLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
+
+pub fn failure_limiter() -> Arc<FailureLimiter> {
+    let quota = governor::Quota::per_second(nonzero_ext::nonzero!(10u32))
+        .allow_burst(nonzero_ext::nonzero!(20u32));
+    let limiter = Arc::new(governor::RateLimiter::keyed(quota));
+    forget_idle(Arc::downgrade(&limiter));
+    limiter
+}
+
+/// What [`require`] checks: the keys, the scope and the failure limiter.
+#[derive(Clone)]
+pub struct Guard {
+    pub keys: Arc<ApiKeys>,
+    pub scope: Scope,
+    pub failures: Arc<FailureLimiter>,
+}
+
 /// Middleware: refuses before the body is read; records the key for the rate limiter.
-pub async fn require(
-    State((keys, scope)): State<(Arc<ApiKeys>, Scope)>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let open = scope == Scope::AdminWrites
+/// Refusals close the connection (the unread body would otherwise be parsed as the next
+/// request), and say so.
+pub async fn require(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    let open = guard.scope == Scope::AdminWrites
         && matches!(
             *request.method(),
             Method::GET | Method::HEAD | Method::OPTIONS
         );
     if !open {
-        match authorize(&keys, scope, request.headers()) {
+        match authorize(&guard.keys, guard.scope, request.headers()) {
             Ok(Some(id)) => {
                 request.extensions_mut().insert(id);
             }
             Ok(None) => {}
-            Err(e) => return e.into_response(),
+            Err(e) => {
+                let peer = request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip());
+                let throttled = peer.is_some_and(|ip| guard.failures.check_key(&ip).is_err());
+                let mut response = if throttled {
+                    ApiError::RateLimited("too many failed API key checks; retry later".into())
+                        .into_response()
+                } else {
+                    e.into_response()
+                };
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
         }
     }
     next.run(request).await
+}
+
+/// Forgets idle entries of a keyed limiter once a minute, so a flood of keys or source
+/// addresses cannot grow it without bound; stops when the limiter is dropped.
+fn forget_idle<K, M>(
+    limiter: std::sync::Weak<
+        governor::RateLimiter<
+            K,
+            governor::state::keyed::DefaultKeyedStateStore<K>,
+            governor::clock::DefaultClock,
+            M,
+        >,
+    >,
+) where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    M: governor::middleware::RateLimitingMiddleware<governor::clock::QuantaInstant>
+        + Send
+        + Sync
+        + 'static,
+{
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+            let Some(limiter) = limiter.upgrade() else {
+                return;
+            };
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    });
 }
 
 /// Rate-limit key: the API key's label when one was checked, else the peer address.
@@ -176,6 +240,10 @@ pub fn rate_limited(error: GovernorError) -> Response {
             if let Ok(v) = HeaderValue::from_str(&wait_time.max(1).to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
+            // Refused before the body was read: the connection cannot be reused.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
             response
         }
         other => {
@@ -184,16 +252,15 @@ pub fn rate_limited(error: GovernorError) -> Response {
     }
 }
 
+/// The rate-limit layer type.
+pub type RateLimitLayer = tower_governor::GovernorLayer<
+    RateKey,
+    governor::middleware::StateInformationMiddleware,
+    axum::body::Body,
+>;
+
 /// The governor layer for `limit`, or None when limits are off.
-pub fn rate_limit_layer(
-    limit: RateLimit,
-) -> Option<
-    tower_governor::GovernorLayer<
-        RateKey,
-        governor::middleware::StateInformationMiddleware,
-        axum::body::Body,
-    >,
-> {
+pub fn rate_limit_layer(limit: RateLimit) -> Option<RateLimitLayer> {
     if limit.per_second == 0 {
         return None;
     }
@@ -205,18 +272,6 @@ pub fn rate_limit_layer(
         .use_headers()
         .finish()?;
     let config = Arc::new(config);
-    // The keyed store grows with every peer seen; forget idle ones once a minute so a
-    // flood of source addresses cannot grow it without bound.
-    let limiter = Arc::downgrade(config.limiter());
-    std::thread::spawn(move || {
-        loop {
-            std::thread::sleep(Duration::from_secs(60));
-            let Some(limiter) = limiter.upgrade() else {
-                return;
-            };
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-    });
+    forget_idle(Arc::downgrade(config.limiter()));
     Some(tower_governor::GovernorLayer::new(config).error_handler(rate_limited))
 }

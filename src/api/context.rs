@@ -27,7 +27,8 @@ pub fn current_request_id() -> String {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-fn new_id() -> String {
+/// A fresh request id (also for answers given outside the router).
+pub fn new_id() -> String {
     // A per-process random prefix keeps ids from two runs (or replicas) apart in logs.
     static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let prefix = PREFIX.get_or_init(rand::random::<u32>);

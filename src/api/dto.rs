@@ -17,7 +17,7 @@ pub struct DetectParams {
     pub top_k: Option<usize>,
     /// Only interactions of this pack (e.g. `hico-det`, `v-coco`, `user`). Default: the
     /// model's own pack plus every user pack.
-    #[schema(min_length = 1, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 1024, pattern = "\\S")]
     #[param(min_length = 1, pattern = "\\S")]
     pub pack: Option<String>,
     /// Only interactions of these verbs (comma-separated in a query string).
@@ -135,7 +135,7 @@ pub struct PromptIn {
     #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub object: String,
     /// At most 77 CLIP tokens with start and end tokens.
-    #[schema(min_length = 1, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 1024, pattern = "\\S")]
     pub prompt: String,
 }
 
@@ -144,7 +144,7 @@ pub struct NewObjectIn {
     #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub name: String,
     /// Object-classifier prompt (default "a photo of {a/an} {name}"); at most 77 CLIP tokens.
-    #[schema(min_length = 1, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 1024, pattern = "\\S")]
     pub prompt: Option<String>,
 }
 
@@ -155,7 +155,7 @@ pub struct NewInteractionIn {
     #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub object: String,
     /// At most 77 CLIP tokens (default from the official template).
-    #[schema(min_length = 1, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 1024, pattern = "\\S")]
     pub prompt: Option<String>,
     #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub pack: Option<String>,

@@ -171,6 +171,16 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        // Answered before the body was read (or while it still streams in): the rest of
+        // it would be parsed as the next request, so the connection closes, and says so.
+        if matches!(
+            self,
+            ApiError::PayloadTooLarge(_) | ApiError::Busy(_) | ApiError::RequestTimeout(_)
+        ) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if status == StatusCode::TOO_MANY_REQUESTS || matches!(self, ApiError::TryLater(_)) {
             response
                 .headers_mut()

@@ -208,21 +208,18 @@ pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_default()
 }
 
-/// Rate limits (when on) below the key check, so each key is counted on its own.
+/// Rate limits (when on) below the key check, so each key is counted on its own; one
+/// limiter for every guarded route, so a key's rate is the same wherever it is spent.
 fn guarded(
     routes: Router<AppState>,
-    keys: &Arc<ApiKeys>,
-    scope: Scope,
-    limit: RateLimit,
+    guard: auth::Guard,
+    limit: &Option<auth::RateLimitLayer>,
 ) -> Router<AppState> {
-    let routes = match auth::rate_limit_layer(limit) {
-        Some(layer) => routes.route_layer(layer),
+    let routes = match limit {
+        Some(layer) => routes.route_layer(layer.clone()),
         None => routes,
     };
-    routes.route_layer(axum::middleware::from_fn_with_state(
-        (keys.clone(), scope),
-        auth::require,
-    ))
+    routes.route_layer(axum::middleware::from_fn_with_state(guard, auth::require))
 }
 
 /// All routes, with auth, rate limits, body limits, deadlines, request ids, metrics,
@@ -231,6 +228,13 @@ pub fn router(state: AppState) -> Router {
     let options = state.0.options.clone();
     metrics::handle();
     let keys = Arc::new(options.keys.clone());
+    let limit = auth::rate_limit_layer(options.rate_limit);
+    let failures = auth::failure_limiter();
+    let guard = |scope| auth::Guard {
+        keys: keys.clone(),
+        scope,
+        failures: failures.clone(),
+    };
     let detection = Router::new().route("/detect", post(detect::detect));
     let vocabulary = Router::new()
         .route("/verbs", get(vocab::list_verbs).post(vocab::create_verb))
@@ -259,13 +263,8 @@ pub fn router(state: AppState) -> Router {
         .route("/packs/{name}/export", get(vocab::export_pack))
         .route("/vocabulary", get(vocab::vocabulary));
     let mut app = Router::new()
-        .merge(guarded(detection, &keys, Scope::Detect, options.rate_limit))
-        .merge(guarded(
-            vocabulary,
-            &keys,
-            Scope::AdminWrites,
-            options.rate_limit,
-        ))
+        .merge(guarded(detection, guard(Scope::Detect), &limit))
+        .merge(guarded(vocabulary, guard(Scope::AdminWrites), &limit))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/info", get(ops::info))

@@ -15,6 +15,8 @@ use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
 
 /// Longest accepted verb or object name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
+/// Longest accepted prompt, in characters (77 CLIP tokens never need more).
+pub const MAX_PROMPT_CHARS: usize = 1024;
 /// Name of the pack user entries go to unless another is named.
 pub const USER_PACK: &str = "user";
 
@@ -71,6 +73,14 @@ impl From<sqlx::Error> for VocabError {
     }
 }
 
+/// The first 80 characters of `text`, with "..." when cut.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 impl From<TokenizerError> for VocabError {
     fn from(e: TokenizerError) -> Self {
         match e {
@@ -79,7 +89,8 @@ impl From<TokenizerError> for VocabError {
                 tokens,
                 max,
             } => VocabError::PromptTooLong {
-                prompt,
+                // Quoted in the answer: a short excerpt, never the whole text.
+                prompt: excerpt(&prompt),
                 tokens,
                 max,
             },
@@ -207,7 +218,18 @@ fn clean_name(field: &'static str, raw: &str) -> Result<String, VocabError> {
             reason: format!("at most {MAX_NAME_CHARS} characters"),
         });
     }
-    let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Invisible and direction-changing characters make one name look like another
+    // ("ride" + zero-width space, or a right-to-left override that displays "ride").
+    if raw.chars().any(invisible) {
+        return Err(VocabError::Invalid {
+            field,
+            reason: "must not contain invisible or text-direction characters".into(),
+        });
+    }
+    // Compatibility forms fold to their plain letters ("ｒｉｄｅ" is "ride"), as the
+    // tokenizer folds them: two spellings of one name would be one class twice.
+    let folded: String = unicode_normalization::UnicodeNormalization::nfkc(raw).collect();
+    let name = folded.split_whitespace().collect::<Vec<_>>().join(" ");
     if name.is_empty() {
         return Err(VocabError::Invalid {
             field,
@@ -242,6 +264,13 @@ fn clean_name(field: &'static str, raw: &str) -> Result<String, VocabError> {
         });
     }
     Ok(name)
+}
+
+/// Zero-width, soft-hyphen, word-joiner, byte-order and bidirectional control characters.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}')
 }
 
 /// CLIP's special tokens: written in a prompt they would end it early (the text feature
@@ -315,6 +344,13 @@ impl VocabStore {
     }
 
     fn check_prompt(&self, prompt: &str) -> Result<String, VocabError> {
+        // Bounded before tokenizing: a 16 MB "prompt" must not cost seconds of CPU.
+        if prompt.chars().count() > MAX_PROMPT_CHARS {
+            return Err(VocabError::Invalid {
+                field: "prompt",
+                reason: format!("at most {MAX_PROMPT_CHARS} characters"),
+            });
+        }
         let prompt = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
         if prompt.is_empty() {
             return Err(VocabError::Invalid {
@@ -322,11 +358,20 @@ impl VocabStore {
                 reason: "must not be empty".into(),
             });
         }
-        let lower = prompt.to_lowercase();
-        if let Some(token) = SPECIAL_TOKENS.iter().find(|t| lower.contains(*t)) {
+        // Judged on the token ids, after the tokenizer's own cleaning (HTML entities,
+        // full-width forms, invisible characters): any spelling that becomes a special
+        // token is caught, not just the literal one.
+        let ids = self.tokenizer.encode_raw(&prompt)?;
+        if ids
+            .iter()
+            .any(|&id| id == self.tokenizer.sot_id() || id == self.tokenizer.eot_id())
+        {
             return Err(VocabError::Invalid {
                 field: "prompt",
-                reason: format!("must not contain CLIP's special token `{token}`"),
+                reason: format!(
+                    "must not contain CLIP's special tokens ({})",
+                    SPECIAL_TOKENS.join(", ")
+                ),
             });
         }
         self.tokenizer.encode(&prompt)?;
@@ -476,6 +521,7 @@ impl VocabStore {
             planned.push((clean_name("objects", object)?, self.check_prompt(prompt)?));
         }
         let mut tx = self.write_tx().await?;
+        Self::refuse_same_but_case(&mut tx, Table::Verbs, &name).await?;
         let verb_id: i64 = match sqlx::query_scalar(
             "INSERT INTO verbs (name, ing, origin) VALUES (?, ?, 'user') RETURNING id",
         )
@@ -513,12 +559,14 @@ impl VocabStore {
             ids.push(id);
         }
         let version = Self::bump(&mut tx).await?;
-        tx.commit().await?;
-        let verb = self.verb(verb_id).await?;
+        // Read back before committing: a concurrent delete cannot turn a committed write
+        // into an error answer.
+        let verb = Self::verb_in(&mut tx, verb_id).await?;
         let mut interactions = Vec::new();
         for id in ids {
-            interactions.push(self.interaction(id).await?);
+            interactions.push(Self::interaction_in(&mut tx, id).await?);
         }
+        tx.commit().await?;
         Ok((verb, interactions, version))
     }
 
@@ -535,6 +583,7 @@ impl VocabStore {
                 .unwrap_or_else(|| object_prompt(&name)),
         )?;
         let mut tx = self.write_tx().await?;
+        Self::refuse_same_but_case(&mut tx, Table::Objects, &name).await?;
         let id: i64 = match sqlx::query_scalar(
             "INSERT INTO objects (name, prompt, origin) VALUES (?, ?, 'user') RETURNING id",
         )
@@ -553,8 +602,9 @@ impl VocabStore {
             Err(e) => return Err(e.into()),
         };
         let version = Self::bump(&mut tx).await?;
+        let object = Self::object_in(&mut tx, id).await?;
         tx.commit().await?;
-        Ok((self.object(id).await?, version))
+        Ok((object, version))
     }
 
     /// Adds an interaction for an existing verb and object.
@@ -602,8 +652,9 @@ impl VocabStore {
             Err(e) => return Err(e.into()),
         };
         let version = Self::bump(&mut tx).await?;
+        let interaction = Self::interaction_in(&mut tx, id).await?;
         tx.commit().await?;
-        Ok((self.interaction(id).await?, version))
+        Ok((interaction, version))
     }
 
     async fn remove(
@@ -667,9 +718,13 @@ impl VocabStore {
     }
 
     pub async fn verb(&self, id: i64) -> Result<VerbRecord, VocabError> {
+        Self::verb_in(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn verb_in(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<VerbRecord, VocabError> {
         let r = sqlx::query("SELECT id, name, ing, origin FROM verbs WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(conn)
             .await?
             .ok_or_else(|| VocabError::NotFound {
                 what: "verb",
@@ -686,9 +741,16 @@ impl VocabStore {
     }
 
     pub async fn object(&self, id: i64) -> Result<ObjectRecord, VocabError> {
+        Self::object_in(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn object_in(
+        conn: &mut sqlx::SqliteConnection,
+        id: i64,
+    ) -> Result<ObjectRecord, VocabError> {
         let r = sqlx::query("SELECT id, name, prompt, origin FROM objects WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(conn)
             .await?
             .ok_or_else(|| VocabError::NotFound {
                 what: "object",
@@ -751,10 +813,17 @@ impl VocabStore {
     }
 
     pub async fn interaction(&self, id: i64) -> Result<InteractionRecord, VocabError> {
+        Self::interaction_in(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn interaction_in(
+        conn: &mut sqlx::SqliteConnection,
+        id: i64,
+    ) -> Result<InteractionRecord, VocabError> {
         let sql = format!("{} WHERE i.id = ?", Self::INTERACTION_SELECT);
         let r = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(conn)
             .await?
             .ok_or_else(|| VocabError::NotFound {
                 what: "interaction",
@@ -929,6 +998,42 @@ impl VocabStore {
         })
     }
 
+    /// An existing verb or object name equal to `name` but for letter case ("Ride" for
+    /// "ride"): a second class under another spelling would only split the scores.
+    async fn same_but_case(
+        tx: &mut Transaction<'_, Sqlite>,
+        table: Table,
+        name: &str,
+    ) -> Result<Option<String>, VocabError> {
+        let sql = match table {
+            Table::Verbs => "SELECT name FROM verbs",
+            Table::Objects => "SELECT name FROM objects",
+        };
+        let names: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut **tx).await?;
+        let key = name.to_lowercase();
+        Ok(names
+            .into_iter()
+            .find(|n| n != name && n.to_lowercase() == key))
+    }
+
+    /// Refuses `name` when another spelling of it exists (see [`Self::same_but_case`]).
+    async fn refuse_same_but_case(
+        tx: &mut Transaction<'_, Sqlite>,
+        table: Table,
+        name: &str,
+    ) -> Result<(), VocabError> {
+        match Self::same_but_case(tx, table, name).await? {
+            Some(existing) => Err(VocabError::Duplicate {
+                what: match table {
+                    Table::Verbs => "verb",
+                    Table::Objects => "object",
+                },
+                name: format!("{name}` (as `{existing}`"),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Creates a verb or object for an import, or reuses an existing one with the same
     /// `ing` / prompt; a different one is a conflict (never silently kept).
     async fn reuse_or_insert(
@@ -965,6 +1070,7 @@ impl VocabStore {
             }),
             Some(_) => Ok(()),
             None => {
+                Self::refuse_same_but_case(tx, table, name).await?;
                 sqlx::query(insert)
                     .bind(name)
                     .bind(value)
@@ -1073,7 +1179,7 @@ pub struct ExportVerb {
 pub struct ExportObject {
     #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub name: String,
-    #[schema(min_length = 1, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 1024, pattern = "\\S")]
     pub prompt: String,
 }
 
@@ -1083,7 +1189,7 @@ pub struct ExportInteraction {
     pub verb: String,
     #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub object: Option<String>,
-    #[schema(min_length = 1, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 1024, pattern = "\\S")]
     pub prompt: String,
 }
 
