@@ -37,7 +37,7 @@ fn long_ing() -> String {
 }
 
 async fn vocabulary(s: &hoiclip::api::AppState) -> serde_json::Value {
-    json(&send(s, get("/vocabulary")).await.2)
+    get_json(s, "/vocabulary").await
 }
 
 #[tokio::test]
@@ -546,6 +546,27 @@ async fn decodes_wait_for_room_in_the_pixel_budget() {
 async fn every_spelling_of_a_special_token_and_oversized_prompts_are_refused() {
     let s = state(ServeOptions::default()).await;
     let before = vocabulary(&s).await;
+    let refused = |prompt: String| {
+        let s = s.clone();
+        async move {
+            let (status, ct, body) = send(
+                &s,
+                post_json(
+                    "/objects",
+                    serde_json::json!({"name": "cat2", "prompt": prompt}),
+                ),
+            )
+            .await;
+            assert_problem(
+                status,
+                &ct,
+                &body,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+            );
+            body
+        }
+    };
     for prompt in [
         "a photo of a cat &lt;|endoftext|&gt; with a hat",
         "a photo of a cat &#60;|endoftext|&#62; with a hat",
@@ -554,40 +575,11 @@ async fn every_spelling_of_a_special_token_and_oversized_prompts_are_refused() {
         "a photo of a cat <|endof\u{feff}text|> with a hat",
         "<|startoftext|> a photo of a cat",
     ] {
-        let (status, ct, body) = send(
-            &s,
-            post_json(
-                "/objects",
-                serde_json::json!({"name": "cat2", "prompt": prompt}),
-            ),
-        )
-        .await;
-        assert_problem(
-            status,
-            &ct,
-            &body,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation-failed",
-        );
+        refused(prompt.to_string()).await;
     }
     // A huge prompt is refused by its length, at once, and not echoed back.
-    let huge = "ab cd ".repeat(300_000);
     let started = std::time::Instant::now();
-    let (status, ct, body) = send(
-        &s,
-        post_json(
-            "/objects",
-            serde_json::json!({"name": "big", "prompt": huge}),
-        ),
-    )
-    .await;
-    assert_problem(
-        status,
-        &ct,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation-failed",
-    );
+    let body = refused("ab cd ".repeat(300_000)).await;
     assert!(
         body.len() < 2_000,
         "the answer echoes the prompt: {} bytes",
@@ -720,4 +712,45 @@ async fn a_key_has_one_rate_across_detection_and_vocabulary_routes() {
         StatusCode::TOO_MANY_REQUESTS,
         "the admin key got a second budget"
     );
+}
+
+#[tokio::test]
+async fn readiness_reports_a_failed_rebuild_and_recovers_when_it_succeeds() {
+    let s = state(ServeOptions::default()).await;
+    let pool = s.0.service.store().pool().clone();
+    // Break what a rebuild needs (the embedding cache) but not what a write needs.
+    sqlx::query("ALTER TABLE text_embeddings RENAME TO text_embeddings_away")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, _, body) = send(
+        &s,
+        post_json("/objects", serde_json::json!({"name": "unicycle"})),
+    )
+    .await;
+    // The write was validated and committed: it stands, and says so.
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, ct, body) = send(&s, get("/health/ready")).await;
+    assert_problem(
+        status,
+        &ct,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    let v = vocabulary(&s).await;
+    assert_ne!(v["version"], v["classifier_version"], "{v}");
+    // Repaired: the readiness probe's retry rebuilds, and the object is in the set.
+    sqlx::query("ALTER TABLE text_embeddings_away RENAME TO text_embeddings")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(send(&s, get("/health/ready")).await.0, StatusCode::OK);
+    let v = vocabulary(&s).await;
+    assert_eq!(v["version"], v["classifier_version"], "{v}");
 }

@@ -226,14 +226,7 @@ async fn hico_det_layout_served_equals_cli() {
     let pack = Pack::hico_det();
     let file = checkpoint_for(&pack, 81, pack.verb_to_hoi(), 0.5, "served-hico.pth");
     let s = assert_served_equals_cli(&file.0, "interactions").await;
-    let (_, _, body) = send(
-        &s,
-        axum::http::Request::get("/info")
-            .body(axum::body::Body::empty())
-            .unwrap(),
-    )
-    .await;
-    let info = json(&body);
+    let info = get_json(&s, "/info").await;
     assert_eq!(info["scoring"]["source"], "checkpoint args", "{info}");
     assert_eq!(info["scoring"]["verb_weight"], 0.5);
 }
@@ -261,14 +254,7 @@ async fn v_coco_layout_served_equals_cli_with_verb_level_output() {
         "served-vcoco.pth",
     );
     let s = assert_served_equals_cli(&file.0, "verbs").await;
-    let (_, _, body) = send(
-        &s,
-        axum::http::Request::get("/info")
-            .body(axum::body::Body::empty())
-            .unwrap(),
-    )
-    .await;
-    let info = json(&body);
+    let info = get_json(&s, "/info").await;
     assert_eq!(info["scoring"]["verb_weight"], 0.1, "{info}");
     assert_eq!(info["scoring"]["output"], "verbs");
 

@@ -160,17 +160,9 @@ async fn idle_and_half_sent_connections_are_closed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_over_the_cap_get_503_problem_json() {
-    let server = start(
-        state(ServeOptions::default()).await,
-        ServerLimits {
-            max_connections: 2,
-            header_timeout: Duration::from_secs(5),
-            ..limits()
-        },
-    )
-    .await;
+/// A server with `limits`, two idle connections held open, and the answer a third gets.
+async fn third_connection(limits: ServerLimits) -> (Running, Vec<TcpStream>, String) {
+    let server = start(state(ServeOptions::default()).await, limits).await;
     let held: Vec<TcpStream> = (0..2).map(|_| connect(server.addr)).collect();
     std::thread::sleep(Duration::from_millis(200));
     let addr = server.addr;
@@ -179,10 +171,22 @@ async fn connections_over_the_cap_get_503_problem_json() {
     })
     .await
     .unwrap();
+    (server, held, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_get_503_problem_json() {
+    let (server, held, answer) = third_connection(ServerLimits {
+        max_connections: 2,
+        header_timeout: Duration::from_secs(5),
+        ..limits()
+    })
+    .await;
     assert_eq!(status_of(&answer), 503, "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
+    let addr = server.addr;
     let answer = tokio::task::spawn_blocking(move || {
         request(
             addr,
@@ -262,25 +266,13 @@ async fn the_whole_request_backstop_answers_problem_json_and_is_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_cannot_take_every_connection() {
-    let server = start(
-        state(ServeOptions::default()).await,
-        ServerLimits {
-            max_connections_per_client: 2,
-            header_timeout: Duration::from_secs(5),
-            ..limits()
-        },
-    )
-    .await;
-    let held: Vec<TcpStream> = (0..2).map(|_| connect(server.addr)).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let addr = server.addr;
-    let answer = tokio::task::spawn_blocking(move || {
-        request(addr, "GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n", b"")
+    let (_server, _held, answer) = third_connection(ServerLimits {
+        max_connections_per_client: 2,
+        header_timeout: Duration::from_secs(5),
+        ..limits()
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(status_of(&answer), 503, "{answer}");
-    drop(held);
 }
 
 /// A PNG of random pixels (incompressible): its rendering is as large as its pixels.

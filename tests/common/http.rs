@@ -115,3 +115,12 @@ pub fn assert_problem(
     assert_eq!(p["status"], expected.as_u16());
     assert!(!p["detail"].as_str().unwrap().is_empty());
 }
+
+/// `GET uri` through a fresh router, its JSON body (whatever the status).
+pub async fn get_json(state: &AppState, uri: &str) -> serde_json::Value {
+    json(
+        &send(state, Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .2,
+    )
+}
