@@ -275,7 +275,8 @@ async fn overhead(
         while calls.recv().is_ok() {
             let start = Instant::now();
             let image = decode(&b, DecodeLimits::default()).expect("decode");
-            d.detect_with_set(std::slice::from_ref(&image), &o, &s);
+            d.detect_with_set(std::slice::from_ref(&image), &o, &s)
+                .expect("detect");
             let _ = done.send(start.elapsed().as_secs_f64() * 1000.0);
         }
     });
@@ -323,11 +324,11 @@ fn scaling(detector: &Detector<Cpu>, set: &hoiclip::classifier::ClassifierSet<Cp
                 set,
             })
             .collect();
-        detector.detect_batch(&items);
+        detector.detect_batch(&items).expect("detect");
         let runs = 3;
         let start = Instant::now();
         for _ in 0..runs {
-            detector.detect_batch(&items);
+            detector.detect_batch(&items).expect("detect");
         }
         let per_image = start.elapsed().as_secs_f64() * 1000.0 / (runs * n) as f64;
         println!("batch {n}: {per_image:.1} ms per image");

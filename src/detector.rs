@@ -37,6 +37,9 @@ pub enum DetectorError {
         needed: usize,
         vocabulary: String,
     },
+    /// The device's outputs could not be read back: an error, never "no detections".
+    #[error("cannot read the model's outputs back from the device: {0}")]
+    ReadBack(String),
 }
 
 /// What model is running, for responses and `/info`.
@@ -175,6 +178,20 @@ pub struct Detection {
 }
 
 impl Detection {
+    /// What rendering draws for it: both boxes and "verb object score".
+    pub fn pair(&self) -> crate::vision::render::Pair {
+        crate::vision::render::Pair {
+            human: self.human.bbox,
+            object: self.object.bbox,
+            caption: format!("{} {} {:.2}", self.verb, self.object.label, self.score),
+        }
+    }
+
+    /// [`Self::pair`] of each detection.
+    pub fn pairs(detections: &[Detection]) -> Vec<crate::vision::render::Pair> {
+        detections.iter().map(Detection::pair).collect()
+    }
+
     fn new(t: Triplet, verb: &str, label: &str, prompt: &str) -> Self {
         Self {
             human: HumanOut { bbox: t.human_box },
@@ -370,7 +387,11 @@ impl<B: Backend> Detector<B> {
 
     /// Detects interactions in each image (one batched forward pass) with the checkpoint's
     /// own classifier and vocabulary.
-    pub fn detect(&self, images: &[RgbImage], options: &DetectOptions) -> Vec<ImageDetections> {
+    pub fn detect(
+        &self,
+        images: &[RgbImage],
+        options: &DetectOptions,
+    ) -> Result<Vec<ImageDetections>, DetectorError> {
         self.detect_with_set(images, options, &self.own)
     }
 
@@ -381,7 +402,7 @@ impl<B: Backend> Detector<B> {
         images: &[RgbImage],
         options: &DetectOptions,
         set: &ClassifierSet<B>,
-    ) -> Vec<ImageDetections> {
+    ) -> Result<Vec<ImageDetections>, DetectorError> {
         let prepared: Vec<Prepared> = images.iter().map(|img| self.prepare(img)).collect();
         let items: Vec<BatchItem<'_, B>> = prepared
             .iter()
@@ -403,9 +424,12 @@ impl<B: Backend> Detector<B> {
     /// masks), then the heads once per distinct classifier set, then post-processing per
     /// image. Items of different sizes pad each other, which changes results slightly
     /// (hoiclip-reference.md 8.3); the engine batches equal sizes only unless told.
-    pub fn detect_batch(&self, items: &[BatchItem<'_, B>]) -> Vec<ImageDetections> {
+    pub fn detect_batch(
+        &self,
+        items: &[BatchItem<'_, B>],
+    ) -> Result<Vec<ImageDetections>, DetectorError> {
         if items.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let inputs: Vec<&Prepared> = items.iter().map(|i| i.input).collect();
         let input = batch::<B>(&inputs, &self.device);
@@ -429,12 +453,12 @@ impl<B: Backend> Detector<B> {
                 let picked = select_features(&features, &members, &self.device);
                 self.model.heads(&picked, &set.classifier)
             };
-            let results = self.postprocess_group(preds, &members, items, set);
+            let results = self.postprocess_group(preds, &members, items, set)?;
             for (i, r) in members.into_iter().zip(results) {
                 out[i] = Some(r);
             }
         }
-        out.into_iter().flatten().collect()
+        Ok(out.into_iter().flatten().collect())
     }
 
     fn postprocess_group(
@@ -443,15 +467,24 @@ impl<B: Backend> Detector<B> {
         members: &[usize],
         items: &[BatchItem<'_, B>],
         set: &ClassifierSet<B>,
-    ) -> Vec<ImageDetections> {
-        let host = |t: Tensor<B, 3>| t.into_data().to_vec::<f32>().unwrap_or_default();
-        let (hoi, obj) = (host(preds.hoi_logits), host(preds.obj_logits));
-        let (sub, objb) = (host(preds.sub_boxes), host(preds.obj_boxes));
-        let clip: Vec<f32> = preds.clip_logits.into_data().to_vec().unwrap_or_default();
+    ) -> Result<Vec<ImageDetections>, DetectorError> {
+        let read = |data: TensorData| {
+            data.to_vec::<f32>()
+                .map_err(|e| DetectorError::ReadBack(format!("{e:?}")))
+        };
+        let (hoi, obj) = (
+            read(preds.hoi_logits.into_data())?,
+            read(preds.obj_logits.into_data())?,
+        );
+        let (sub, objb) = (
+            read(preds.sub_boxes.into_data())?,
+            read(preds.obj_boxes.into_data())?,
+        );
+        let clip = read(preds.clip_logits.into_data())?;
         let n = members.len();
         let (per_hoi, per_obj, per_box, per_clip) =
             (hoi.len() / n, obj.len() / n, sub.len() / n, clip.len() / n);
-        members
+        Ok(members
             .iter()
             .enumerate()
             .map(|(j, &i)| {
@@ -507,7 +540,7 @@ impl<B: Backend> Detector<B> {
                     detections,
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// The checkpoint's trained rows, for building classifier sets from the store.

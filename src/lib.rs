@@ -1,8 +1,17 @@
 //! hoiclip: human-object interaction detection with a Burn port of HOICLIP.
 //!
-//! Layers call only downwards: `api -> engine -> model`; `model` knows nothing of HTTP,
-//! SQL or the network. See `../shared/design/architecture.md` in the steering repo, and
-//! README.md here.
+//! Layers call only downwards, lowest first:
+//! 1. `model` (Burn modules, weight files) and `backend`;
+//! 2. `vision` (decoding, resizing, rendering) and `postprocess` (raw outputs to triplets);
+//! 3. `vocab` (the SQLite vocabulary);
+//! 4. `classifier` (classifier sets built from the vocabulary);
+//! 5. `detector` (model + classifier + processing);
+//! 6. `engine` (the worker that owns the device);
+//! 7. `eval` (benchmarks over datasets);
+//! 8. `api` (HTTP).
+//!
+//! `tests/layers.rs` checks this from the source. `model` knows nothing of HTTP, SQL or
+//! the network. See README.md for the layout.
 
 pub mod api;
 pub mod backend;

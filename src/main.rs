@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hoiclip::backend::Cpu;
-use hoiclip::detector::{DetectOptions, Detector};
+use hoiclip::detector::{DetectOptions, Detection, Detector};
 use hoiclip::engine::{BatchPolicy, EngineOptions, Inference, Request, Service};
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::model::clip::{ClipConfig, l2_normalize};
@@ -541,12 +541,29 @@ fn main() -> ExitCode {
         // Colour codes only on a terminal: log files and collectors get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_broken_pipe();
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command line tool piped into `head` should stop quietly when the reader goes away,
+/// as Unix tools do, instead of panicking on the failed write. Rust ignores SIGPIPE; the
+/// printing commands take the default action back. The server keeps ignoring it (a client
+/// closing its socket must never stop it).
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any thread is spawned; it only resets the
+    // disposition of one signal to its default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -598,7 +615,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .push(decode(&bytes, limits).with_context(|| format!("{}", path.display()))?);
             }
             let info = detector.info().clone();
-            let results = detector.detect(&decoded, &options);
+            let results = detector.detect(&decoded, &options)?;
             for (path, result) in images.iter().zip(&results) {
                 let line = serde_json::json!({
                     "image": path.display().to_string(),
@@ -614,7 +631,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let (Some(out), Some(first), Some(result)) =
                 (render, decoded.first(), results.first())
             {
-                hoiclip::vision::render::render(first, &result.detections)
+                hoiclip::vision::render::render(first, &Detection::pairs(&result.detections))
                     .save(&out)
                     .with_context(|| format!("cannot write {}", out.display()))?;
                 eprintln!("rendered {}", out.display());

@@ -156,3 +156,24 @@ fn acknowledged_writes_survive_kill_9_and_the_database_stays_sound() {
         "the log file holds terminal colour codes"
     );
 }
+
+#[test]
+fn cli_output_into_a_closed_pipe_stops_quietly() {
+    use std::io::BufRead;
+    let db = common::temp_db("pipe");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hoiclip"))
+        .args(["vocab", "--database-url", &db, "list", "interactions"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe, as `| head -1` does.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"prompt\""), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

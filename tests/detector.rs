@@ -33,7 +33,7 @@ fn demo_model_detects_labelled_triplets_inside_the_image() {
         max_results: 10,
         ..Default::default()
     };
-    let results = detector.detect(&images, &options);
+    let results = detector.detect(&images, &options).unwrap();
     assert_eq!(results.len(), 2);
     for (img, r) in images.iter().zip(&results) {
         assert_eq!((r.width, r.height), img.dimensions());
@@ -52,19 +52,22 @@ fn demo_model_detects_labelled_triplets_inside_the_image() {
     }
     // The demo model is deterministic: same seed, same detections. (Compare equal batches:
     // padding in a batch changes results, as in the reference; see the engine docs.)
-    let alone = detector.detect(&images[..1], &options);
+    let alone = detector.detect(&images[..1], &options).unwrap();
     let again = Detector::<B>::demo(&device)
         .unwrap()
-        .detect(&images[..1], &options);
+        .detect(&images[..1], &options)
+        .unwrap();
     assert_eq!(again, alone);
     // A threshold above every score leaves nothing.
-    let none = detector.detect(
-        &images[..1],
-        &DetectOptions {
-            score_threshold: 2.0,
-            ..Default::default()
-        },
-    );
+    let none = detector
+        .detect(
+            &images[..1],
+            &DetectOptions {
+                score_threshold: 2.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert!(none[0].detections.is_empty());
 }
 

@@ -361,7 +361,9 @@ async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() 
     assert_eq!(engine.stats().largest_batch.load(Ordering::Relaxed), 5);
     assert_eq!(engine.stats().batches.load(Ordering::Relaxed), 1);
     for (i, (img, set)) in images.iter().zip(sets).enumerate() {
-        let alone = detector.detect_with_set(std::slice::from_ref(img), &options, set);
+        let alone = detector
+            .detect_with_set(std::slice::from_ref(img), &options, set)
+            .unwrap();
         assert_same(&batched[i], &alone[0], &format!("image {i}"));
     }
 }
@@ -387,13 +389,15 @@ async fn the_pad_policy_matches_the_models_padded_batch() {
         &options,
     )
     .await;
-    let together = detector.detect_with_set(&images, &options, &set);
+    let together = detector.detect_with_set(&images, &options, &set).unwrap();
     let mut moved = 0f32;
     for (i, padded) in padded_results.into_iter().enumerate() {
         assert_same(&padded, &together[i], &format!("image {i}"));
         // The reference model's batch effect (hoiclip-reference.md 8.3): padding moves
         // the smaller images' scores, which is why `same-size` is the default.
-        let alone = detector.detect_with_set(std::slice::from_ref(&images[i]), &options, &set);
+        let alone = detector
+            .detect_with_set(std::slice::from_ref(&images[i]), &options, &set)
+            .unwrap();
         for (a, b) in padded.detections.iter().zip(&alone[0].detections) {
             moved = moved.max((a.score - b.score).abs());
         }

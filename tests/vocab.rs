@@ -531,7 +531,7 @@ async fn a_registered_interaction_is_detectable_in_the_next_request() {
         classes: Some(new.clone()),
         ..Default::default()
     };
-    let out = detector.detect_with_set(&[img], &options, &set);
+    let out = detector.detect_with_set(&[img], &options, &set).unwrap();
     assert!(!out[0].detections.is_empty());
     for d in &out[0].detections {
         assert!(new.contains(&d.interaction_index));

@@ -17,7 +17,7 @@ use super::dto::{
 };
 use super::error::ApiError;
 use super::extract::{ApiQuery, within_body_timeout};
-use crate::detector::DetectOptions;
+use crate::detector::{DetectOptions, Detection};
 use crate::engine::{self, ClassView, EngineError};
 use crate::vision::{decode, probe, render::render};
 
@@ -135,7 +135,7 @@ pub async fn detect(
 
     if let Some(image) = image {
         let png = tokio::task::spawn_blocking(move || {
-            let drawn = render(&image, &result.detections);
+            let drawn = render(&image, &Detection::pairs(&result.detections));
             let mut png = Cursor::new(Vec::new());
             drawn
                 .write_to(&mut png, image::ImageFormat::Png)

@@ -83,12 +83,17 @@ impl<B: Backend> Runner for DetectorRunner<B> {
             let results =
                 std::panic::catch_unwind(AssertUnwindSafe(|| self.detector.detect_batch(&items)));
             match results {
-                Ok(results) if results.len() == group.len() => {
+                Ok(Ok(results)) if results.len() == group.len() => {
                     for (i, result) in group.iter().zip(results) {
                         out[*i] = Ok(result);
                     }
                 }
-                Ok(_) => {}
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    for i in &group {
+                        out[*i] = Err(EngineError::Failed(error.to_string()));
+                    }
+                }
                 Err(panic) => {
                     let message = super::panic_message(panic.as_ref());
                     for i in &group {

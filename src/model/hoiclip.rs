@@ -298,10 +298,6 @@ pub struct Predictions<B: Backend> {
 }
 
 impl<B: Backend> Hoiclip<B> {
-    pub fn num_queries(&self) -> usize {
-        self.num_queries
-    }
-
     /// The classifier the checkpoint was trained with.
     pub fn trained_classifier(&self) -> Classifier<B> {
         let device = self.logit_scale.device();

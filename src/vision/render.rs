@@ -4,8 +4,6 @@
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 
-use crate::detector::Detection;
-
 const PALETTE: [[u8; 3]; 6] = [
     [230, 25, 75],
     [60, 180, 75],
@@ -70,23 +68,32 @@ fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, color: Rgb<u8>, scale: i64)
     }
 }
 
-/// A copy of `image` with `detections` drawn on it.
-pub fn render(image: &RgbImage, detections: &[Detection]) -> RgbImage {
+/// One human-object pair to draw: boxes `[x1, y1, x2, y2]` in the image's pixels and a
+/// caption. Rendering knows nothing of detections (vision sits below the detector).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    pub human: [f32; 4],
+    pub object: [f32; 4],
+    pub caption: String,
+}
+
+/// A copy of `image` with `pairs` drawn on it.
+pub fn render(image: &RgbImage, pairs: &[Pair]) -> RgbImage {
     let mut out = image.clone();
     let scale = ((image.width().min(image.height()) / 400) as i64).max(1);
-    for (i, d) in detections.iter().enumerate() {
+    for (i, d) in pairs.iter().enumerate() {
         let color = Rgb(PALETTE[i % PALETTE.len()]);
-        rect(&mut out, d.human.bbox, color, scale + 1);
-        rect(&mut out, d.object.bbox, color, scale);
+        rect(&mut out, d.human, color, scale + 1);
+        rect(&mut out, d.object, color, scale);
         let centre = |b: [f32; 4]| ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
-        line(&mut out, centre(d.human.bbox), centre(d.object.bbox), color);
-        let label = format!("{} {} {:.2}", d.verb, d.object.label, d.score);
-        let [x1, y1, _, _] = d.human.bbox.map(|v| v.round() as i64);
+        line(&mut out, centre(d.human), centre(d.object), color);
+        let label = &d.caption;
+        let [x1, y1, _, _] = d.human.map(|v| v.round() as i64);
         text(
             &mut out,
             x1.max(0),
             (y1 - 8 * scale - 2).max(0),
-            &label,
+            label,
             color,
             scale,
         );
