@@ -180,6 +180,31 @@ pub fn prompts_needed(snapshot: &VocabSnapshot, trained_pack: Option<&str>) -> V
     needed
 }
 
+/// V-COCO's validity matrix, row-major `[verbs, objects]`: verb `v` goes with object row
+/// `k` when some class is `(v, k)`; the "no object" role row, if any, with every verb.
+pub fn validity(
+    hoi_verb: &[usize],
+    hoi_object: &[usize],
+    verbs: usize,
+    objects: usize,
+    role_row: Option<usize>,
+) -> Vec<bool> {
+    let mut valid = vec![false; verbs * objects];
+    for (&v, &o) in hoi_verb.iter().zip(hoi_object) {
+        if o < objects
+            && let Some(cell) = valid.get_mut(v * objects + o)
+        {
+            *cell = true;
+        }
+    }
+    if let Some(role) = role_row.filter(|&r| r < objects) {
+        for v in 0..verbs {
+            valid[v * objects + role] = true;
+        }
+    }
+    valid
+}
+
 /// A `[E, n]` classifier matrix on the host, read column by column.
 struct HostColumns {
     values: Vec<f32>,
@@ -425,15 +450,7 @@ pub fn assemble<B: Backend>(
         }
     }
     let k_rows = object_labels.len();
-    let mut valid = vec![false; v * k_rows];
-    for (&vi, &o) in verb_of.iter().zip(&hoi_object) {
-        valid[vi * k_rows + o] = true;
-    }
-    if let Some(role) = role_row {
-        for vi in 0..v {
-            valid[vi * k_rows + role] = true;
-        }
-    }
+    let valid = validity(&verb_of, &hoi_object, v, k_rows, role_row);
     let mut label_rows = vec![pack.is_none(); k_rows];
     for (o, &row) in &object_row {
         if trained_object_row.contains_key(o) {

@@ -671,17 +671,7 @@ fn own_set<B: Backend>(classifier: Classifier<B>, pack: &Pack) -> ClassifierSet<
     let hoi_object = pack.hoi_object();
     let hoi_verb = pack.hoi_verb();
     let (v, k) = (pack.verbs.len(), object_labels.len());
-    let mut valid = vec![false; v * k];
-    for (&verb, &object) in hoi_verb.iter().zip(&hoi_object) {
-        if object < k {
-            valid[verb * k + object] = true;
-        }
-    }
-    if let Some(role) = role_row {
-        for verb in 0..v {
-            valid[verb * k + role] = true;
-        }
-    }
+    let valid = crate::classifier::validity(&hoi_verb, &hoi_object, v, k, role_row);
     let mut label_rows = vec![true; k];
     label_rows[k - 1] = false;
     ClassifierSet {

@@ -298,7 +298,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: args.max_body_bytes,
             decode: DecodeLimits { max_pixels: args.max_pixels, ..DecodeLimits::default() },
             request_timeout: std::time::Duration::from_secs(args.request_timeout),
-            body_timeout: std::time::Duration::from_secs(args.body_timeout),
+            // 0 would refuse every body: at least a second.
+            body_timeout: std::time::Duration::from_secs(args.body_timeout.max(1)),
             decode_budget_pixels: args.decode_budget_pixels,
             rate_limit: RateLimit { per_second: args.rate_limit, burst: args.rate_limit_burst },
             cors: args.cors,

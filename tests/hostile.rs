@@ -263,24 +263,21 @@ fn endless_body() -> Body {
 async fn auth_is_checked_before_the_body_is_read_and_accepts_rfc_spellings() {
     let s = state(keyed()).await;
     // No key: refused at once, the endless body is never read.
-    let request = Request::post("/detect")
-        .header(header::CONTENT_TYPE, "image/png")
-        .body(endless_body())
-        .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(5), router(s.clone()).oneshot(request))
-        .await
-        .expect("the key check waited for the body")
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let request = Request::post("/packs/import")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(endless_body())
-        .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(5), router(s.clone()).oneshot(request))
-        .await
-        .expect("the admin check waited for the body")
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    for (uri, content_type) in [
+        ("/detect", "image/png"),
+        ("/packs/import", "application/json"),
+    ] {
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(endless_body())
+            .unwrap();
+        let response =
+            tokio::time::timeout(Duration::from_secs(5), router(s.clone()).oneshot(request))
+                .await
+                .unwrap_or_else(|_| panic!("the key check of {uri} waited for the body"))
+                .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{uri}");
+    }
 
     // The scheme is case-insensitive; an empty X-API-Key does not hide a valid Bearer.
     for (name, value) in [
