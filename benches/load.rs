@@ -10,16 +10,13 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hoiclip::api::{AppState, ServeOptions, router};
+use hoiclip::api::{RateLimit, ServeOptions, router};
 use hoiclip::backend::Cpu;
-use hoiclip::classifier::ClassifierService;
+use hoiclip::config::{ModelSource, Settings};
 use hoiclip::detector::{DetectOptions, Detector};
-use hoiclip::engine::{BatchPolicy, EngineOptions, Service};
-use hoiclip::model::clip::tokenizer::ClipTokenizer;
+use hoiclip::engine::{BatchPolicy, EngineOptions, Inference};
 use hoiclip::model::hoiclip::HoiclipConfig;
 use hoiclip::vision::{DecodeLimits, decode};
-use hoiclip::vocab::Pack;
-use hoiclip::vocab::store::VocabStore;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -129,29 +126,46 @@ fn main() {
 }
 
 async fn run(args: Args) {
-    let device = Default::default();
-    let config = if args.full {
-        HoiclipConfig::hico_det()
-    } else {
-        HoiclipConfig::demo()
+    let settings = Settings {
+        model: ModelSource::Random(if args.full {
+            HoiclipConfig::hico_det()
+        } else {
+            HoiclipConfig::demo()
+        }),
+        database_url: "sqlite::memory:".into(),
+        engine: EngineOptions {
+            max_queue: 256,
+            max_batch_size: args.batch,
+            max_batch_delay: Duration::from_millis(args.delay_ms),
+            policy: args.policy,
+        },
+        api: ServeOptions {
+            request_timeout: Duration::from_secs(3600),
+            // The bench is one client address sending as fast as it can.
+            rate_limit: RateLimit {
+                per_second: 0,
+                burst: 0,
+            },
+            ..ServeOptions::default()
+        },
+        ..Settings::default()
     };
-    let detector = Arc::new(Detector::<Cpu>::random(config, &device).expect("model"));
-    let tokenizer = Arc::new(ClipTokenizer::new().expect("tokenizer"));
-    let store = VocabStore::open("sqlite::memory:", tokenizer.clone())
-        .await
-        .expect("store");
-    store.seed(&Pack::hico_det()).await.expect("seed");
-    let classifiers = Arc::new(ClassifierService::new(
-        store,
-        tokenizer,
-        &detector.model().clip_model,
-        None,
-        &device,
-    ));
-    let set = classifiers
-        .refresh(&detector.model().clip_model)
-        .await
-        .expect("classifier");
+    // Built as `hoiclip serve` builds it; the bare-model comparisons read the same
+    // detector and classifier set.
+    let service = hoiclip::app::service_on::<Cpu, _, _>(
+        &settings,
+        Default::default(),
+        "cpu",
+        hoiclip::backend::cpu_backend_name(),
+        |runner| runner,
+    )
+    .await
+    .expect("service");
+    let detector = service.detector().clone();
+    let set = service
+        .registry()
+        .get(&service.classes().expect("classifier"))
+        .expect("registered set");
     let body = Arc::new(test_image());
 
     if std::env::args().any(|a| a == "--scaling") {
@@ -163,26 +177,11 @@ async fn run(args: Args) {
         max_results: 20,
         ..DetectOptions::default()
     };
-    let service = Arc::new(Service::start(
-        detector.clone(),
-        classifiers,
-        EngineOptions {
-            max_queue: 256,
-            max_batch_size: args.batch,
-            max_batch_delay: Duration::from_millis(args.delay_ms),
-            policy: args.policy,
-        },
-        "cpu",
-        hoiclip::backend::cpu_backend_name(),
-    ));
-    let state = AppState::new(
-        service,
-        ServeOptions {
-            request_timeout: Duration::from_secs(3600),
-            ..ServeOptions::default()
-        },
-    );
-    state
+    let app = hoiclip::app::assemble(service, &settings);
+    hoiclip::app::warm_up(app.service().as_ref())
+        .await
+        .expect("warm-up");
+    app.state
         .0
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
@@ -190,7 +189,12 @@ async fn run(args: Args) {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    tokio::spawn(hoiclip::api::server::serve(
+        listener,
+        router(app.state.clone()),
+        app.limits,
+        std::future::pending::<()>(),
+    ));
 
     println!(
         "config {}, batch <= {} ({:?}), delay {} ms, 640x480 JPEG",

@@ -1,6 +1,7 @@
 //! Classifier sets: the HOI, verb and object rows a detection is scored against, built
-//! from a vocabulary snapshot. Immutable and versioned; the service swaps a new set in
-//! atomically, and a request keeps the set it started with.
+//! from a vocabulary snapshot. Immutable and versioned; the engine builds them on its
+//! worker (`engine::ClassifierService` decides when), and a request keeps the set it
+//! started with.
 //!
 //! Rows: for the interactions, verbs and objects of the checkpoint's own pack, the
 //! checkpoint's trained rows (with their bias); for everything else, the L2-normalised
@@ -11,18 +12,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arc_swap::ArcSwap;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use tokio::sync::Mutex;
 
 use crate::model::clip::tokenizer::ClipTokenizer;
 use crate::model::clip::{Clip, ClipTextError, l2_normalize};
 use crate::model::hoiclip::Classifier;
 pub use crate::vocab::store::verb_prompt;
-use crate::vocab::store::{VocabError, VocabSnapshot, VocabStore};
+use crate::vocab::store::{VocabError, VocabSnapshot};
 
 /// Name of the object classifier's last ("no object") row.
 pub const NOTHING: &str = "nothing";
@@ -81,20 +79,34 @@ pub enum ClassifierError {
     Text(#[from] ClipTextError),
     #[error("the vocabulary has no enabled interactions")]
     Empty,
+    /// A tensor could not be read back from the device.
+    #[error("cannot read a tensor back from the device: {0}")]
+    ReadBack(String),
+    #[error("this runner does not build {0}")]
+    Unsupported(&'static str),
+}
+
+/// A tensor's values on the host, or why they cannot be read.
+fn to_host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, ClassifierError> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| ClassifierError::ReadBack(format!("{e:?}")))
 }
 
 /// Fingerprint of a text tower's weights: cached embeddings are keyed by it, so changing
 /// the weights never reuses a stale embedding.
-pub fn text_fingerprint<B: Backend>(clip: &Clip<B>) -> String {
-    struct Hash(crc32fast::Hasher, usize);
+pub fn text_fingerprint<B: Backend>(clip: &Clip<B>) -> Result<String, ClassifierError> {
+    struct Hash(crc32fast::Hasher, usize, Option<ClassifierError>);
     impl<B: Backend> ModuleVisitor<B> for Hash {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let values: Vec<f32> = param
-                .val()
-                .into_data()
-                .convert::<f32>()
-                .to_vec()
-                .unwrap_or_default();
+            let values = match to_host(param.val()) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.2.get_or_insert(e);
+                    return;
+                }
+            };
             self.1 += values.len();
             for chunk in values.chunks(1 << 16) {
                 let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -102,43 +114,57 @@ pub fn text_fingerprint<B: Backend>(clip: &Clip<B>) -> String {
             }
         }
     }
-    let mut h = Hash(crc32fast::Hasher::new(), 0);
+    let mut h = Hash(crc32fast::Hasher::new(), 0, None);
     clip.transformer.visit(&mut h);
     clip.token_embedding.visit(&mut h);
     clip.ln_final.visit(&mut h);
     ModuleVisitor::<B>::visit_float(&mut h, &clip.positional_embedding);
     ModuleVisitor::<B>::visit_float(&mut h, &clip.text_projection);
-    format!("crc32-{:08x}-{}", h.0.finalize(), h.1)
+    if let Some(e) = h.2 {
+        return Err(e);
+    }
+    Ok(format!("crc32-{:08x}-{}", h.0.finalize(), h.1))
 }
 
-/// Normalised text embeddings of `prompts` (batches cut to their longest prompt).
+/// Prompts per text-tower pass when a set is built (the engine's interleaving unit).
+pub const TEXT_BATCH: usize = 64;
+
+/// Normalised text embeddings of tokenized prompts, one text-tower pass (padded to the
+/// longest).
+pub fn embed_ids<B: Backend>(
+    clip: &Clip<B>,
+    ids: &[Vec<u32>],
+) -> Result<Vec<Vec<f32>>, ClassifierError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let emb = l2_normalize(clip.encode_text(ids)?);
+    let dim = emb.dims()[1];
+    Ok(to_host(emb)?.chunks(dim).map(<[f32]>::to_vec).collect())
+}
+
+/// Normalised text embeddings of `prompts`, in passes of `batch` prompts of similar
+/// length (less padding).
 pub fn embed_prompts<B: Backend>(
     clip: &Clip<B>,
     tokenizer: &ClipTokenizer,
     prompts: &[String],
+    batch: usize,
 ) -> Result<Vec<Vec<f32>>, ClassifierError> {
-    let mut out = Vec::with_capacity(prompts.len());
-    // Similar lengths together waste less padding.
-    let mut order: Vec<usize> = (0..prompts.len()).collect();
     let ids: Vec<Vec<u32>> = prompts
         .iter()
         .map(|p| tokenizer.encode(p).map_err(VocabError::from))
         .collect::<Result<_, _>>()?;
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
     order.sort_by_key(|&i| ids[i].len());
-    let mut by_index: Vec<Option<Vec<f32>>> = vec![None; prompts.len()];
-    for chunk in order.chunks(64) {
+    let mut by_index: Vec<Vec<f32>> = vec![Vec::new(); prompts.len()];
+    for chunk in order.chunks(batch.max(1)) {
         let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-        let emb = l2_normalize(clip.encode_text(&batch)?);
-        let dim = emb.dims()[1];
-        let values: Vec<f32> = emb.into_data().to_vec().unwrap_or_default();
-        for (row, &i) in chunk.iter().enumerate() {
-            by_index[i] = Some(values[row * dim..(row + 1) * dim].to_vec());
+        for (row, &i) in embed_ids(clip, &batch)?.into_iter().zip(chunk) {
+            by_index[i] = row;
         }
     }
-    for v in by_index {
-        out.push(v.unwrap_or_default());
-    }
-    Ok(out)
+    Ok(by_index)
 }
 
 /// Prompts whose embeddings a set built from `snapshot` needs.
@@ -212,12 +238,12 @@ struct HostColumns {
 }
 
 impl HostColumns {
-    fn new<B: Backend>(t: &Tensor<B, 2>) -> Self {
+    fn new<B: Backend>(t: &Tensor<B, 2>) -> Result<Self, ClassifierError> {
         let n = t.dims()[1];
-        Self {
-            values: t.clone().into_data().to_vec().unwrap_or_default(),
+        Ok(Self {
+            values: to_host(t.clone())?,
             n,
-        }
+        })
     }
 
     fn column(&self, i: usize) -> Vec<f32> {
@@ -228,10 +254,6 @@ impl HostColumns {
             .copied()
             .collect()
     }
-}
-
-fn host_vec<B: Backend>(t: &Tensor<B, 1>) -> Vec<f32> {
-    t.clone().into_data().to_vec().unwrap_or_default()
 }
 
 /// Builds a set from a snapshot and the embeddings of [`prompts_needed`].
@@ -251,18 +273,21 @@ pub fn assemble<B: Backend>(
     let mut skipped = Vec::new();
     let pack = trained.map(|t| t.pack.as_str());
     // Trained matrices read back once, not a device round trip per row.
-    let host = trained.map(|t| {
-        (
-            HostColumns::new(&t.classifier.hoi_weight),
-            host_vec(&t.classifier.hoi_bias),
-            HostColumns::new(&t.classifier.verb_weight),
-            HostColumns::new(&t.classifier.obj_weight),
-            host_vec(&t.classifier.obj_bias),
-        )
-    });
+    let host = match trained {
+        Some(t) => Some((
+            HostColumns::new(&t.classifier.hoi_weight)?,
+            to_host(t.classifier.hoi_bias.clone())?,
+            HostColumns::new(&t.classifier.verb_weight)?,
+            HostColumns::new(&t.classifier.obj_weight)?,
+            to_host(t.classifier.obj_bias.clone())?,
+        )),
+        None => None,
+    };
     // The checkpoint's own verb -> HOI map: its seed rows keep exactly the columns the
     // weights were trained with (V-COCO's official matrix is not one-hot per verb).
-    let trained_verb2hoi = trained.map(|t| HostColumns::new(&t.classifier.verb2hoi));
+    let trained_verb2hoi = trained
+        .map(|t| HostColumns::new(&t.classifier.verb2hoi))
+        .transpose()?;
 
     // Objects: every object, then "nothing".
     let trained_object_row: HashMap<i64, usize> = pack
@@ -492,129 +517,4 @@ pub fn assemble<B: Backend>(
         label_rows,
         skipped,
     })
-}
-
-/// Keeps the current [`ClassifierSet`] and rebuilds it from the store on demand.
-pub struct ClassifierService<B: Backend> {
-    store: VocabStore,
-    tokenizer: Arc<ClipTokenizer>,
-    fingerprint: String,
-    trained: Option<TrainedRows<B>>,
-    embed_dim: usize,
-    device: B::Device,
-    current: ArcSwap<Option<Arc<ClassifierSet<B>>>>,
-    rebuild_lock: Mutex<HashMap<String, Vec<f32>>>,
-    text_passes: AtomicUsize,
-    prompts_embedded: AtomicUsize,
-    /// Why the last rebuild failed (None after a success): readiness reports it, since
-    /// the set in service then lags the vocabulary.
-    last_error: std::sync::Mutex<Option<String>>,
-}
-
-impl<B: Backend> ClassifierService<B> {
-    pub fn new(
-        store: VocabStore,
-        tokenizer: Arc<ClipTokenizer>,
-        clip: &Clip<B>,
-        trained: Option<TrainedRows<B>>,
-        device: &B::Device,
-    ) -> Self {
-        Self {
-            store,
-            tokenizer,
-            fingerprint: text_fingerprint(clip),
-            trained,
-            embed_dim: clip.text_projection.dims()[1],
-            device: device.clone(),
-            current: ArcSwap::from_pointee(None),
-            rebuild_lock: Mutex::new(HashMap::new()),
-            text_passes: AtomicUsize::new(0),
-            prompts_embedded: AtomicUsize::new(0),
-            last_error: std::sync::Mutex::new(None),
-        }
-    }
-
-    pub fn store(&self) -> &VocabStore {
-        &self.store
-    }
-
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
-    }
-
-    /// The set in service (None before the first build).
-    pub fn current(&self) -> Option<Arc<ClassifierSet<B>>> {
-        self.current.load_full().as_ref().clone()
-    }
-
-    /// Text-tower batches run so far, and prompts embedded (cache misses).
-    pub fn text_passes(&self) -> (usize, usize) {
-        (
-            self.text_passes.load(Ordering::Relaxed),
-            self.prompts_embedded.load(Ordering::Relaxed),
-        )
-    }
-
-    /// Why the last rebuild failed, if it did (the set in service is then older than the
-    /// vocabulary).
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
-    }
-
-    /// Rebuilds from the store if its version moved, embedding only uncached prompts, and
-    /// swaps the result in. A failure leaves the previous set serving and is remembered
-    /// for readiness. Rows that can no longer be embedded are skipped and reported, not
-    /// fatal: a server always starts on a database it wrote.
-    pub async fn refresh(&self, clip: &Clip<B>) -> Result<Arc<ClassifierSet<B>>, ClassifierError> {
-        let _guard = self.rebuild_lock.lock().await;
-        let result = self.rebuild(clip).await;
-        if let Ok(mut last) = self.last_error.lock() {
-            *last = result.as_ref().err().map(|e| e.to_string());
-        }
-        result
-    }
-
-    async fn rebuild(&self, clip: &Clip<B>) -> Result<Arc<ClassifierSet<B>>, ClassifierError> {
-        let snapshot = self.store.snapshot().await?;
-        if let Some(set) = self.current()
-            && set.version == snapshot.version
-        {
-            return Ok(set);
-        }
-        let pack = self.trained.as_ref().map(|t| t.pack.as_str());
-        let needed = prompts_needed(&snapshot, pack);
-        let mut embeddings = self
-            .store
-            .cached_embeddings(&self.fingerprint, &needed)
-            .await?;
-        // Prompts this tokenizer refuses get no embedding; `assemble` skips their rows.
-        let missing: Vec<String> = needed
-            .into_iter()
-            .filter(|p| !embeddings.contains_key(p) && self.tokenizer.encode(p).is_ok())
-            .collect();
-        if !missing.is_empty() {
-            let fresh = embed_prompts(clip, &self.tokenizer, &missing)?;
-            self.text_passes
-                .fetch_add(missing.len().div_ceil(64), Ordering::Relaxed);
-            self.prompts_embedded
-                .fetch_add(missing.len(), Ordering::Relaxed);
-            let rows: Vec<(String, Vec<f32>)> = missing.into_iter().zip(fresh).collect();
-            self.store
-                .store_embeddings(&self.fingerprint, &rows)
-                .await?;
-            embeddings.extend(rows);
-        }
-        let set = Arc::new(assemble(
-            &snapshot,
-            &embeddings,
-            self.trained.as_ref(),
-            self.embed_dim,
-            &self.device,
-        )?);
-        for row in &set.skipped {
-            tracing::warn!(version = set.version, "vocabulary row skipped: {row}");
-        }
-        self.current.store(Arc::new(Some(set.clone())));
-        Ok(set)
-    }
 }

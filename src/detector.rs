@@ -223,6 +223,7 @@ pub struct Detector<B: Backend> {
     preprocess: PreprocessConfig,
     postprocess: PostprocessConfig,
     info: ModelInfo,
+    text_fingerprint: String,
     device: B::Device,
 }
 
@@ -282,7 +283,7 @@ impl<B: Backend> Detector<B> {
         let tokenizer = ClipTokenizer::new()?;
         let classifier = text_classifier(&model, &pack, &tokenizer, device)?;
         let (scoring, postprocess) = Scoring::from_args(&pack.name, config.verb_weight, |_| None);
-        Ok(Self::assemble(
+        Self::assemble(
             model,
             classifier,
             pack,
@@ -296,7 +297,7 @@ impl<B: Backend> Detector<B> {
                 scoring,
             },
             device,
-        ))
+        )
     }
 
     /// An official HOICLIP checkpoint (`.pth`) or a native file from `hoiclip convert`,
@@ -326,7 +327,7 @@ impl<B: Backend> Detector<B> {
         let (scoring, postprocess) = Scoring::from_args(&pack.name, config.verb_weight, |n| {
             checkpoint.arg(n).and_then(crate::model::Arg::as_f64)
         });
-        Ok(Self::assemble(
+        Self::assemble(
             model,
             classifier,
             pack,
@@ -340,7 +341,7 @@ impl<B: Backend> Detector<B> {
                 scoring,
             },
             device,
-        ))
+        )
     }
 
     fn assemble(
@@ -351,21 +352,28 @@ impl<B: Backend> Detector<B> {
         postprocess: PostprocessConfig,
         info: ModelInfo,
         device: &B::Device,
-    ) -> Self {
+    ) -> Result<Self, DetectorError> {
+        let text_fingerprint = crate::classifier::text_fingerprint(&model.clip_model)?;
         let preprocess = PreprocessConfig {
             clip_resolution: config.clip.image_resolution,
             ..PreprocessConfig::default()
         };
         let own = Arc::new(own_set(classifier, &pack));
-        Self {
+        Ok(Self {
             model,
             own,
             pack,
             preprocess,
             postprocess,
             info,
+            text_fingerprint,
             device: device.clone(),
-        }
+        })
+    }
+
+    /// Fingerprint of the text tower's weights (keys the embedding cache).
+    pub fn text_fingerprint(&self) -> &str {
+        &self.text_fingerprint
     }
 
     /// The checkpoint's own classifier set (version 0, the pack's rows in order).
@@ -626,7 +634,12 @@ pub fn text_classifier<B: Backend>(
     device: &B::Device,
 ) -> Result<Classifier<B>, DetectorError> {
     let embed = |prompts: Vec<String>| -> Result<Tensor<B, 2>, DetectorError> {
-        let rows = crate::classifier::embed_prompts(&model.clip_model, tokenizer, &prompts)?;
+        let rows = crate::classifier::embed_prompts(
+            &model.clip_model,
+            tokenizer,
+            &prompts,
+            crate::classifier::TEXT_BATCH,
+        )?;
         let (n, dim) = (rows.len(), rows.first().map_or(0, Vec::len));
         Ok(Tensor::from_data(
             TensorData::new(rows.concat(), [n, dim]),

@@ -8,14 +8,19 @@
 //! 5. `detector` (model + classifier + processing);
 //! 6. `engine` (the worker that owns the device);
 //! 7. `eval` (benchmarks over datasets);
-//! 8. `api` (HTTP).
+//! 8. `api` (HTTP);
+//! 9. `config` (every setting of a server, defaults in one place);
+//! 10. `app` (the composition root: builds the server from the settings, for the binary,
+//!     the tests and the benches alike).
 //!
 //! `tests/layers.rs` checks this from the source. `model` knows nothing of HTTP, SQL or
 //! the network. See README.md for the layout.
 
 pub mod api;
+pub mod app;
 pub mod backend;
 pub mod classifier;
+pub mod config;
 pub mod detector;
 pub mod engine;
 pub mod eval;

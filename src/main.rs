@@ -7,9 +7,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use hoiclip::api::dto::DetectParams;
+use hoiclip::api::server::ServerLimits;
+use hoiclip::api::{ApiKeys, RateLimit, ServeOptions};
 use hoiclip::backend::Cpu;
-use hoiclip::detector::{DetectOptions, Detection, Detector};
-use hoiclip::engine::{BatchPolicy, EngineOptions, Inference, Request, Service};
+use hoiclip::config::{ModelSource, Settings};
+use hoiclip::detector::Detection;
+use hoiclip::engine::{BatchPolicy, EngineOptions, Inference, Request};
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::model::clip::{ClipConfig, l2_normalize};
 use hoiclip::model::weights::{Checkpoint, LoadPlan};
@@ -43,27 +49,38 @@ enum Command {
         /// A HOICLIP checkpoint (.pth) or a CLIP state dict (.pth / .safetensors).
         file: PathBuf,
     },
-    /// Detect human-object interactions; prints one JSON object per image.
+    /// Detect human-object interactions; prints one JSON object per image, in the API's
+    /// `POST /detect` schema plus the image's path.
     ///
-    /// Without --weights this runs the demo model (random weights, `"trained": false`):
-    /// its detections are meaningless and only show the pipeline working.
+    /// It runs the same pipeline as `serve` (vocabulary, engine, batch policy), so an
+    /// image gives the same triplets here as through the API. Without --weights this runs
+    /// the demo model (random weights, `"trained": false`): its detections are
+    /// meaningless and only show the pipeline working.
     Detect {
         /// Images (JPEG, PNG or WebP).
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// An official HOICLIP checkpoint (.pth) or a file from `hoiclip convert`.
-        #[arg(long, env = "HOICLIP_WEIGHTS")]
-        weights: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
         /// Write the first image with its detections drawn to this PNG.
         #[arg(long)]
         render: Option<PathBuf>,
-        /// Drop detections scoring below this.
-        #[arg(long, default_value_t = 0.0)]
-        score_threshold: f32,
-        /// At most this many detections per image.
-        #[arg(long, default_value_t = 100)]
-        max_results: usize,
-        /// Training-free enhancement with CLIP's top-K image scores (the paper's best: 10).
+        /// Drop triplets scoring below this (as `score_threshold`).
+        #[arg(long)]
+        score_threshold: Option<f32>,
+        /// At most this many triplets per image (as `top_k`; default 100).
+        #[arg(long, alias = "max-results")]
+        top_k: Option<usize>,
+        /// Score only the interactions of this pack.
+        #[arg(long)]
+        pack: Option<String>,
+        /// Score only these verbs (comma-separated).
+        #[arg(long)]
+        verbs: Option<String>,
+        /// Training-free enhancement with CLIP's top-K image scores (the paper's best: 10;
+        /// the API's `training_free_enhancement=true`).
         #[arg(long)]
         tfe: Option<usize>,
     },
@@ -87,7 +104,7 @@ enum Command {
     /// Manage the vocabulary in the database (seeded with HICO-DET and V-COCO on first use).
     Vocab {
         /// SQLite database URL.
-        #[arg(long, env = "HOICLIP_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        #[arg(long, env = "HOICLIP_DATABASE_URL", default_value_t = defaults().database_url)]
         database_url: String,
         #[command(subcommand)]
         command: VocabCommand,
@@ -101,19 +118,104 @@ enum Command {
     },
 }
 
-const DEFAULT_DATABASE_URL: &str = "sqlite://data/hoiclip.db";
+/// The defaults every flag shows and falls back to (one place: `hoiclip::config`).
+fn defaults() -> Settings {
+    Settings::default()
+}
 
+/// Which model, vocabulary and device (shared by `serve` and `detect`).
 #[derive(clap::Args, Debug)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "HOICLIP_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
+struct ModelArgs {
     /// An official HOICLIP checkpoint (.pth) or a file from `hoiclip convert`.
     #[arg(long, env = "HOICLIP_WEIGHTS")]
     weights: Option<PathBuf>,
     /// SQLite database URL of the vocabulary.
-    #[arg(long, env = "HOICLIP_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "HOICLIP_DATABASE_URL", default_value_t = defaults().database_url)]
     database_url: String,
+    /// cpu, or cuda / cuda:N (build with --features cuda).
+    #[arg(long, env = "HOICLIP_DEVICE", default_value_t = defaults().device)]
+    device: String,
+}
+
+/// How images share forward passes (shared by `serve` and `detect`).
+#[derive(clap::Args, Debug)]
+struct EngineArgs {
+    /// Detection requests that may wait for the inference worker; more are answered 429
+    /// at once (with Retry-After).
+    #[arg(long, env = "HOICLIP_MAX_QUEUE", default_value_t = defaults().engine.max_queue)]
+    max_queue: usize,
+    /// Images per forward pass at most.
+    #[arg(long, env = "HOICLIP_MAX_BATCH_SIZE", default_value_t = defaults().engine.max_batch_size)]
+    max_batch_size: usize,
+    /// Milliseconds the worker waits for more images after the first of a batch. 0: run
+    /// whatever is queued as soon as the worker is free (batches still form under load).
+    #[arg(long, env = "HOICLIP_MAX_BATCH_DELAY", default_value_t = defaults().engine.max_batch_delay.as_millis() as u64)]
+    max_batch_delay: u64,
+    /// same-size: only images of the same resized size share a pass (results equal
+    /// unbatched ones); pad: mixed sizes are padded together (more batching, results move
+    /// slightly, as in the official batched evaluation).
+    #[arg(long, env = "HOICLIP_BATCH_POLICY", value_enum, default_value_t = PolicyArg::from(defaults().engine.policy))]
+    batch_policy: PolicyArg,
+}
+
+/// `BatchPolicy` as a flag value (clap stays out of the library).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PolicyArg {
+    SameSize,
+    Pad,
+}
+
+impl From<BatchPolicy> for PolicyArg {
+    fn from(p: BatchPolicy) -> Self {
+        match p {
+            BatchPolicy::SameSize => Self::SameSize,
+            BatchPolicy::Pad => Self::Pad,
+        }
+    }
+}
+
+impl From<PolicyArg> for BatchPolicy {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::SameSize => Self::SameSize,
+            PolicyArg::Pad => Self::Pad,
+        }
+    }
+}
+
+impl EngineArgs {
+    fn options(&self) -> EngineOptions {
+        EngineOptions {
+            max_queue: self.max_queue,
+            max_batch_size: self.max_batch_size,
+            max_batch_delay: Duration::from_millis(self.max_batch_delay),
+            policy: self.batch_policy.into(),
+        }
+    }
+}
+
+impl ModelArgs {
+    /// Settings for everything but the HTTP side.
+    fn settings(&self, engine: &EngineArgs) -> Settings {
+        Settings {
+            model: ModelSource::from_weights(self.weights.clone()),
+            database_url: self.database_url.clone(),
+            device: self.device.clone(),
+            engine: engine.options(),
+            ..defaults()
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOICLIP_LISTEN", default_value_t = defaults().listen)]
+    listen: String,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// API key required by POST /detect (header X-API-Key or Authorization: Bearer).
     /// Prefer HOICLIP_API_KEY or --api-key-file: a flag shows in `ps`. Several keys:
     /// comma-separated.
@@ -140,81 +242,95 @@ struct ServeArgs {
     admin_key_file: Option<PathBuf>,
     /// Requests per second per API key (per client address where no key is needed);
     /// 0 turns rate limiting off.
-    #[arg(long, env = "HOICLIP_RATE_LIMIT", default_value_t = 50)]
+    #[arg(long, env = "HOICLIP_RATE_LIMIT", default_value_t = defaults().api.rate_limit.per_second)]
     rate_limit: u32,
     /// Requests a key may send at once above the sustained rate.
-    #[arg(long, env = "HOICLIP_RATE_LIMIT_BURST", default_value_t = 100)]
+    #[arg(long, env = "HOICLIP_RATE_LIMIT_BURST", default_value_t = defaults().api.rate_limit.burst)]
     rate_limit_burst: u32,
     /// Seconds to receive a request's headers; also how long an idle keep-alive
     /// connection stays open.
-    #[arg(long, env = "HOICLIP_HEADER_TIMEOUT", default_value_t = 10)]
+    #[arg(long, env = "HOICLIP_HEADER_TIMEOUT", default_value_t = defaults().server.header_timeout.as_secs())]
     header_timeout: u64,
     /// Seconds to receive a whole request body (slower uploads get 408).
-    #[arg(long, env = "HOICLIP_BODY_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "HOICLIP_BODY_TIMEOUT", default_value_t = defaults().api.body_timeout.as_secs())]
     body_timeout: u64,
     /// Open connections at most (lowered to fit the descriptor limit); more get 503.
-    #[arg(long, env = "HOICLIP_MAX_CONNECTIONS", default_value_t = 1024)]
+    #[arg(long, env = "HOICLIP_MAX_CONNECTIONS", default_value_t = defaults().server.max_connections)]
     max_connections: usize,
     /// Seconds a response write may wait for a client that does not read; then the
     /// connection is closed.
-    #[arg(long, env = "HOICLIP_SEND_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "HOICLIP_SEND_TIMEOUT", default_value_t = defaults().server.send_timeout.as_secs())]
     send_timeout: u64,
     /// Open connections from one client address at most; 0: no per-client limit (behind
     /// a proxy, where every client has the proxy's address).
     #[arg(
         long,
         env = "HOICLIP_MAX_CONNECTIONS_PER_CLIENT",
-        default_value_t = 128
+        default_value_t = defaults().server.max_connections_per_client
     )]
     max_connections_per_client: usize,
     /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C.
-    #[arg(long, env = "HOICLIP_SHUTDOWN_GRACE", default_value_t = 30)]
+    #[arg(long, env = "HOICLIP_SHUTDOWN_GRACE", default_value_t = defaults().server.shutdown_grace.as_secs())]
     shutdown_grace: u64,
     /// Decoded pixels in memory at once across all requests (about 3-8 bytes each);
     /// further decodes wait. Never below --max-pixels.
     #[arg(
         long,
         env = "HOICLIP_DECODE_BUDGET_PIXELS",
-        default_value_t = 120_000_000
+        default_value_t = defaults().api.decode_budget_pixels
     )]
     decode_budget_pixels: u64,
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "HOICLIP_MAX_BODY_BYTES", default_value_t = 16 << 20)]
+    #[arg(long, env = "HOICLIP_MAX_BODY_BYTES", default_value_t = defaults().api.max_body_bytes)]
     max_body_bytes: usize,
     /// Largest accepted image, in decoded pixels.
-    #[arg(long, env = "HOICLIP_MAX_PIXELS", default_value_t = 40_000_000)]
+    #[arg(long, env = "HOICLIP_MAX_PIXELS", default_value_t = defaults().api.decode.max_pixels)]
     max_pixels: u64,
-    /// Detection requests that may wait for the inference worker; more are answered 429
-    /// at once (with Retry-After).
-    #[arg(long, env = "HOICLIP_MAX_QUEUE", default_value_t = 32)]
-    max_queue: usize,
     /// Per-request time limit in seconds: a detection not answered by then gets 503
     /// `timeout` (and is dropped from the queue if it has not run yet).
-    #[arg(long, env = "HOICLIP_REQUEST_TIMEOUT", default_value_t = 60)]
+    #[arg(long, env = "HOICLIP_REQUEST_TIMEOUT", default_value_t = defaults().api.request_timeout.as_secs())]
     request_timeout: u64,
-    /// Images per forward pass at most.
-    #[arg(long, env = "HOICLIP_MAX_BATCH_SIZE", default_value_t = 8)]
-    max_batch_size: usize,
-    /// Milliseconds the worker waits for more images after the first of a batch. 0: run
-    /// whatever is queued as soon as the worker is free (batches still form under load).
-    #[arg(long, env = "HOICLIP_MAX_BATCH_DELAY", default_value_t = 0)]
-    max_batch_delay: u64,
-    /// same-size: only images of the same resized size share a pass (results equal
-    /// unbatched ones); pad: mixed sizes are padded together (more batching, results move
-    /// slightly, as in the official batched evaluation).
-    #[arg(
-        long,
-        env = "HOICLIP_BATCH_POLICY",
-        value_enum,
-        default_value = "same-size"
-    )]
-    batch_policy: BatchPolicy,
-    /// cpu, or cuda / cuda:N (build with --features cuda).
-    #[arg(long, env = "HOICLIP_DEVICE", default_value = "cpu")]
-    device: String,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "HOICLIP_CORS")]
     cors: bool,
+}
+
+impl ServeArgs {
+    /// The flags as settings (keys read from their files).
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let base = self.model.settings(&self.engine);
+        Ok(Settings {
+            listen: self.listen.clone(),
+            api: ServeOptions {
+                keys: ApiKeys {
+                    detect: read_keys(&self.api_key, self.api_key_file.as_ref())?,
+                    admin: read_keys(&self.admin_key, self.admin_key_file.as_ref())?,
+                },
+                max_body_bytes: self.max_body_bytes,
+                decode: DecodeLimits {
+                    max_pixels: self.max_pixels,
+                    ..base.api.decode
+                },
+                request_timeout: Duration::from_secs(self.request_timeout),
+                // 0 would refuse every body: at least a second.
+                body_timeout: Duration::from_secs(self.body_timeout.max(1)),
+                decode_budget_pixels: self.decode_budget_pixels,
+                rate_limit: RateLimit {
+                    per_second: self.rate_limit,
+                    burst: self.rate_limit_burst,
+                },
+                cors: self.cors,
+            },
+            server: ServerLimits {
+                header_timeout: Duration::from_secs(self.header_timeout.max(1)),
+                max_connections: self.max_connections,
+                shutdown_grace: Duration::from_secs(self.shutdown_grace),
+                send_timeout: Duration::from_secs(self.send_timeout.max(1)),
+                max_connections_per_client: self.max_connections_per_client,
+            },
+            ..base
+        })
+    }
 }
 
 /// Keys from flags or the environment plus those in `file` (one per line, `#` comments).
@@ -268,148 +384,119 @@ async fn shutdown_signal() {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    use hoiclip::api::server::{ServerLimits, effective_max_connections, serve as serve_http};
-    use hoiclip::api::{ApiKeys, AppState, RateLimit, ServeOptions, router};
+    let settings = args.settings()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(hoiclip::app::serve(&settings, shutdown_signal()))?;
+    Ok(())
+}
+
+/// `hoiclip detect`: the images through the same service as `serve`, answers in the
+/// API's schema, in the order given.
+fn detect(
+    images: &[PathBuf],
+    settings: &Settings,
+    params: &DetectParams,
+    tfe: Option<usize>,
+    render: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    use hoiclip::api::detect::{detect_options, response};
+    use hoiclip::api::dto::TimingsOut;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        let engine = EngineOptions {
-            max_queue: args.max_queue,
-            max_batch_size: args.max_batch_size,
-            max_batch_delay: std::time::Duration::from_millis(args.max_batch_delay),
-            policy: args.batch_policy,
-        };
-        let service = match parse_device(&args.device)? {
-            DeviceChoice::Cpu => {
-                start_service::<Cpu>(&args, engine, Default::default(), "cpu".into(), hoiclip::backend::cpu_backend_name()).await?
-            }
-            #[cfg(feature = "cuda")]
-            DeviceChoice::Cuda(index) => {
-                let device = burn::backend::cuda::CudaDevice::new(index);
-                start_service::<hoiclip::backend::Cuda>(&args, engine, device, format!("cuda:{index}"), "cuda").await?
-            }
-        };
-        let options = ServeOptions {
-            keys: ApiKeys {
-                detect: read_keys(&args.api_key, args.api_key_file.as_ref())?,
-                admin: read_keys(&args.admin_key, args.admin_key_file.as_ref())?,
-            },
-            max_body_bytes: args.max_body_bytes,
-            decode: DecodeLimits { max_pixels: args.max_pixels, ..DecodeLimits::default() },
-            request_timeout: std::time::Duration::from_secs(args.request_timeout),
-            // 0 would refuse every body: at least a second.
-            body_timeout: std::time::Duration::from_secs(args.body_timeout.max(1)),
-            decode_budget_pixels: args.decode_budget_pixels,
-            rate_limit: RateLimit { per_second: args.rate_limit, burst: args.rate_limit_burst },
-            cors: args.cors,
-        };
-        let limits = ServerLimits {
-            header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
-            max_connections: effective_max_connections(args.max_connections),
-            shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
-            send_timeout: std::time::Duration::from_secs(args.send_timeout.max(1)),
-            max_connections_per_client: args.max_connections_per_client,
-        };
-        if limits.max_connections < args.max_connections {
-            tracing::warn!(requested = args.max_connections, used = limits.max_connections, "--max-connections lowered to fit the open-file limit (ulimit -n)");
+    runtime.block_on(async {
+        let service = hoiclip::app::service(settings).await?;
+        let set = service.classes().context("no classifier set")?;
+        let mut options = detect_options(params, &set, &service.info().vocabulary)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if tfe.is_some() {
+            options.tfe_top_k = tfe;
         }
-        let state = AppState::new(service.clone(), options);
-        // Ready only after one real forward pass through the engine.
-        warm_up(service.as_ref()).await?;
-        state.0.ready.store(true, std::sync::atomic::Ordering::Release);
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        tracing::info!(listen = %args.listen, model = %service.info().name, device = %service.device(), "serving; OpenAPI UI at /docs");
-        serve_http(listener, router(state), limits, shutdown_signal()).await?;
+        let limits = settings.api.decode;
+        let engine = service.engine();
+        let max_queue = engine.options().max_queue;
+        let mut pending = std::collections::VecDeque::new();
+        let mut first_image = None;
+        for path in images {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let image = decode(&bytes, limits).with_context(|| format!("{}", path.display()))?;
+            let input = service.prepare(&image);
+            if first_image.is_none() && render.is_some() {
+                first_image = Some(image);
+            }
+            // Bounded like the server: wait for the oldest answer before the queue is full.
+            if pending.len() >= max_queue {
+                print_next(
+                    &mut pending,
+                    service.as_ref(),
+                    &set,
+                    &mut first_image,
+                    render,
+                )
+                .await?;
+            }
+            let ticket = engine.submit(Request {
+                input,
+                options: options.clone(),
+                classes: set.clone(),
+                deadline: std::time::Instant::now() + Duration::from_secs(24 * 3600),
+            })?;
+            pending.push_back((path.clone(), std::time::Instant::now(), ticket));
+        }
+        while !pending.is_empty() {
+            print_next(
+                &mut pending,
+                service.as_ref(),
+                &set,
+                &mut first_image,
+                render,
+            )
+            .await?;
+        }
         anyhow::Ok(())
-    })
-}
-
-enum DeviceChoice {
-    Cpu,
-    #[cfg(feature = "cuda")]
-    Cuda(usize),
-}
-
-fn parse_device(text: &str) -> anyhow::Result<DeviceChoice> {
-    let text = text.trim().to_ascii_lowercase();
-    if text == "cpu" {
-        return Ok(DeviceChoice::Cpu);
-    }
-    let index = match text.strip_prefix("cuda") {
-        Some("") => 0,
-        Some(rest) => rest
-            .strip_prefix(':')
-            .and_then(|n| n.parse::<usize>().ok())
-            .with_context(|| format!("bad device `{text}`: use cpu, cuda or cuda:N"))?,
-        None => anyhow::bail!("bad device `{text}`: use cpu, cuda or cuda:N"),
-    };
-    #[cfg(feature = "cuda")]
-    {
-        Ok(DeviceChoice::Cuda(index))
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        anyhow::bail!("device cuda:{index} needs a build with `--features cuda`")
-    }
-}
-
-/// Loads the model on `device`, opens and seeds the vocabulary, builds the first
-/// classifier set and starts the engine's worker.
-async fn start_service<B: burn::prelude::Backend>(
-    args: &ServeArgs,
-    engine: EngineOptions,
-    device: B::Device,
-    device_name: String,
-    backend_name: &str,
-) -> anyhow::Result<std::sync::Arc<dyn Inference>> {
-    use hoiclip::classifier::ClassifierService;
-    use hoiclip::vocab::Pack;
-    use hoiclip::vocab::store::VocabStore;
-    use std::sync::Arc;
-    let detector = Arc::new(match &args.weights {
-        Some(path) => Detector::<B>::from_weights(path, &device)?,
-        None => {
-            tracing::warn!(
-                "no --weights: serving the DEMO model (random weights, detections are meaningless, \"trained\": false)"
-            );
-            Detector::<B>::demo(&device)?
-        }
-    });
-    let tokenizer = Arc::new(ClipTokenizer::new()?);
-    let store = VocabStore::open(&args.database_url, tokenizer.clone()).await?;
-    store.seed(&Pack::hico_det()).await?;
-    store.seed(&Pack::v_coco()).await?;
-    let classifiers = Arc::new(ClassifierService::new(
-        store,
-        tokenizer,
-        &detector.model().clip_model,
-        detector.trained_rows(),
-        &device,
-    ));
-    classifiers.refresh(&detector.model().clip_model).await?;
-    Ok(Arc::new(Service::start(
-        detector,
-        classifiers,
-        engine,
-        device_name,
-        backend_name,
-    )))
-}
-
-/// One blank image through the whole path (queue, worker, device).
-async fn warm_up(service: &dyn Inference) -> anyhow::Result<()> {
-    let classes = service.classes().context("no classifier set")?;
-    let blank = image::RgbImage::from_pixel(64, 48, image::Rgb([127, 127, 127]));
-    let ticket = service.engine().submit(Request {
-        input: service.prepare(&blank),
-        options: DetectOptions::default(),
-        classes,
-        deadline: std::time::Instant::now() + std::time::Duration::from_secs(600),
     })?;
-    ticket.wait().await.context("warm-up forward pass")?;
+
+    /// Waits for the oldest image's answer and prints it (and renders the first image).
+    async fn print_next(
+        pending: &mut std::collections::VecDeque<(
+            PathBuf,
+            std::time::Instant,
+            hoiclip::engine::Ticket,
+        )>,
+        service: &dyn Inference,
+        set: &hoiclip::engine::ClassView,
+        first_image: &mut Option<image::RgbImage>,
+        render: Option<&PathBuf>,
+    ) -> anyhow::Result<()> {
+        let Some((path, submitted, ticket)) = pending.pop_front() else {
+            return Ok(());
+        };
+        let result = ticket
+            .wait()
+            .await
+            .with_context(|| format!("{}", path.display()))?;
+        if let (Some(out), Some(image)) = (render, first_image.take()) {
+            hoiclip::vision::render::render(&image, &Detection::pairs(&result.detections))
+                .save(out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!("rendered {}", out.display());
+        }
+        let inference_ms = submitted.elapsed().as_secs_f64() * 1000.0;
+        let timings = TimingsOut {
+            decode_ms: 0.0,
+            inference_ms,
+            total_ms: inference_ms,
+        };
+        let mut line = serde_json::to_value(response(service.info(), set, result, timings))?;
+        if let Some(object) = line.as_object_mut() {
+            object.insert("image".into(), path.display().to_string().into());
+        }
+        println!("{line}");
+        Ok(())
+    }
     Ok(())
 }
 
@@ -585,58 +672,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Detect {
             images,
-            weights,
+            model,
+            engine,
             render,
             score_threshold,
-            max_results,
+            top_k,
+            pack,
+            verbs,
             tfe,
         } => {
-            let device = Default::default();
-            let detector = match &weights {
-                Some(path) => Detector::<Cpu>::from_weights(path, &device)?,
-                None => {
-                    tracing::warn!(
-                        "no --weights: running the DEMO model (random weights, detections are meaningless)"
-                    );
-                    Detector::<Cpu>::demo(&device)?
-                }
-            };
-            let options = DetectOptions {
+            let params = DetectParams {
                 score_threshold,
-                max_results,
-                tfe_top_k: tfe,
-                classes: None,
+                top_k,
+                pack,
+                verbs,
+                ..DetectParams::default()
             };
-            let limits = DecodeLimits::default();
-            let mut decoded = Vec::with_capacity(images.len());
-            for path in &images {
-                let bytes = std::fs::read(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                decoded
-                    .push(decode(&bytes, limits).with_context(|| format!("{}", path.display()))?);
-            }
-            let info = detector.info().clone();
-            let results = detector.detect(&decoded, &options)?;
-            for (path, result) in images.iter().zip(&results) {
-                let line = serde_json::json!({
-                    "image": path.display().to_string(),
-                    "model": info.name,
-                    "trained": info.trained,
-                    "width": result.width,
-                    "height": result.height,
-                    "output": info.scoring.output,
-                    "detections": result.detections,
-                });
-                println!("{line}");
-            }
-            if let (Some(out), Some(first), Some(result)) =
-                (render, decoded.first(), results.first())
-            {
-                hoiclip::vision::render::render(first, &Detection::pairs(&result.detections))
-                    .save(&out)
-                    .with_context(|| format!("cannot write {}", out.display()))?;
-                eprintln!("rendered {}", out.display());
-            }
+            detect(
+                &images,
+                &model.settings(&engine),
+                &params,
+                tfe,
+                render.as_ref(),
+            )?;
         }
         Command::Convert { weights, out } => {
             let device = Default::default();

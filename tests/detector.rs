@@ -125,7 +125,8 @@ fn native_conversion_gives_bit_identical_outputs() {
 fn cli_detect_prints_json_and_renders() {
     let out = std::env::temp_dir().join(format!("hoiclip-render-{}.png", std::process::id()));
     let result = Command::new(env!("CARGO_BIN_EXE_hoiclip"))
-        .args(["detect", "--max-results", "3", "--render"])
+        .args(["detect", "--database-url", "sqlite::memory:"])
+        .args(["--top-k", "3", "--render"])
         .arg(&out)
         .arg(fixture("hoiclip/img1.png"))
         .arg(fixture("hoiclip/img2.jpg"))
@@ -142,18 +143,23 @@ fn cli_detect_prints_json_and_renders() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    // The API's schema, plus the image's path, in the order given.
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[0]["trained"], false);
-    assert_eq!(lines[0]["model"], "hoiclip-demo");
+    assert_eq!(lines[0]["model"]["trained"], false);
+    assert_eq!(lines[0]["model"]["name"], "hoiclip-demo");
+    assert!(lines[0]["image"].as_str().unwrap().ends_with("img1.png"));
     assert_eq!(lines[1]["width"], 128);
-    assert_eq!(lines[1]["detections"].as_array().unwrap().len(), 3);
+    let triplets = lines[1]["triplets"].as_array().unwrap();
+    assert_eq!(triplets.len(), 3);
+    assert!(triplets[0]["interaction_id"].as_i64().unwrap() >= 1);
+    assert!(lines[1]["vocabulary_version"].as_i64().unwrap() >= 1);
     assert!(String::from_utf8_lossy(&result.stderr).contains("DEMO"));
     let rendered = image::open(&out).unwrap();
     assert_eq!((rendered.width(), rendered.height()), (70, 100));
     std::fs::remove_file(out).ok();
 
     let bad = Command::new(env!("CARGO_BIN_EXE_hoiclip"))
-        .args(["detect", "--weights"])
+        .args(["detect", "--database-url", "sqlite::memory:", "--weights"])
         .arg(fixture("clip/other_arch.pth"))
         .arg(fixture("hoiclip/img1.png"))
         .output()

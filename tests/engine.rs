@@ -13,6 +13,7 @@ use hoiclip::classifier::ClassifierSet;
 use hoiclip::detector::{DetectOptions, Detection, Detector, ImageDetections};
 use hoiclip::engine::{
     BatchPolicy, ClassView, DetectorRunner, Engine, EngineError, EngineOptions, Request, Runner,
+    SetRegistry,
 };
 use hoiclip::vision::preprocess::Prepared;
 
@@ -48,8 +49,8 @@ fn fake_input(width: u32, floats: usize) -> Prepared {
 }
 
 async fn some_classes() -> ClassView {
-    let (_, classifiers) = common::demo_parts().await;
-    ClassView::new(classifiers.current().unwrap())
+    // The echo runner scores nothing: a view of no registered set does.
+    ClassView::detached(1, Vec::new())
 }
 
 fn request(input: Prepared, classes: &ClassView, deadline: Duration) -> Request {
@@ -289,10 +290,15 @@ async fn run_batched(
     sets: &[&Arc<ClassifierSet<B>>],
     options: &DetectOptions,
 ) -> (Engine, Vec<ImageDetections>) {
+    let registry = SetRegistry::default();
+    let views: Vec<ClassView> = sets
+        .iter()
+        .map(|set| registry.register((*set).clone()))
+        .collect();
     let engine = Engine::start(
         {
             let detector = detector.clone();
-            move || DetectorRunner::new(detector, policy)
+            move || DetectorRunner::new(detector, policy, registry)
         },
         EngineOptions {
             max_batch_size: images.len(),
@@ -304,13 +310,13 @@ async fn run_batched(
     let inputs: Vec<_> = images.iter().map(|img| detector.prepare(img)).collect();
     let tickets: Vec<_> = inputs
         .into_iter()
-        .zip(sets)
-        .map(|(input, set)| {
+        .zip(&views)
+        .map(|(input, view)| {
             engine
                 .submit(Request {
                     input,
                     options: options.clone(),
-                    classes: ClassView::new((*set).clone()),
+                    classes: view.clone(),
                     deadline: Instant::now() + Duration::from_secs(600),
                 })
                 .unwrap()
@@ -325,8 +331,11 @@ async fn run_batched(
 
 #[tokio::test]
 async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() {
-    let (detector, classifiers) = common::demo_parts().await;
-    let first: Arc<ClassifierSet<B>> = classifiers.current().unwrap();
+    let service = common::demo_service().await;
+    let detector = service.detector().clone();
+    let classifiers = service.classifiers();
+    let first_view = classifiers.current().unwrap();
+    let first: Arc<ClassifierSet<B>> = service.registry().get(&first_view).unwrap();
     classifiers
         .store()
         .add_interaction(
@@ -337,9 +346,9 @@ async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() 
         )
         .await
         .unwrap();
-    let second = classifiers
-        .refresh(&detector.model().clip_model)
-        .await
+    let second = service
+        .registry()
+        .get(&classifiers.refresh().await.unwrap())
         .unwrap();
     assert_ne!(first.version, second.version);
 
@@ -370,8 +379,12 @@ async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() 
 
 #[tokio::test]
 async fn the_pad_policy_matches_the_models_padded_batch() {
-    let (detector, classifiers) = common::demo_parts().await;
-    let set = classifiers.current().unwrap();
+    let service = common::demo_service().await;
+    let detector = service.detector().clone();
+    let set = service
+        .registry()
+        .get(&service.classifiers().current().unwrap())
+        .unwrap();
     let images = [
         photo("hoiclip/img0.png"),
         photo("hoiclip/img1.png"),

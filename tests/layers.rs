@@ -14,6 +14,8 @@ const LAYERS: &[&[&str]] = &[
     &["engine"],
     &["eval"],
     &["api"],
+    &["config"],
+    &["app"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -1,26 +1,22 @@
-//! The same official-layout checkpoint through the API (`POST /detect`: vocabulary store,
-//! classifier rebuilt from it, engine) and through the CLI (`hoiclip detect`: the
-//! checkpoint's own classifier) gives identical triplets, for the HICO-DET layout (600
-//! classes) and the V-COCO layout (263 classes, 29 verbs, a "no object" role row, the
-//! official verb -> HOI matrix that is not one-hot, verb weight 0.1 from the saved args,
-//! verb-level output). Checkpoints are built from the tiny parity fixture with the
-//! classifier tensors resized to the official class counts.
+//! One pipeline: the same official-layout checkpoint through the API (`POST /detect`) and
+//! through the CLI (`hoiclip detect`, the same vocabulary, engine and batch policy) gives
+//! identical answers in one schema, whichever other images share the command line; and
+//! both equal the checkpoint's own classifier applied directly (what the official code
+//! scores). For the HICO-DET layout (600 classes) and the V-COCO layout (263 classes, 29
+//! verbs, a "no object" role row, the official verb -> HOI matrix that is not one-hot,
+//! verb weight 0.1 from the saved args, verb-level output). Checkpoints are built from the
+//! tiny parity fixture with the classifier tensors resized to the official class counts.
 
 mod common;
 #[path = "pth_writer/mod.rs"]
 mod pth_writer;
 
-use std::sync::Arc;
-
 use axum::http::StatusCode;
 use common::http::*;
-use hoiclip::api::{AppState, ServeOptions};
-use hoiclip::classifier::ClassifierService;
-use hoiclip::detector::Detector;
-use hoiclip::engine::{EngineOptions, Service};
-use hoiclip::model::clip::tokenizer::ClipTokenizer;
+use hoiclip::api::AppState;
+use hoiclip::config::{ModelSource, Settings};
+use hoiclip::detector::{DetectOptions, Detector};
 use hoiclip::vocab::Pack;
-use hoiclip::vocab::store::VocabStore;
 use pth_writer::{ArgW, PthTensor, TempFile, read_all, write_with_args};
 
 /// Deterministic values in [-1, 1] (a tiny LCG), so rows differ from each other.
@@ -135,47 +131,22 @@ fn rows(triplets: &serde_json::Value) -> Vec<Row> {
         .collect()
 }
 
-/// The server (fresh vocabulary, both seed packs) on `weights`.
+/// The server as `hoiclip serve` builds it (fresh vocabulary, both seed packs) on
+/// `weights`.
 async fn served(weights: &std::path::Path) -> AppState {
-    let device = Default::default();
-    let detector = Arc::new(Detector::<common::B>::from_weights(weights, &device).unwrap());
-    let tokenizer = Arc::new(ClipTokenizer::new().unwrap());
-    let store = VocabStore::open("sqlite::memory:", tokenizer.clone())
-        .await
-        .unwrap();
-    store.seed(&Pack::hico_det()).await.unwrap();
-    store.seed(&Pack::v_coco()).await.unwrap();
-    let classifiers = Arc::new(ClassifierService::new(
-        store,
-        tokenizer,
-        &detector.model().clip_model,
-        detector.trained_rows(),
-        &device,
-    ));
-    classifiers
-        .refresh(&detector.model().clip_model)
-        .await
-        .unwrap();
-    let service = Arc::new(Service::start(
-        detector,
-        classifiers,
-        EngineOptions::default(),
-        "cpu",
-        "flex",
-    ));
-    let state = AppState::new(service, ServeOptions::default());
-    state
-        .0
-        .ready
-        .store(true, std::sync::atomic::Ordering::Release);
-    state
+    let settings = Settings {
+        model: ModelSource::Weights(weights.to_path_buf()),
+        ..common::settings_at("sqlite::memory:")
+    };
+    hoiclip::app::build(&settings).await.unwrap().state
 }
 
-fn cli(weights: &std::path::Path, image: &std::path::Path) -> serde_json::Value {
+/// `hoiclip detect` on `images` together: one JSON line per image.
+fn cli(weights: &std::path::Path, images: &[std::path::PathBuf]) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoiclip"))
-        .args(["detect", "--weights"])
+        .args(["detect", "--database-url", "sqlite::memory:", "--weights"])
         .arg(weights)
-        .arg(image)
+        .args(images)
         .output()
         .unwrap();
     assert!(
@@ -183,39 +154,94 @@ fn cli(weights: &std::path::Path, image: &std::path::Path) -> serde_json::Value 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
-async fn assert_served_equals_cli(weights: &std::path::Path, output: &str) -> AppState {
-    let image = common::fixture("hoiclip/img0.png");
-    let from_cli = cli(weights, &image);
-    let s = served(weights).await;
-    let (status, _, body) = send(
-        &s,
-        raw("/detect", "image/png", std::fs::read(&image).unwrap()),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    let from_api = json(&body);
-    assert_eq!(from_api["output"], output);
-    assert_eq!(from_cli["output"], output);
-    let (a, c) = (rows(&from_api["triplets"]), rows(&from_cli["detections"]));
-    assert!(!a.is_empty());
-    assert_eq!(a.len(), c.len(), "triplet counts differ");
-    for (i, (x, y)) in a.iter().zip(&c).enumerate() {
+/// The checkpoint's own classifier applied directly to one image, as API triplets.
+fn own_classifier(weights: &std::path::Path, image: &std::path::Path) -> serde_json::Value {
+    let detector = Detector::<common::B>::from_weights(weights, &Default::default()).unwrap();
+    let img = hoiclip::vision::decode(&std::fs::read(image).unwrap(), Default::default()).unwrap();
+    let out = detector
+        .detect(&[img], &DetectOptions::default())
+        .unwrap()
+        .remove(0);
+    serde_json::to_value(&out.detections).unwrap()
+}
+
+fn assert_same_rows(a: &[Row], b: &[Row], what: &str) {
+    assert!(!a.is_empty(), "{what}: no triplets");
+    assert_eq!(a.len(), b.len(), "{what}: triplet counts differ");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
         assert_eq!(
             (&x.0, &x.1, &x.2),
             (&y.0, &y.1, &y.2),
-            "triplet {i} differs"
+            "{what}: triplet {i} differs"
         );
         assert!(
             (x.3 - y.3).abs() <= 1e-6,
-            "triplet {i}: score {} vs {}",
+            "{what}: triplet {i}: score {} vs {}",
             x.3,
             y.3
         );
         for (p, q) in x.4.iter().chain(&x.5).zip(y.4.iter().chain(&y.5)) {
-            assert!((p - q).abs() <= 1e-3, "triplet {i}: boxes differ");
+            assert!((p - q).abs() <= 1e-3, "{what}: triplet {i}: boxes differ");
+        }
+    }
+}
+
+/// Every image through the API alone equals its line of one `hoiclip detect` over all of
+/// them (same schema, same triplets, same interaction ids), and the API equals the
+/// checkpoint's own classifier on the first image.
+async fn assert_served_equals_cli(weights: &std::path::Path, output: &str) -> AppState {
+    let images = [
+        common::fixture("hoiclip/img0.png"),
+        common::fixture("hoiclip/img1.png"),
+        common::fixture("hoiclip/img2.jpg"),
+    ];
+    let from_cli = cli(weights, &images);
+    assert_eq!(from_cli.len(), images.len());
+    let s = served(weights).await;
+    for (i, (image, line)) in images.iter().zip(&from_cli).enumerate() {
+        let (status, _, body) = send(
+            &s,
+            raw(
+                "/detect",
+                "application/octet-stream",
+                std::fs::read(image).unwrap(),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let from_api = json(&body);
+        assert_eq!(from_api["output"], output);
+        assert_eq!(line["image"], image.display().to_string());
+        for field in ["width", "height", "output", "vocabulary_version", "model"] {
+            assert_eq!(line[field], from_api[field], "image {i}: {field}");
+        }
+        let ids = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+            v["triplets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["interaction_id"].clone())
+                .collect()
+        };
+        assert_eq!(ids(line), ids(&from_api), "image {i}: interaction ids");
+        assert_same_rows(
+            &rows(&from_api["triplets"]),
+            &rows(&line["triplets"]),
+            &format!("image {i}: API vs CLI"),
+        );
+        if i == 0 {
+            assert_same_rows(
+                &rows(&from_api["triplets"]),
+                &rows(&own_classifier(weights, image)),
+                "API vs the checkpoint's own classifier",
+            );
         }
     }
     s

@@ -9,7 +9,14 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use common::{B, fixture};
-use hoiclip::classifier::{ClassifierService, TrainedRows, embed_prompts, text_fingerprint};
+use hoiclip::classifier::{
+    ClassifierError, ClassifierSet, TEXT_BATCH, TrainedRows, assemble, embed_ids, embed_prompts,
+    text_fingerprint,
+};
+use hoiclip::engine::{
+    ClassView, ClassifierService, Engine, EngineError, EngineOptions, Request, Runner, SetRegistry,
+    SetSource,
+};
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::model::clip::{Clip, ClipConfig, load_plan};
 use hoiclip::model::hoiclip::{self as detector_model, HoiclipConfig};
@@ -77,6 +84,76 @@ fn tiny_pack() -> Pack {
     }
 }
 
+/// An engine whose worker holds only a text tower (and optionally trained rows): builds
+/// classifier sets the way the server's runner does, without a detector.
+struct TextRunner {
+    clip: Clip<B>,
+    trained: Option<TrainedRows<B>>,
+    registry: SetRegistry<B>,
+}
+
+impl Runner for TextRunner {
+    fn run(
+        &mut self,
+        batch: &[Request],
+    ) -> Vec<Result<hoiclip::detector::ImageDetections, EngineError>> {
+        batch
+            .iter()
+            .map(|_| Err(EngineError::Unsupported("detection")))
+            .collect()
+    }
+
+    fn embed_text(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        embed_ids(&self.clip, ids).map_err(|e| EngineError::Failed(e.to_string()))
+    }
+
+    fn install(&mut self, source: SetSource) -> Result<ClassView, ClassifierError> {
+        let SetSource::Vocabulary {
+            snapshot,
+            embeddings,
+        } = source
+        else {
+            return Err(ClassifierError::Unsupported("checkpoint sets"));
+        };
+        let dim = self.clip.text_projection.dims()[1];
+        let set = assemble(
+            &snapshot,
+            &embeddings,
+            self.trained.as_ref(),
+            dim,
+            &Default::default(),
+        )?;
+        Ok(self.registry.register(Arc::new(set)))
+    }
+}
+
+/// A classifier service over `store` whose text passes run `clip` on an engine worker;
+/// the registry holds the sets it builds.
+fn text_service(
+    store: VocabStore,
+    clip: &Clip<B>,
+    trained: Option<TrainedRows<B>>,
+) -> (ClassifierService, SetRegistry<B>) {
+    let registry = SetRegistry::default();
+    let fingerprint = text_fingerprint(clip).unwrap();
+    let pack = trained.as_ref().map(|t| t.pack.clone());
+    let runner = TextRunner {
+        clip: clip.clone(),
+        trained,
+        registry: registry.clone(),
+    };
+    let engine = Engine::start(move || runner, EngineOptions::default());
+    (
+        ClassifierService::new(store, tokenizer(), fingerprint, pack, engine),
+        registry,
+    )
+}
+
+/// The tensors behind a view.
+fn tensors(registry: &SetRegistry<B>, view: &ClassView) -> Arc<ClassifierSet<B>> {
+    registry.get(view).expect("the view's set is registered")
+}
+
 async fn memory_store() -> VocabStore {
     VocabStore::open("sqlite::memory:", tokenizer())
         .await
@@ -110,9 +187,8 @@ async fn new_verb_is_in_the_next_set_with_its_text_embedding_and_removal_takes_i
     let store = memory_store().await;
     store.seed(&tiny_pack()).await.unwrap();
     let clip = tiny_clip();
-    let service =
-        ClassifierService::<B>::new(store.clone(), tokenizer(), &clip, None, &Default::default());
-    let before = service.refresh(&clip).await.unwrap();
+    let (service, registry) = text_service(store.clone(), &clip, None);
+    let before = service.refresh().await.unwrap();
     assert_eq!(before.rows.len(), 10);
 
     let (verb, interactions, version) = store
@@ -127,7 +203,8 @@ async fn new_verb_is_in_the_next_set_with_its_text_embedding_and_removal_takes_i
     assert_eq!(verb.origin, "user");
     assert_eq!(interactions.len(), 2);
     assert_eq!(interactions[0].prompt, "a photo of a person juggling a cup");
-    let after = service.refresh(&clip).await.unwrap();
+    let view = service.refresh().await.unwrap();
+    let after = tensors(&registry, &view);
     assert_eq!(after.version, version);
     assert_eq!(after.rows.len(), 12);
     let row = after
@@ -140,6 +217,7 @@ async fn new_verb_is_in_the_next_set_with_its_text_embedding_and_removal_takes_i
         &clip,
         &tokenizer(),
         &["a photo of a person juggling a cup".to_string()],
+        TEXT_BATCH,
     )
     .unwrap();
     let col: Vec<f32> = after
@@ -170,12 +248,17 @@ async fn new_verb_is_in_the_next_set_with_its_text_embedding_and_removal_takes_i
     assert_eq!(embedded, 10 + 5 + 6 + 1 + 2 + 1); // first build: 10 HOI + 5 verb + 6 object + nothing; then 2 HOI + 1 verb
 
     let version = store.remove_verb(verb.id).await.unwrap();
-    let removed = service.refresh(&clip).await.unwrap();
+    drop(view);
+    let removed = service.refresh().await.unwrap();
     assert_eq!(removed.version, version);
     assert_eq!(removed.rows.len(), 10);
     assert!(!removed.rows.iter().any(|r| r.verb == "juggle"));
-    // The set the first request held is untouched.
+    // The set the first request held is untouched, and still registered; the replaced
+    // middle one is freed once nothing refers to it.
     assert_eq!(before.rows.len(), 10);
+    assert_eq!(tensors(&registry, &before).rows.len(), 10);
+    drop(after);
+    assert_eq!(registry.len(), 2, "the first and the last set");
 }
 
 #[tokio::test]
@@ -192,17 +275,15 @@ async fn trained_rows_come_from_the_checkpoint_and_new_rows_from_text() {
         .add_interaction("ride", "kite", None, None)
         .await
         .unwrap();
-    let service = ClassifierService::<B>::new(
+    let (service, registry) = text_service(
         store.clone(),
-        tokenizer(),
         &model.clip_model,
         Some(TrainedRows {
             pack: "tiny".into(),
             classifier: trained.clone(),
         }),
-        &Default::default(),
     );
-    let set = service.refresh(&model.clip_model).await.unwrap();
+    let set = tensors(&registry, &service.refresh().await.unwrap());
     assert_eq!(set.rows.len(), 11);
     let cols = |t: &Tensor<B, 2>, n: usize| {
         t.clone()
@@ -264,9 +345,8 @@ async fn restart_keeps_user_vocabulary_and_needs_no_text_tower_for_cached_prompt
             })
             .await
             .unwrap();
-        let service =
-            ClassifierService::<B>::new(store, tokenizer(), &clip, None, &Default::default());
-        service.refresh(&clip).await.unwrap();
+        let (service, _) = text_service(store, &clip, None);
+        service.refresh().await.unwrap();
         assert!(service.text_passes().0 > 0);
     }
     let store = VocabStore::open(&url, tokenizer()).await.unwrap();
@@ -279,8 +359,8 @@ async fn restart_keeps_user_vocabulary_and_needs_no_text_tower_for_cached_prompt
             .iter()
             .any(|v| v.name == "kick")
     );
-    let service = ClassifierService::<B>::new(store, tokenizer(), &clip, None, &Default::default());
-    let set = service.refresh(&clip).await.unwrap();
+    let (service, _) = text_service(store, &clip, None);
+    let set = service.refresh().await.unwrap();
     assert_eq!(set.rows.len(), 11);
     assert_eq!(
         service.text_passes(),
@@ -290,11 +370,13 @@ async fn restart_keeps_user_vocabulary_and_needs_no_text_tower_for_cached_prompt
     // Other weights: another fingerprint, so nothing stale is reused.
     let mut other = tiny_clip();
     other.text_projection = burn::module::Param::from_tensor(other.text_projection.val() * 2.0);
-    assert_ne!(text_fingerprint(&other), text_fingerprint(&clip));
+    assert_ne!(
+        text_fingerprint(&other).unwrap(),
+        text_fingerprint(&clip).unwrap()
+    );
     let store = VocabStore::open(&url, tokenizer()).await.unwrap();
-    let service =
-        ClassifierService::<B>::new(store, tokenizer(), &other, None, &Default::default());
-    service.refresh(&other).await.unwrap();
+    let (service, _) = text_service(store, &other, None);
+    service.refresh().await.unwrap();
     assert!(service.text_passes().1 > 0);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -303,17 +385,11 @@ async fn restart_keeps_user_vocabulary_and_needs_no_text_tower_for_cached_prompt
 async fn concurrent_adds_never_expose_a_half_built_set() {
     let store = memory_store().await;
     store.seed(&tiny_pack()).await.unwrap();
-    let clip = Arc::new(tiny_clip());
-    let service = Arc::new(ClassifierService::<B>::new(
-        store.clone(),
-        tokenizer(),
-        &clip,
-        None,
-        &Default::default(),
-    ));
-    service.refresh(&clip).await.unwrap();
+    let (service, registry) = text_service(store.clone(), &tiny_clip(), None);
+    let service = Arc::new(service);
+    service.refresh().await.unwrap();
     let writer = {
-        let (store, service, clip) = (store.clone(), service.clone(), clip.clone());
+        let (store, service) = (store.clone(), service.clone());
         tokio::spawn(async move {
             for i in 0..8 {
                 store
@@ -325,14 +401,14 @@ async fn concurrent_adds_never_expose_a_half_built_set() {
                     })
                     .await
                     .unwrap();
-                service.refresh(&clip).await.unwrap();
+                service.refresh().await.unwrap();
             }
         })
     };
     let mut last = 0;
     let mut seen = 0;
     while !writer.is_finished() {
-        let set = service.current().unwrap();
+        let set = tensors(&registry, &service.current().unwrap());
         let c = set.rows.len();
         assert_eq!(set.classifier.hoi_weight.dims()[1], c);
         assert_eq!(set.classifier.hoi_bias.dims()[0], c);
@@ -496,15 +572,12 @@ async fn a_registered_interaction_is_detectable_in_the_next_request() {
     let detector = hoiclip::detector::Detector::<B>::demo(&device).unwrap();
     let store = memory_store().await;
     store.seed(&Pack::hico_det()).await.unwrap();
-    let clip = &detector.model().clip_model;
-    let service = ClassifierService::<B>::new(
+    let (service, registry) = text_service(
         store.clone(),
-        tokenizer(),
-        clip,
+        &detector.model().clip_model,
         detector.trained_rows(),
-        &device,
     );
-    let set = service.refresh(clip).await.unwrap();
+    let set = service.refresh().await.unwrap();
     assert_eq!(set.rows.len(), 600);
     store
         .add_verb(NewVerb {
@@ -515,7 +588,7 @@ async fn a_registered_interaction_is_detectable_in_the_next_request() {
         })
         .await
         .unwrap();
-    let set = service.refresh(clip).await.unwrap();
+    let set = tensors(&registry, &service.refresh().await.unwrap());
     assert_eq!(set.rows.len(), 602);
     let img = hoiclip::vision::decode(
         &std::fs::read(fixture("hoiclip/img0.png")).unwrap(),

@@ -17,7 +17,7 @@ use super::dto::{
 };
 use super::error::ApiError;
 use super::extract::{ApiQuery, within_body_timeout};
-use crate::detector::{DetectOptions, Detection};
+use crate::detector::{DetectOptions, Detection, ImageDetections, ModelInfo};
 use crate::engine::{self, ClassView, EngineError};
 use crate::vision::{decode, probe, render::render};
 
@@ -77,18 +77,7 @@ pub async fn detect(
         .to_ascii_lowercase();
     let (bytes, params) =
         within_body_timeout(&state, read_image(request, &state, &content_type, query.0)).await??;
-    check_params(&params)?;
-
-    let classes = select_classes(&set, &params, &state.0.service.info().vocabulary)?;
-    let options = DetectOptions {
-        score_threshold: params.score_threshold.unwrap_or(0.0),
-        max_results: params.top_k.unwrap_or(100),
-        tfe_top_k: params
-            .training_free_enhancement
-            .unwrap_or(false)
-            .then_some(10),
-        classes,
-    };
+    let options = detect_options(&params, &set, &state.0.service.info().vocabulary)?;
     let limits = state.0.options.decode;
     let (width, height) = probe(&bytes, limits)?;
     // Room for the decoded pixels in the global budget before decoding: memory stays
@@ -147,7 +136,40 @@ pub async fn detect(
         drop(permit);
         return Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response());
     }
-    let info = state.0.service.info();
+    let timings = TimingsOut {
+        decode_ms,
+        inference_ms,
+        total_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    Ok(axum::Json(response(state.0.service.info(), &set, result, timings)).into_response())
+}
+
+/// A request's options checked and turned into what the engine runs: the CLI uses this
+/// too, so both score the same classes with the same settings.
+pub fn detect_options(
+    params: &DetectParams,
+    set: &ClassView,
+    own_pack: &str,
+) -> Result<DetectOptions, ApiError> {
+    check_params(params)?;
+    Ok(DetectOptions {
+        score_threshold: params.score_threshold.unwrap_or(0.0),
+        max_results: params.top_k.unwrap_or(100),
+        tfe_top_k: params
+            .training_free_enhancement
+            .unwrap_or(false)
+            .then_some(10),
+        classes: select_classes(set, params, own_pack)?,
+    })
+}
+
+/// The answer for one image (the API's schema; `hoiclip detect` prints the same).
+pub fn response(
+    info: &ModelInfo,
+    set: &ClassView,
+    result: ImageDetections,
+    timings: TimingsOut,
+) -> DetectResponse {
     let triplets = result
         .detections
         .into_iter()
@@ -163,7 +185,7 @@ pub async fn detect(
             score: d.score,
         })
         .collect();
-    Ok(axum::Json(DetectResponse {
+    DetectResponse {
         width: result.width,
         height: result.height,
         output: info.scoring.output,
@@ -173,13 +195,8 @@ pub async fn detect(
             name: info.name.clone(),
             trained: info.trained,
         },
-        timings: TimingsOut {
-            decode_ms,
-            inference_ms,
-            total_ms: started.elapsed().as_secs_f64() * 1000.0,
-        },
-    })
-    .into_response())
+        timings,
+    }
 }
 
 /// Reads the image and the options from whichever body form the client sent.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::classifier::ClassifierError;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, RebuildError};
 use crate::vision::VisionError;
 use crate::vocab::store::VocabError;
 
@@ -237,7 +237,18 @@ impl From<EngineError> for ApiError {
             EngineError::QueueFull(_) => ApiError::Busy(e.to_string()),
             EngineError::DeadlineExceeded => ApiError::Timeout(e.to_string()),
             EngineError::Stopped => ApiError::Unavailable(e.to_string()),
-            EngineError::Failed(_) => ApiError::Internal(e.to_string()),
+            EngineError::Failed(_) | EngineError::Unsupported(_) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<RebuildError> for ApiError {
+    fn from(e: RebuildError) -> Self {
+        match e {
+            RebuildError::Classifier(c) => c.into(),
+            RebuildError::Engine(e) => e.into(),
         }
     }
 }

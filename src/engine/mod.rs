@@ -1,18 +1,24 @@
-//! The inference engine: one worker thread owns the model and its device; request
-//! handlers hand it jobs through a bounded queue and await the answer.
+//! The inference engine: one worker thread owns the model and its device, and is the
+//! only code that runs tensor work. Everything else sends it a [`Command`] and awaits the
+//! answer: detection jobs (through a bounded queue), text-tower passes for vocabulary
+//! rebuilds, and building classifier sets. Async threads never compute tensors.
 //!
-//! The worker takes the first waiting job, then keeps collecting until it has
-//! `max_batch_size` jobs or `max_batch_delay` has passed, drops jobs whose deadline passed
-//! or whose client left, and gives the rest to its [`Runner`] as one batch. A panic inside
-//! the runner fails that batch's jobs only; the worker goes on with the next batch.
+//! For detections the worker takes the first waiting job, then keeps collecting until it
+//! has `max_batch_size` jobs or `max_batch_delay` has passed, drops jobs whose deadline
+//! passed or whose client left, and gives the rest to its [`Runner`] as one batch. Commands
+//! run in arrival order, and a rebuild sends its text in chunks of [`TEXT_BATCH`] prompts,
+//! so a detection waits behind at most one text pass. A panic inside the runner fails
+//! that command's callers only; the worker goes on.
 
+mod classes;
 mod runner;
 mod service;
+mod vocabulary;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -20,8 +26,13 @@ use tokio::sync::oneshot;
 use crate::detector::{DetectOptions, ImageDetections};
 use crate::vision::preprocess::Prepared;
 
+pub use classes::{ClassView, SetRegistry, SetSource};
 pub use runner::{BatchPolicy, DetectorRunner, Runner};
-pub use service::{ClassView, Inference, Service};
+pub use service::{Inference, Service};
+pub use vocabulary::{ClassifierService, RebuildError};
+
+/// Prompts per text-tower pass: the most a detection waits behind during a rebuild.
+pub use crate::classifier::TEXT_BATCH;
 
 /// Queue and batching settings (`hoiclip serve` flags).
 #[derive(Debug, Clone)]
@@ -56,6 +67,21 @@ pub enum EngineError {
     Stopped,
     #[error("the forward pass failed: {0}")]
     Failed(String),
+    #[error("this runner does not compute {0}")]
+    Unsupported(&'static str),
+}
+
+/// What the worker is asked to do.
+enum Command {
+    Detect(Job),
+    Embed {
+        ids: Vec<Vec<u32>>,
+        reply: oneshot::Sender<Result<Vec<Vec<f32>>, EngineError>>,
+    },
+    Install {
+        source: SetSource,
+        reply: oneshot::Sender<Result<ClassView, RebuildError>>,
+    },
 }
 
 /// What a handler asks of the engine.
@@ -101,7 +127,7 @@ pub struct EngineStats {
 /// Handle to the worker. Cloning is cheap; the worker stops when every handle is gone.
 #[derive(Clone)]
 pub struct Engine {
-    sender: SyncSender<Job>,
+    sender: Sender<Command>,
     waiting: Arc<AtomicUsize>,
     stats: Arc<EngineStats>,
     options: EngineOptions,
@@ -137,7 +163,9 @@ impl Engine {
             max_batch_size: options.max_batch_size.max(1),
             ..options
         };
-        let (sender, receiver) = std::sync::mpsc::sync_channel(options.max_queue);
+        // Unbounded: detection jobs are bounded by admissions (`max_queue`), and a
+        // rebuild has at most one command in flight.
+        let (sender, receiver) = std::sync::mpsc::channel();
         let waiting = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(EngineStats::default());
         let worker = Worker {
@@ -187,8 +215,7 @@ impl Engine {
         })
     }
 
-    /// Queues an admitted request. The channel has a slot for every admission, so this
-    /// only fails when the worker has stopped.
+    /// Queues an admitted request; fails only when the worker has stopped.
     pub fn submit_admitted(
         &self,
         request: Request,
@@ -202,22 +229,37 @@ impl Engine {
             reply,
             admission: Some(admission),
         };
-        match self.sender.try_send(job) {
+        match self.sender.send(Command::Detect(job)) {
             Ok(()) => {
                 metrics::gauge!("hoiclip_detect_queue_depth").set(self.queue_depth() as f64);
                 Ok(Ticket { receiver, deadline })
             }
-            Err(e) => {
-                let (error, reason) = match e {
-                    TrySendError::Full(_) => {
-                        (EngineError::QueueFull(self.options.max_queue), "queue_full")
-                    }
-                    TrySendError::Disconnected(_) => (EngineError::Stopped, "stopped"),
-                };
-                metrics::counter!("hoiclip_detect_rejected_total", "reason" => reason).increment(1);
-                Err(error)
+            Err(_) => {
+                metrics::counter!("hoiclip_detect_rejected_total", "reason" => "stopped")
+                    .increment(1);
+                Err(EngineError::Stopped)
             }
         }
+    }
+
+    /// Normalised text embeddings of tokenized prompts, computed by the worker in one
+    /// pass (callers send at most [`TEXT_BATCH`] at a time so detections interleave).
+    pub async fn embed_text(&self, ids: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Command::Embed { ids, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Has the worker build a classifier set on its device and register it; the view
+    /// is what requests carry to be scored with it.
+    pub async fn install(&self, source: SetSource) -> Result<ClassView, RebuildError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Command::Install { source, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// Requests admitted and not yet taken by the worker (being decoded, or waiting).
@@ -235,7 +277,7 @@ impl Engine {
 }
 
 struct Worker {
-    receiver: Receiver<Job>,
+    receiver: Receiver<Command>,
     waiting: Arc<AtomicUsize>,
     stats: Arc<EngineStats>,
     options: EngineOptions,
@@ -243,10 +285,57 @@ struct Worker {
 
 impl Worker {
     fn run<R: Runner>(self, mut runner: R) {
-        while let Some(batch) = self.collect() {
-            let live = self.drop_stale(batch);
-            if !live.is_empty() {
-                self.execute(&mut runner, live);
+        // A command that arrived while a batch was being collected runs right after it.
+        let mut next: Option<Command> = None;
+        loop {
+            let command = match next.take() {
+                Some(c) => c,
+                None => match self.receiver.recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                },
+            };
+            match command {
+                Command::Detect(job) => {
+                    let (batch, after) = self.collect(job);
+                    next = after;
+                    let live = self.drop_stale(batch);
+                    if !live.is_empty() {
+                        self.execute(&mut runner, live);
+                    }
+                }
+                Command::Embed { ids, reply } => {
+                    if reply.is_closed() {
+                        continue;
+                    }
+                    let started = Instant::now();
+                    let outcome =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| runner.embed_text(&ids)));
+                    metrics::histogram!("hoiclip_text_pass_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    let result = match outcome {
+                        Ok(Ok(rows)) if rows.len() == ids.len() => Ok(rows),
+                        Ok(Ok(rows)) => Err(EngineError::Failed(format!(
+                            "the text tower returned {} rows for {} prompts",
+                            rows.len(),
+                            ids.len()
+                        ))),
+                        Ok(Err(e)) => Err(e),
+                        Err(panic) => Err(EngineError::Failed(panic_message(panic.as_ref()))),
+                    };
+                    let _ = reply.send(result);
+                }
+                Command::Install { source, reply } => {
+                    let outcome =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| runner.install(source)));
+                    let result = match outcome {
+                        Ok(r) => r.map_err(RebuildError::from),
+                        Err(panic) => {
+                            Err(EngineError::Failed(panic_message(panic.as_ref())).into())
+                        }
+                    };
+                    let _ = reply.send(result);
+                }
             }
         }
         tracing::info!("inference worker stopped");
@@ -257,11 +346,11 @@ impl Worker {
         job
     }
 
-    /// Blocks for the first job, then gathers more until the batch is full or the delay
-    /// has passed. `None` once every engine handle is dropped.
-    fn collect(&self) -> Option<Vec<Job>> {
-        let first = self.take(self.receiver.recv().ok()?);
-        let mut batch = vec![first];
+    /// Gathers jobs after `first` until the batch is full or the delay has passed. A
+    /// command other than a detection ends the batch and is returned to run next.
+    fn collect(&self, first: Job) -> (Vec<Job>, Option<Command>) {
+        let mut batch = vec![self.take(first)];
+        let mut after = None;
         let until = Instant::now() + self.options.max_batch_delay;
         while batch.len() < self.options.max_batch_size {
             let left = until.saturating_duration_since(Instant::now());
@@ -273,13 +362,17 @@ impl Worker {
                 self.receiver.recv_timeout(left)
             };
             match next {
-                Ok(job) => batch.push(self.take(job)),
+                Ok(Command::Detect(job)) => batch.push(self.take(job)),
+                Ok(other) => {
+                    after = Some(other);
+                    break;
+                }
                 Err(_) => break,
             }
         }
         metrics::gauge!("hoiclip_detect_queue_depth")
             .set(self.waiting.load(Ordering::Acquire) as f64);
-        Some(batch)
+        (batch, after)
     }
 
     /// Answers expired jobs with `DeadlineExceeded` and forgets jobs nobody waits for.

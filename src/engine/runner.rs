@@ -1,19 +1,35 @@
-//! What the worker runs a batch with. The real runner groups a batch by padded size
-//! (unless told to pad mixed sizes) and scores each image with its own classifier set.
+//! What the worker runs its commands with. The real runner groups a detection batch by
+//! padded size (unless told to pad mixed sizes) and scores each image with its own
+//! classifier set; it also runs the text tower and builds classifier sets, so every
+//! tensor lives on the worker thread.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use burn::prelude::*;
 
+use super::classes::{ClassView, SetRegistry, SetSource};
 use super::{EngineError, Request};
-use crate::classifier::ClassifierSet;
+use crate::classifier::{self, ClassifierError, ClassifierSet, TrainedRows};
 use crate::detector::{BatchItem, Detector, ImageDetections};
 
-/// Runs one batch on the worker thread: one result per request, in order. May panic; the
-/// worker contains it (failing the whole batch).
+/// Runs the worker's commands, on the worker thread. Any method may panic; the worker
+/// contains it (failing that command's callers only).
 pub trait Runner {
+    /// One detection batch: one result per request, in order.
     fn run(&mut self, batch: &[Request]) -> Vec<Result<ImageDetections, EngineError>>;
+
+    /// L2-normalised text embeddings of tokenized prompts (one text-tower pass).
+    fn embed_text(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let _ = ids;
+        Err(EngineError::Unsupported("text embeddings"))
+    }
+
+    /// Builds a classifier set on the device and registers it.
+    fn install(&mut self, source: SetSource) -> Result<ClassView, ClassifierError> {
+        let _ = source;
+        Err(ClassifierError::Unsupported("classifier sets"))
+    }
 }
 
 /// How images of different sizes share a forward pass.
@@ -28,27 +44,63 @@ pub enum BatchPolicy {
     Pad,
 }
 
+/// The runner of a real detector.
 pub struct DetectorRunner<B: Backend> {
     detector: Arc<Detector<B>>,
     policy: BatchPolicy,
+    registry: SetRegistry<B>,
+    /// The checkpoint's own rows (trained models only), which vocabulary sets reuse.
+    trained: Option<TrainedRows<B>>,
 }
 
 impl<B: Backend> DetectorRunner<B> {
-    pub fn new(detector: Arc<Detector<B>>, policy: BatchPolicy) -> Self {
-        Self { detector, policy }
+    /// Scores requests with the sets in `registry` (the service shares it).
+    pub fn new(detector: Arc<Detector<B>>, policy: BatchPolicy, registry: SetRegistry<B>) -> Self {
+        let trained = detector.trained_rows();
+        Self {
+            detector,
+            policy,
+            registry,
+            trained,
+        }
     }
 }
 
 impl<B: Backend> Runner for DetectorRunner<B> {
+    fn embed_text(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        classifier::embed_ids(&self.detector.model().clip_model, ids)
+            .map_err(|e| EngineError::Failed(e.to_string()))
+    }
+
+    fn install(&mut self, source: SetSource) -> Result<ClassView, ClassifierError> {
+        let set = match source {
+            SetSource::Checkpoint => self.detector.classes(),
+            SetSource::Vocabulary {
+                snapshot,
+                embeddings,
+            } => {
+                let clip = &self.detector.model().clip_model;
+                Arc::new(classifier::assemble(
+                    &snapshot,
+                    &embeddings,
+                    self.trained.as_ref(),
+                    clip.text_projection.dims()[1],
+                    &clip.text_projection.val().device(),
+                )?)
+            }
+        };
+        Ok(self.registry.register(set))
+    }
+
     fn run(&mut self, batch: &[Request]) -> Vec<Result<ImageDetections, EngineError>> {
         let Some(sets) = batch
             .iter()
-            .map(|r| r.classes.set::<B>())
-            .collect::<Option<Vec<&ClassifierSet<B>>>>()
+            .map(|r| self.registry.get(&r.classes))
+            .collect::<Option<Vec<Arc<ClassifierSet<B>>>>>()
         else {
             return super::failed(
                 batch.len(),
-                "classifier set built for another backend".into(),
+                "the request's classifier set is not registered with this engine".into(),
             );
         };
         let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -76,7 +128,7 @@ impl<B: Backend> Runner for DetectorRunner<B> {
                 .map(|&i| BatchItem {
                     input: &batch[i].input,
                     options: &batch[i].options,
-                    set: sets[i],
+                    set: &sets[i],
                 })
                 .collect();
             // A failing pass fails its own group only.

@@ -1,6 +1,5 @@
 //! The model side as the HTTP layer sees it: no backend type, no tensors.
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,36 +7,14 @@ use std::sync::Arc;
 use burn::prelude::*;
 use image::RgbImage;
 
-use super::{DetectorRunner, Engine, EngineOptions, Runner};
-use crate::classifier::{ClassRow, ClassifierError, ClassifierService, ClassifierSet};
+use super::{
+    ClassView, ClassifierService, DetectorRunner, Engine, EngineOptions, RebuildError, Runner,
+    SetRegistry,
+};
 use crate::detector::{Detector, ModelInfo};
+use crate::model::clip::tokenizer::ClipTokenizer;
 use crate::vision::preprocess::Prepared;
 use crate::vocab::store::VocabStore;
-
-/// A classifier set seen from outside the engine: version and rows, with the tensors
-/// carried along opaquely so the request is scored with exactly the set it was checked
-/// against, even if the vocabulary changes while it waits.
-#[derive(Clone)]
-pub struct ClassView {
-    pub version: i64,
-    pub rows: Arc<Vec<ClassRow>>,
-    set: Arc<dyn Any + Send + Sync>,
-}
-
-impl ClassView {
-    pub fn new<B: Backend>(set: Arc<ClassifierSet<B>>) -> Self {
-        Self {
-            version: set.version,
-            rows: set.rows.clone(),
-            set,
-        }
-    }
-
-    /// The set's tensors, when they live on backend `B`.
-    pub fn set<B: Backend>(&self) -> Option<&ClassifierSet<B>> {
-        self.set.downcast_ref()
-    }
-}
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -56,68 +33,105 @@ pub trait Inference: Send + Sync {
     fn store(&self) -> &VocabStore;
     fn text_fingerprint(&self) -> &str;
     /// Rebuilds the classifier set if the vocabulary moved.
-    fn refresh(&self) -> BoxFuture<'_, Result<ClassView, ClassifierError>>;
+    fn refresh(&self) -> BoxFuture<'_, Result<ClassView, RebuildError>>;
     /// Why the last rebuild failed, when it did (the set in service lags the vocabulary).
     fn rebuild_error(&self) -> Option<String>;
     /// Vocabulary rows the set in service leaves out because they cannot be embedded.
     fn skipped_rows(&self) -> Vec<String>;
 }
 
-/// [`Inference`] for a detector on backend `B`.
+/// [`Inference`] for a detector on backend `B`. The detector is shared with the worker;
+/// this side only reads its settings (`info`, `prepare`), never its tensors.
 pub struct Service<B: Backend> {
     detector: Arc<Detector<B>>,
-    classifiers: Arc<ClassifierService<B>>,
+    classifiers: Arc<ClassifierService>,
+    registry: SetRegistry<B>,
     engine: Engine,
     device: String,
     backend: String,
 }
 
 impl<B: Backend> Service<B> {
-    /// Starts the engine's worker for `detector`.
-    pub fn start(
+    /// Starts the engine's worker for `detector` and builds the first classifier set
+    /// from `store` (through the worker).
+    pub async fn start(
         detector: Arc<Detector<B>>,
-        classifiers: Arc<ClassifierService<B>>,
+        store: VocabStore,
+        tokenizer: Arc<ClipTokenizer>,
         options: EngineOptions,
         device: impl Into<String>,
         backend: impl Into<String>,
-    ) -> Self {
+    ) -> Result<Self, RebuildError> {
         let policy = options.policy;
-        Self::with_runner(detector, classifiers, options, device, backend, move |d| {
-            DetectorRunner::new(d, policy)
-        })
+        Self::with_runner(
+            detector,
+            store,
+            tokenizer,
+            options,
+            device,
+            backend,
+            move |d, registry| DetectorRunner::new(d, policy, registry),
+        )
+        .await
     }
 
     /// As [`Self::start`], with the worker's runner made by `make_runner` (on the worker
     /// thread): tests wrap the real runner to hold or break batches.
-    pub fn with_runner<R, F>(
+    pub async fn with_runner<R, F>(
         detector: Arc<Detector<B>>,
-        classifiers: Arc<ClassifierService<B>>,
+        store: VocabStore,
+        tokenizer: Arc<ClipTokenizer>,
         options: EngineOptions,
         device: impl Into<String>,
         backend: impl Into<String>,
         make_runner: F,
-    ) -> Self
+    ) -> Result<Self, RebuildError>
     where
         R: Runner,
-        F: FnOnce(Arc<Detector<B>>) -> R + Send + 'static,
+        F: FnOnce(Arc<Detector<B>>, SetRegistry<B>) -> R + Send + 'static,
     {
-        let for_worker = detector.clone();
-        let engine = Engine::start(move || make_runner(for_worker), options);
-        Self {
+        let registry = SetRegistry::default();
+        let engine = Engine::start(
+            {
+                let detector = detector.clone();
+                let registry = registry.clone();
+                move || make_runner(detector, registry)
+            },
+            options,
+        );
+        let trained_pack = detector
+            .info()
+            .trained
+            .then(|| detector.pack().name.clone());
+        let classifiers = Arc::new(ClassifierService::new(
+            store,
+            tokenizer,
+            detector.text_fingerprint().to_string(),
+            trained_pack,
+            engine.clone(),
+        ));
+        classifiers.refresh().await?;
+        Ok(Self {
             detector,
             classifiers,
+            registry,
             engine,
             device: device.into(),
             backend: backend.into(),
-        }
+        })
     }
 
     pub fn detector(&self) -> &Arc<Detector<B>> {
         &self.detector
     }
 
-    pub fn classifiers(&self) -> &Arc<ClassifierService<B>> {
+    pub fn classifiers(&self) -> &Arc<ClassifierService> {
         &self.classifiers
+    }
+
+    /// The sets the worker scores with (tests read them to compare with direct calls).
+    pub fn registry(&self) -> &SetRegistry<B> {
+        &self.registry
     }
 }
 
@@ -135,7 +149,7 @@ impl<B: Backend> Inference for Service<B> {
     }
 
     fn classes(&self) -> Option<ClassView> {
-        self.classifiers.current().map(ClassView::new)
+        self.classifiers.current()
     }
 
     fn prepare(&self, image: &RgbImage) -> Prepared {
@@ -161,17 +175,11 @@ impl<B: Backend> Inference for Service<B> {
     fn skipped_rows(&self) -> Vec<String> {
         self.classifiers
             .current()
-            .map(|s| s.skipped.clone())
+            .map(|s| s.skipped.as_ref().clone())
             .unwrap_or_default()
     }
 
-    fn refresh(&self) -> BoxFuture<'_, Result<ClassView, ClassifierError>> {
-        Box::pin(async move {
-            let set = self
-                .classifiers
-                .refresh(&self.detector.model().clip_model)
-                .await?;
-            Ok(ClassView::new(set))
-        })
+    fn refresh(&self) -> BoxFuture<'_, Result<ClassView, RebuildError>> {
+        Box::pin(self.classifiers.refresh())
     }
 }

@@ -12,7 +12,9 @@ use super::EvalError;
 use super::predictions::{ImagePredictions, PredictedTriplet, PredictionFile};
 use super::vcoco::{VcocoDetection, VcocoGroundTruth};
 use crate::detector::{DetectOptions, Detector, ImageDetections};
-use crate::engine::{BatchPolicy, ClassView, DetectorRunner, Engine, EngineOptions, Request};
+use crate::engine::{
+    BatchPolicy, DetectorRunner, Engine, EngineOptions, Request, SetRegistry, SetSource,
+};
 use crate::vision::{DecodeLimits, decode};
 
 /// How to run the model.
@@ -40,7 +42,7 @@ pub async fn predict<B: Backend>(
         {
             let detector = detector.clone();
             let policy = options.policy;
-            move || DetectorRunner::new(detector, policy)
+            move || DetectorRunner::new(detector, policy, SetRegistry::default())
         },
         EngineOptions {
             max_queue,
@@ -49,7 +51,10 @@ pub async fn predict<B: Backend>(
             policy: options.policy,
         },
     );
-    let classes = ClassView::new(detector.classes());
+    let classes = engine
+        .install(SetSource::Checkpoint)
+        .await
+        .map_err(|e| EvalError::invalid("(model)", "classifier", e.to_string()))?;
     let detect = DetectOptions {
         score_threshold: 0.0,
         max_results: 100,

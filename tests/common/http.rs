@@ -1,65 +1,57 @@
 //! HTTP helpers shared by the API tests: a demo-model state, one-shot requests through the
 //! router, and problem+json checks.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use hoiclip::api::{AppState, ServeOptions, router};
-use hoiclip::engine::{BatchPolicy, DetectorRunner, EngineOptions, Service};
+use hoiclip::config::Settings;
+use hoiclip::engine::EngineOptions;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use super::fixture;
 
-/// The demo model with a fresh in-memory vocabulary, marked ready.
+/// The demo model with a fresh in-memory vocabulary, built and warmed up as
+/// `hoiclip serve` builds it.
 pub async fn state(options: ServeOptions) -> AppState {
     state_at(options, "sqlite::memory:").await
 }
 
-/// The demo model with its vocabulary in the database at `url`, marked ready.
+/// As [`state`], with the vocabulary in the database at `url`.
 pub async fn state_at(options: ServeOptions, url: &str) -> AppState {
-    let (detector, classifiers) = super::demo_parts_at(url).await;
-    let service = Arc::new(Service::start(
-        detector,
-        classifiers,
-        EngineOptions::default(),
-        "cpu",
-        "flex",
-    ));
-    let state = AppState::new(service, options);
-    state
-        .0
-        .ready
-        .store(true, std::sync::atomic::Ordering::Release);
-    state
+    let settings = Settings {
+        api: options,
+        ..super::settings_at(url)
+    };
+    hoiclip::app::build(&settings).await.unwrap().state
 }
 
 /// A state whose worker reports each batch on the receiver and then waits until the test
-/// opens the gate.
+/// opens the gate (marked ready without a warm-up pass, which the gate would hold).
 pub async fn held_state(
     options: ServeOptions,
     engine: EngineOptions,
 ) -> (AppState, super::Gate, std::sync::mpsc::Receiver<usize>) {
-    let (detector, classifiers) = super::demo_parts().await;
     let gate = super::Gate::closed();
     let (started, batches) = std::sync::mpsc::channel();
     let held_gate = gate.clone();
-    let service = Arc::new(Service::with_runner(
-        detector,
-        classifiers,
+    let settings = Settings {
+        api: options,
         engine,
-        "cpu",
-        "flex",
-        move |d| super::Held {
-            inner: DetectorRunner::new(d, BatchPolicy::SameSize),
-            gate: held_gate,
-            started,
-        },
-    ));
-    let s = AppState::new(service, options);
-    s.0.ready.store(true, std::sync::atomic::Ordering::Release);
-    (s, gate, batches)
+        ..super::settings_at("sqlite::memory:")
+    };
+    let service = super::demo_service_with(&settings, move |inner| super::Held {
+        inner,
+        gate: held_gate,
+        started,
+    })
+    .await;
+    let app = hoiclip::app::assemble(service, &settings);
+    app.state
+        .0
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    (app.state, gate, batches)
 }
 
 /// Sends one request through a fresh router; returns status, content type and body.

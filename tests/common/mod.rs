@@ -85,7 +85,7 @@ impl Gate {
 }
 
 /// A runner that reports each batch it starts and then waits at the gate: lets tests
-/// fill the queue deterministically.
+/// fill the queue deterministically. Text passes and set builds go straight through.
 pub struct Held<R> {
     pub inner: R,
     pub gate: Gate,
@@ -101,44 +101,53 @@ impl<R: hoiclip::engine::Runner> hoiclip::engine::Runner for Held<R> {
         self.gate.pass();
         self.inner.run(batch)
     }
+
+    fn embed_text(
+        &mut self,
+        ids: &[Vec<u32>],
+    ) -> Result<Vec<Vec<f32>>, hoiclip::engine::EngineError> {
+        self.inner.embed_text(ids)
+    }
+
+    fn install(
+        &mut self,
+        source: hoiclip::engine::SetSource,
+    ) -> Result<hoiclip::engine::ClassView, hoiclip::classifier::ClassifierError> {
+        self.inner.install(source)
+    }
 }
 
-/// The demo detector with a fresh in-memory vocabulary (HICO-DET seeded) and its first
-/// classifier set built.
-pub async fn demo_parts() -> (
-    std::sync::Arc<hoiclip::detector::Detector<B>>,
-    std::sync::Arc<hoiclip::classifier::ClassifierService<B>>,
-) {
-    demo_parts_at("sqlite::memory:").await
+/// The server's settings with its vocabulary in the database at `url` (demo model, CPU).
+pub fn settings_at(url: &str) -> hoiclip::config::Settings {
+    hoiclip::config::Settings {
+        database_url: url.into(),
+        ..Default::default()
+    }
 }
 
-/// As [`demo_parts`], with the vocabulary in the database at `url`.
-pub async fn demo_parts_at(
-    url: &str,
-) -> (
-    std::sync::Arc<hoiclip::detector::Detector<B>>,
-    std::sync::Arc<hoiclip::classifier::ClassifierService<B>>,
-) {
-    use std::sync::Arc;
-    let device = Default::default();
-    let detector = Arc::new(hoiclip::detector::Detector::<B>::demo(&device).unwrap());
-    let tokenizer = Arc::new(hoiclip::model::clip::tokenizer::ClipTokenizer::new().unwrap());
-    let store = hoiclip::vocab::store::VocabStore::open(url, tokenizer.clone())
+/// The demo model's service as `hoiclip serve` builds it, with a fresh in-memory
+/// vocabulary and its first classifier set built.
+pub async fn demo_service() -> std::sync::Arc<hoiclip::engine::Service<B>> {
+    demo_service_at("sqlite::memory:").await
+}
+
+/// As [`demo_service`], with the vocabulary in the database at `url`.
+pub async fn demo_service_at(url: &str) -> std::sync::Arc<hoiclip::engine::Service<B>> {
+    demo_service_with(&settings_at(url), |runner| runner).await
+}
+
+/// As [`demo_service`], from `settings`, with the worker's runner wrapped by `wrap`.
+pub async fn demo_service_with<R, W>(
+    settings: &hoiclip::config::Settings,
+    wrap: W,
+) -> std::sync::Arc<hoiclip::engine::Service<B>>
+where
+    R: hoiclip::engine::Runner,
+    W: FnOnce(hoiclip::engine::DetectorRunner<B>) -> R + Send + 'static,
+{
+    hoiclip::app::service_on::<B, _, _>(settings, Default::default(), "cpu", "flex", wrap)
         .await
-        .unwrap();
-    store.seed(&hoiclip::vocab::Pack::hico_det()).await.unwrap();
-    let classifiers = Arc::new(hoiclip::classifier::ClassifierService::new(
-        store,
-        tokenizer,
-        &detector.model().clip_model,
-        None,
-        &device,
-    ));
-    classifiers
-        .refresh(&detector.model().clip_model)
-        .await
-        .unwrap();
-    (detector, classifiers)
+        .unwrap()
 }
 
 /// A fresh SQLite file URL under the system temp dir (removed with its WAL files first).

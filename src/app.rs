@@ -1,0 +1,203 @@
+//! The composition root: the one place that turns [`Settings`] into a running server.
+//! The binary, the tests and the benches all build through these functions, so what is
+//! tested is what runs.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burn::prelude::Backend;
+
+use crate::api::server::{ServerLimits, effective_max_connections, serve as serve_http};
+use crate::api::{AppState, router};
+use crate::config::{ConfigError, DeviceChoice, ModelSource, Settings};
+use crate::detector::{DetectOptions, Detector, DetectorError};
+use crate::engine::{
+    DetectorRunner, EngineError, Inference, RebuildError, Request, Runner, Service,
+};
+use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
+use crate::vocab::Pack;
+use crate::vocab::store::{VocabError, VocabStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("device cuda:{0} needs a build with `--features cuda`")]
+    NoCuda(usize),
+    #[error(transparent)]
+    Detector(#[from] DetectorError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Vocab(#[from] VocabError),
+    #[error("cannot build the first classifier: {0}")]
+    Rebuild(#[from] RebuildError),
+    #[error("the warm-up forward pass failed: {0}")]
+    WarmUp(EngineError),
+    #[error("model loading stopped: {0}")]
+    Loading(String),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("the server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built server: its handlers' state and the limits of its HTTP loop.
+pub struct App {
+    pub state: AppState,
+    pub limits: ServerLimits,
+}
+
+impl App {
+    pub fn service(&self) -> &Arc<dyn Inference> {
+        &self.state.0.service
+    }
+}
+
+/// Model, vocabulary and engine on the device the settings name.
+pub async fn service(settings: &Settings) -> Result<Arc<dyn Inference>, StartError> {
+    let service: Arc<dyn Inference> = match settings.device.parse::<DeviceChoice>()? {
+        DeviceChoice::Cpu => {
+            service_on::<crate::backend::Cpu, _, _>(
+                settings,
+                Default::default(),
+                "cpu",
+                crate::backend::cpu_backend_name(),
+                |runner| runner,
+            )
+            .await?
+        }
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(index) => {
+            service_on::<crate::backend::Cuda, _, _>(
+                settings,
+                burn::backend::cuda::CudaDevice::new(index),
+                &format!("cuda:{index}"),
+                "cuda",
+                |runner| runner,
+            )
+            .await?
+        }
+        #[cfg(not(feature = "cuda"))]
+        DeviceChoice::Cuda(index) => return Err(StartError::NoCuda(index)),
+    };
+    Ok(service)
+}
+
+/// As [`service`], on backend `B`, with the worker's runner wrapped by `wrap` (tests use
+/// it to hold or break batches; the binary passes the runner through). Loads the model
+/// off the async threads, opens and seeds the vocabulary, starts the engine and builds
+/// the first classifier set through it.
+pub async fn service_on<B, R, W>(
+    settings: &Settings,
+    device: B::Device,
+    device_name: &str,
+    backend_name: &str,
+    wrap: W,
+) -> Result<Arc<Service<B>>, StartError>
+where
+    B: Backend,
+    R: Runner,
+    W: FnOnce(DetectorRunner<B>) -> R + Send + 'static,
+{
+    let source = settings.model.clone();
+    let load_on = device.clone();
+    let detector = tokio::task::spawn_blocking(move || match source {
+        ModelSource::Weights(path) => Detector::<B>::from_weights(&path, &load_on),
+        ModelSource::Random(config) => {
+            tracing::warn!(
+                "no --weights: running the DEMO model (random weights, detections are meaningless, \"trained\": false)"
+            );
+            Detector::<B>::random(config, &load_on)
+        }
+    })
+    .await
+    .map_err(|e| StartError::Loading(e.to_string()))??;
+    let tokenizer = Arc::new(ClipTokenizer::new()?);
+    let store = VocabStore::open(&settings.database_url, tokenizer.clone()).await?;
+    store.seed(&Pack::hico_det()).await?;
+    store.seed(&Pack::v_coco()).await?;
+    let policy = settings.engine.policy;
+    let service = Service::with_runner(
+        Arc::new(detector),
+        store,
+        tokenizer,
+        settings.engine.clone(),
+        device_name,
+        backend_name,
+        move |detector, registry| wrap(DetectorRunner::new(detector, policy, registry)),
+    )
+    .await?;
+    Ok(Arc::new(service))
+}
+
+/// The handlers' state and loop limits for a service (not yet marked ready).
+pub fn assemble(service: Arc<dyn Inference>, settings: &Settings) -> App {
+    let mut limits = settings.server;
+    limits.max_connections = effective_max_connections(settings.server.max_connections);
+    if limits.max_connections < settings.server.max_connections {
+        tracing::warn!(
+            requested = settings.server.max_connections,
+            used = limits.max_connections,
+            "max connections lowered to fit the open-file limit (ulimit -n)"
+        );
+    }
+    App {
+        state: AppState::new(service, settings.api.clone()),
+        limits,
+    }
+}
+
+/// The whole server, warmed up and ready: what `hoiclip serve` runs.
+pub async fn build(settings: &Settings) -> Result<App, StartError> {
+    let app = assemble(service(settings).await?, settings);
+    warm_up(app.service().as_ref()).await?;
+    app.state
+        .0
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    Ok(app)
+}
+
+/// One blank image through the whole path (queue, worker, device): readiness means a
+/// forward pass has run.
+pub async fn warm_up(service: &dyn Inference) -> Result<(), StartError> {
+    let Some(classes) = service.classes() else {
+        return Err(StartError::Loading("no classifier set".into()));
+    };
+    let blank = image::RgbImage::from_pixel(64, 48, image::Rgb([127, 127, 127]));
+    let ticket = service
+        .engine()
+        .submit(Request {
+            input: service.prepare(&blank),
+            options: DetectOptions::default(),
+            classes,
+            deadline: Instant::now() + Duration::from_secs(600),
+        })
+        .map_err(StartError::WarmUp)?;
+    ticket.wait().await.map_err(StartError::WarmUp)?;
+    Ok(())
+}
+
+/// Builds the server, listens on `settings.listen` and serves until `shutdown`.
+pub async fn serve(
+    settings: &Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let app = build(settings).await?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            address: settings.listen.clone(),
+            source,
+        })?;
+    let service = app.service();
+    tracing::info!(listen = %settings.listen, model = %service.info().name, device = %service.device(), "serving; OpenAPI UI at /docs");
+    serve_http(listener, router(app.state.clone()), app.limits, shutdown)
+        .await
+        .map_err(StartError::Serve)
+}

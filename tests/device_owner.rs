@@ -1,0 +1,131 @@
+//! The engine's worker is the only code that computes tensors: text passes and classifier
+//! builds run on its thread, never on the async runtime, and a rebuild's text passes
+//! leave room for detections between them.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hoiclip::classifier::ClassifierError;
+use hoiclip::detector::{DetectOptions, ImageDetections};
+use hoiclip::engine::{ClassView, EngineError, Inference, Request, Runner, SetSource};
+use hoiclip::vocab::store::NewVerb;
+
+type Log = Arc<Mutex<Vec<(&'static str, String)>>>;
+
+/// Records each command it runs with the thread it ran on; text passes are slowed down
+/// so that detections queue up behind them.
+struct Recording<R> {
+    inner: R,
+    log: Log,
+}
+
+impl<R> Recording<R> {
+    fn note(&self, what: &'static str) {
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        self.log.lock().unwrap().push((what, thread));
+    }
+}
+
+impl<R: Runner> Runner for Recording<R> {
+    fn run(&mut self, batch: &[Request]) -> Vec<Result<ImageDetections, EngineError>> {
+        self.note("detect");
+        self.inner.run(batch)
+    }
+
+    fn embed_text(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.note("embed");
+        std::thread::sleep(Duration::from_millis(30));
+        self.inner.embed_text(ids)
+    }
+
+    fn install(&mut self, source: SetSource) -> Result<ClassView, ClassifierError> {
+        self.note("install");
+        self.inner.install(source)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tensor_work_runs_on_the_worker_and_detections_interleave_with_a_rebuild() {
+    let log: Log = Arc::default();
+    let recorder = log.clone();
+    let service =
+        common::demo_service_with(&common::settings_at("sqlite::memory:"), move |inner| {
+            Recording {
+                inner,
+                log: recorder,
+            }
+        })
+        .await;
+    {
+        let startup = log.lock().unwrap();
+        assert!(startup.iter().any(|(w, _)| *w == "embed"), "{startup:?}");
+        assert!(startup.iter().any(|(w, _)| *w == "install"), "{startup:?}");
+    }
+    log.lock().unwrap().clear();
+
+    // Four verbs with every object: 324 new prompts, at least 5 text passes.
+    let objects: Vec<String> = service
+        .store()
+        .objects()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    for i in 0..4 {
+        service
+            .store()
+            .add_verb(NewVerb {
+                name: format!("verb{i}"),
+                ing: format!("doing thing {i} with"),
+                objects: objects.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let rebuild = {
+        let service = service.clone();
+        tokio::spawn(async move { service.refresh().await })
+    };
+    // Detections one after another for as long as the rebuild runs.
+    let image = image::RgbImage::from_pixel(64, 48, image::Rgb([90, 120, 150]));
+    let classes = service.classes().unwrap();
+    let mut detections = 0;
+    while !rebuild.is_finished() {
+        let ticket = service
+            .engine()
+            .submit(Request {
+                input: service.prepare(&image),
+                options: DetectOptions::default(),
+                classes: classes.clone(),
+                deadline: Instant::now() + Duration::from_secs(60),
+            })
+            .unwrap();
+        ticket.wait().await.unwrap();
+        detections += 1;
+    }
+    let set = rebuild.await.unwrap().unwrap();
+    assert_eq!(set.rows.len(), classes.rows.len() + 4 * objects.len());
+
+    let log = log.lock().unwrap();
+    for (what, thread) in log.iter() {
+        assert_eq!(thread, "hoiclip-engine", "{what} ran off the worker");
+    }
+    let embeds: Vec<usize> = (0..log.len()).filter(|&i| log[i].0 == "embed").collect();
+    assert!(embeds.len() >= 5, "{} text passes", embeds.len());
+    let (first, last) = (embeds[0], embeds[embeds.len() - 1]);
+    let between = log[first..last]
+        .iter()
+        .filter(|(w, _)| *w == "detect")
+        .count();
+    assert!(
+        between >= 1,
+        "no detection ran between the rebuild's text passes ({detections} detections, log {:?})",
+        log.iter().map(|(w, _)| *w).collect::<Vec<_>>()
+    );
+    let installs = log.iter().filter(|(w, _)| *w == "install").count();
+    assert_eq!(installs, 1, "one set built for one rebuild");
+}
