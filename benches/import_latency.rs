@@ -11,9 +11,8 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use hoiclip::api::{RateLimit, ServeOptions, router};
-use hoiclip::backend::Cpu;
 use hoiclip::config::{ModelSource, Settings};
-use hoiclip::engine::{Inference, TEXT_BATCH};
+use hoiclip::engine::TEXT_BATCH;
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::model::hoiclip::HoiclipConfig;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
