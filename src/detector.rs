@@ -57,7 +57,7 @@ pub struct ModelInfo {
 
 /// How raw outputs become scores and triplets: from the checkpoint's saved training
 /// arguments when it has them, else the dataset's defaults.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Scoring {
     /// Weight of the verb branch in the HOI logits (HICO-DET 0.5, V-COCO 0.1).
     pub verb_weight: f64,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use hoiclip::detector::Detector;
-use hoiclip::engine::BatchPolicy;
 use hoiclip::eval::ap::ApMethod;
 use hoiclip::eval::hico::{
     self, HicoAnnotations, HicoOptions, HicoVocabulary, NoDetectionRule, Protocol,
@@ -13,6 +12,10 @@ use hoiclip::eval::hico::{
 use hoiclip::eval::predictions::PredictionFile;
 use hoiclip::eval::run::{RunOptions, predict, vcoco_detections};
 use hoiclip::eval::vcoco::{self, VcocoGroundTruth};
+
+flag_enum!(ProtocolArg => Protocol { Official, GenVlkt });
+flag_enum!(ApArg => ApMethod { ElevenPoint, AllPoint });
+flag_enum!(NoDetectionArg => NoDetectionRule { GenVlkt, Hoiclip });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Dataset {
@@ -64,15 +67,15 @@ pub struct EvalArgs {
     /// HICO-DET: `official` (ho-rcnn MATLAB, what papers report) or `gen-vlkt` (the
     /// GEN-VLKT/HOICLIP Python evaluator). V-COCO always follows vsrl_eval.py.
     #[arg(long, value_enum, default_value = "official")]
-    protocol: Protocol,
+    protocol: ProtocolArg,
     /// HICO-DET AP: eleven-point (both HICO-DET evaluators) or all-point (VOC 2010+).
     #[arg(long, value_enum, default_value = "eleven-point")]
-    ap: ApMethod,
+    ap: ApArg,
     /// HICO-DET classes with ground truth but no detection: `gen-vlkt` counts them as AP 0
     /// in every mean; `hoiclip` leaves them out of the Rare/Non-rare and Unseen/Seen means,
     /// as HOICLIP's own evaluator does (to reproduce its tables).
     #[arg(long, value_enum, default_value = "gen-vlkt")]
-    no_detection: NoDetectionRule,
+    no_detection: NoDetectionArg,
     /// Score these saved predictions instead of running the model.
     #[arg(long, conflicts_with = "save_predictions")]
     predictions: Option<PathBuf>,
@@ -88,7 +91,7 @@ pub struct EvalArgs {
     /// same-size (results equal batch-1 ones) or pad (mixed sizes padded together, as the
     /// official evaluation batched).
     #[arg(long, value_enum, default_value = "same-size")]
-    batch_policy: BatchPolicy,
+    batch_policy: super::PolicyArg,
     /// Training-free enhancement with CLIP's top-K; the paper's 34.69 uses 10.
     #[arg(long)]
     tfe: Option<usize>,
@@ -172,9 +175,9 @@ fn check_flags(args: &EvalArgs, vocab: &HicoVocabulary) -> anyhow::Result<()> {
         vocab.zero_shot_split(split)?;
     }
     if args.dataset == Dataset::VCoco
-        && (args.protocol != Protocol::Official
-            || args.ap != ApMethod::ElevenPoint
-            || args.no_detection != NoDetectionRule::GenVlkt)
+        && (Protocol::from(args.protocol) != Protocol::Official
+            || ApMethod::from(args.ap) != ApMethod::ElevenPoint
+            || NoDetectionRule::from(args.no_detection) != NoDetectionRule::GenVlkt)
     {
         anyhow::bail!(
             "--protocol, --ap and --no-detection apply to hico-det; v-coco always follows vsrl_eval.py"
@@ -205,9 +208,9 @@ fn report_hico(
         predictions,
         vocab,
         &HicoOptions {
-            protocol: args.protocol,
-            ap: args.ap,
-            no_detection: args.no_detection,
+            protocol: args.protocol.into(),
+            ap: args.ap.into(),
+            no_detection: args.no_detection.into(),
             zero_shot: args.zero_shot.clone(),
         },
         source,
@@ -254,7 +257,7 @@ fn run_model(
     );
     let options = RunOptions {
         batch_size: args.batch_size,
-        policy: args.batch_policy,
+        policy: args.batch_policy.into(),
         tfe_top_k: args.tfe,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

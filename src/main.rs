@@ -1,5 +1,37 @@
 //! The `hoiclip` command line.
 
+/// A flag value for a library enum, variant for variant: clap stays out of the library.
+macro_rules! flag_enum {
+    ($(#[$meta:meta])* $name:ident => $lib:ty { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl From<$name> for $lib {
+            fn from(value: $name) -> Self {
+                match value {
+                    $($name::$variant => <$lib>::$variant),+
+                }
+            }
+        }
+
+        impl From<$lib> for $name {
+            fn from(value: $lib) -> Self {
+                match value {
+                    $(<$lib>::$variant => $name::$variant),+
+                }
+            }
+        }
+    };
+}
+
+flag_enum!(
+    /// `BatchPolicy` as a flag value.
+    PolicyArg => BatchPolicy { SameSize, Pad }
+);
+
 mod eval_command;
 
 use std::path::PathBuf;
@@ -156,31 +188,6 @@ struct EngineArgs {
     /// slightly, as in the official batched evaluation).
     #[arg(long, env = "HOICLIP_BATCH_POLICY", value_enum, default_value_t = PolicyArg::from(defaults().engine.policy))]
     batch_policy: PolicyArg,
-}
-
-/// `BatchPolicy` as a flag value (clap stays out of the library).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum PolicyArg {
-    SameSize,
-    Pad,
-}
-
-impl From<BatchPolicy> for PolicyArg {
-    fn from(p: BatchPolicy) -> Self {
-        match p {
-            BatchPolicy::SameSize => Self::SameSize,
-            BatchPolicy::Pad => Self::Pad,
-        }
-    }
-}
-
-impl From<PolicyArg> for BatchPolicy {
-    fn from(p: PolicyArg) -> Self {
-        match p {
-            PolicyArg::SameSize => Self::SameSize,
-            PolicyArg::Pad => Self::Pad,
-        }
-    }
 }
 
 impl EngineArgs {

@@ -11,9 +11,7 @@ use serde::Serialize;
 
 /// What a triplet is about: an HOI class (HICO-DET's evaluation) or a verb with the
 /// predicted object (V-COCO's).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Output {
     #[default]

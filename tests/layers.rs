@@ -90,3 +90,65 @@ fn modules_only_use_lower_layers() {
         upward.join("\n")
     );
 }
+
+/// The library core knows nothing of the command line or of HTTP: clap lives in the
+/// binary, axum / utoipa / tower / hyper in `api` (and the layers above it).
+#[test]
+fn the_core_uses_no_cli_or_http_crates() {
+    const CORE: &[&str] = &[
+        "backend",
+        "model",
+        "vision",
+        "postprocess",
+        "vocab",
+        "classifier",
+        "detector",
+        "engine",
+        "eval",
+    ];
+    const OUTSIDE: &[&str] = &["clap", "axum", "utoipa", "tower", "tower_http", "hyper"];
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for file in files {
+        let rel = file.strip_prefix(&src).unwrap();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        if !CORE.contains(&top.trim_end_matches(".rs")) {
+            continue;
+        }
+        scanned += 1;
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            for name in OUTSIDE {
+                let path = format!("{name}::");
+                let used = code.match_indices(&path).any(|(at, _)| {
+                    // A whole path segment: not `my_clap::` nor `x.tower::`.
+                    code[..at]
+                        .chars()
+                        .last()
+                        .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+                });
+                if used {
+                    found.push(format!("{}:{}: {name}", rel.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(scanned > 20, "only {scanned} core files found");
+    assert!(
+        found.is_empty(),
+        "core files using CLI/HTTP crates:\n{}",
+        found.join("\n")
+    );
+}

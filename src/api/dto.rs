@@ -103,6 +103,7 @@ pub struct DetectResponse {
     /// triplet NMS) or `verbs` (V-COCO models, as V-COCO's evaluation scores them: one per
     /// (human-object pair, verb), the best of the verb's interactions times the verb's
     /// validity for the pair's predicted object, whose name is `object.label`; no NMS).
+    #[schema(value_type = super::schemas::OutputDoc)]
     pub output: crate::postprocess::Output,
     pub triplets: Vec<TripletOut>,
     /// The vocabulary version the classifier was built from.
@@ -252,6 +253,7 @@ pub struct InfoOut {
     /// `same-size` (batched results equal unbatched ones) or `pad`.
     pub batch_policy: String,
     /// Scoring settings in use (from the checkpoint's saved arguments when present).
+    #[schema(value_type = super::schemas::ScoringDoc)]
     pub scoring: crate::detector::Scoring,
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod ops;
+pub mod schemas;
 pub mod server;
 pub mod vocab;
 
@@ -108,9 +109,9 @@ impl AppState {
         dto::NewVerbIn, dto::PromptIn, dto::NewObjectIn, dto::NewInteractionIn, dto::VerbOut, dto::ObjectRecordOut,
         dto::InteractionOut, dto::CreatedVerb, dto::CreatedObject, dto::CreatedInteraction, dto::Deleted, dto::PackOut,
         dto::VocabularyOut, dto::InfoOut, dto::StatusOut, error::Problem,
-        crate::detector::Scoring, crate::postprocess::Output,
-        crate::vocab::store::PackExport, crate::vocab::store::ExportVerb, crate::vocab::store::ExportObject,
-        crate::vocab::store::ExportInteraction,
+        schemas::ScoringDoc, schemas::OutputDoc,
+        schemas::PackExportDoc, schemas::ExportVerbDoc, schemas::ExportObjectDoc,
+        schemas::ExportInteractionDoc,
     )),
     tags((name = "detection"), (name = "vocabulary"), (name = "operations")),
     modifiers(&CommonErrors)

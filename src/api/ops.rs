@@ -60,9 +60,7 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoOut> {
         max_queue: engine.max_queue,
         max_batch_size: engine.max_batch_size,
         max_batch_delay_ms: engine.max_batch_delay.as_secs_f64() * 1000.0,
-        batch_policy: clap::ValueEnum::to_possible_value(&engine.policy)
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default(),
+        batch_policy: engine.policy.name().to_string(),
         scoring: info.scoring.clone(),
     })
 }

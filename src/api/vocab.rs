@@ -293,7 +293,7 @@ pub async fn list_packs(State(state): State<AppState>) -> Result<Json<Vec<PackOu
 
 /// Export a pack as JSON (the plugin unit).
 #[utoipa::path(get, path = "/packs/{name}/export", tag = "vocabulary", params(("name" = String, Path)),
-    responses((status = 200, description = "OK", body = PackExport), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "OK", body = super::schemas::PackExportDoc), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")))]
 pub async fn export_pack(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -302,7 +302,7 @@ pub async fn export_pack(
 }
 
 /// Import a pack exported by `/packs/{name}/export`.
-#[utoipa::path(post, path = "/packs/import", tag = "vocabulary", request_body = PackExport,
+#[utoipa::path(post, path = "/packs/import", tag = "vocabulary", request_body = super::schemas::PackExportDoc,
     responses((status = 201, description = "Created", body = Deleted, description = "Imported; the body holds the new vocabulary version"),
         (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json")))]
 pub async fn import_pack(

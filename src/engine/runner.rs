@@ -33,7 +33,7 @@ pub trait Runner {
 }
 
 /// How images of different sizes share a forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchPolicy {
     /// Only images with the same resized size share a pass: no padding, so a batched
     /// result equals the image's result alone.
@@ -42,6 +42,16 @@ pub enum BatchPolicy {
     /// HOICLIP has no padding mask in its CLIP fusion layers and padding also changes the
     /// backbone's border features, so results move slightly (hoiclip-reference.md 8.3).
     Pad,
+}
+
+impl BatchPolicy {
+    /// The policy as flags and `/info` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SameSize => "same-size",
+            Self::Pad => "pad",
+        }
+    }
 }
 
 /// The runner of a real detector.

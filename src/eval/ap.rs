@@ -1,7 +1,7 @@
 //! Average precision and box overlap, in the variants the HOI benchmarks use.
 
 /// How a precision/recall curve becomes one number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ApMethod {
     /// PASCAL VOC 2007: the mean of the best precision at recall >= 0, 0.1, ..., 1. Both

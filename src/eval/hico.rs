@@ -23,7 +23,7 @@ use super::{EvalError, json, read_text};
 pub const CLASSES: usize = 600;
 
 /// Which evaluator's conventions to follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     /// ho-rcnn's MATLAB code as GEN-VLKT/HOICLIP's official route feeds it: boxes rounded
@@ -37,7 +37,7 @@ pub enum Protocol {
 }
 
 /// What a class with ground truth but no detection counts for in the subset means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NoDetectionRule {
     /// AP 0 in every mean (GEN-VLKT's fixed evaluator; the MATLAB code does the same).
@@ -584,10 +584,11 @@ impl std::fmt::Display for HicoReport {
     }
 }
 
-/// A flag value as typed on the command line (`gen-vlkt`, `eleven-point`).
-fn value_name(value: impl clap::ValueEnum) -> String {
-    value
-        .to_possible_value()
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default()
+/// A setting's name as the report and the command line spell it (`gen-vlkt`,
+/// `eleven-point`): its kebab-case serde name.
+fn value_name(value: impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        other => format!("{other:?}"),
+    }
 }

@@ -1167,36 +1167,28 @@ impl VocabStore {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportVerb {
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub name: String,
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub ing: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportObject {
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub name: String,
-    #[schema(min_length = 1, max_length = 1024, pattern = "\\S")]
     pub prompt: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportInteraction {
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub verb: String,
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub object: Option<String>,
-    #[schema(min_length = 1, max_length = 1024, pattern = "\\S")]
     pub prompt: String,
 }
 
 /// A pack in its portable JSON form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PackExport {
-    #[schema(min_length = 1, max_length = 64, pattern = "^[^,]*$")]
     pub name: String,
     pub verbs: Vec<ExportVerb>,
     pub objects: Vec<ExportObject>,
