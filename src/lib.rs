@@ -1,7 +1,7 @@
 //! hoiclip: human-object interaction detection with a Burn port of HOICLIP.
 //!
 //! Layers call only downwards, lowest first:
-//! 1. `model` (Burn modules, weight files) and `backend`;
+//! 1. `model` (Burn modules, weight files), `backend` and `boxes` (box overlap);
 //! 2. `vision` (decoding, resizing, rendering) and `postprocess` (raw outputs to triplets);
 //! 3. `vocab` (the SQLite vocabulary);
 //! 4. `classifier` (classifier sets built from the vocabulary);
@@ -19,6 +19,7 @@
 pub mod api;
 pub mod app;
 pub mod backend;
+pub mod boxes;
 pub mod classifier;
 pub mod config;
 pub mod detector;

@@ -112,11 +112,7 @@ fn to_xyxy(b: &[f32], (w, h): (u32, u32)) -> [f32; 4] {
 
 /// IoU with the "+1 pixel" convention of the reference NMS.
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let area = |r: &[f32; 4]| (r[2] - r[0] + 1.0) * (r[3] - r[1] + 1.0);
-    let iw = (a[2].min(b[2]) - a[0].max(b[0]) + 1.0).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1]) + 1.0).max(0.0);
-    let inter = iw * ih;
-    inter / (area(a) + area(b) - inter)
+    crate::boxes::iou(a, b, crate::boxes::Overlap::Matlab)
 }
 
 /// Triplets of one image, highest score first (ties: lower query, then lower class).

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Lowest first; a module may use the modules of the layers before its own.
 const LAYERS: &[&[&str]] = &[
-    &["backend", "model"],
+    &["backend", "model", "boxes"],
     &["vision", "postprocess"],
     &["vocab"],
     &["classifier"],
@@ -97,6 +97,7 @@ fn modules_only_use_lower_layers() {
 fn the_core_uses_no_cli_or_http_crates() {
     const CORE: &[&str] = &[
         "backend",
+        "boxes",
         "model",
         "vision",
         "postprocess",

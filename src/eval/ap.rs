@@ -99,32 +99,11 @@ pub fn max_recall(hits: &[bool], npos: usize) -> f64 {
 /// `[x1, y1, x2, y2]` in pixels.
 pub type Bbox = [f64; 4];
 
-/// Which overlap test decides that two boxes do not intersect. Both count pixels
-/// inclusively (`width = x2 - x1 + 1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overlap {
-    /// ho-rcnn `VOCevaldet_bboxpair.m`: intersecting when `min x2 - max x1 + 1 > 0`.
-    Matlab,
-    /// GEN-VLKT `compute_IOU`: intersecting only when `min x2 > max x1` (boxes that touch
-    /// within one pixel do not overlap).
-    Strict,
-}
+pub use crate::boxes::Overlap;
 
 /// Intersection over union with the inclusive-pixel convention of the benchmarks.
 pub fn iou(a: &Bbox, b: &Bbox, rule: Overlap) -> f64 {
-    let (x1, y1) = (a[0].max(b[0]), a[1].max(b[1]));
-    let (x2, y2) = (a[2].min(b[2]), a[3].min(b[3]));
-    let (iw, ih) = (x2 - x1 + 1.0, y2 - y1 + 1.0);
-    let disjoint = match rule {
-        Overlap::Matlab => iw <= 0.0 || ih <= 0.0,
-        Overlap::Strict => x2 <= x1 || y2 <= y1,
-    };
-    if disjoint {
-        return 0.0;
-    }
-    let area = |r: &Bbox| (r[2] - r[0] + 1.0) * (r[3] - r[1] + 1.0);
-    let inter = iw * ih;
-    inter / (area(a) + area(b) - inter)
+    crate::boxes::iou(a, b, rule)
 }
 
 #[cfg(test)]

@@ -16,8 +16,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::ap::{ApMethod, Bbox, Overlap, Thresholds, average_precision, iou, max_recall};
+use super::json::{self, Node};
 use super::predictions::PredictionFile;
-use super::{EvalError, json, read_text};
+use super::{EvalError, read_text};
 
 /// Number of HICO-DET HOI classes.
 pub const CLASSES: usize = 600;
@@ -160,18 +161,15 @@ impl HicoAnnotations {
 
     pub fn parse(text: &str, path: &str, vocab: &HicoVocabulary) -> Result<Self, EvalError> {
         let root = json::parse(path, text)?;
-        let list = json::array(path, "(top level)", &root)?;
+        let list = Node::root(path, &root).items()?;
         let mut images = Vec::with_capacity(list.len());
         let mut seen = HashSet::new();
-        for (i, entry) in list.iter().enumerate() {
-            let at = format!("[{i}]");
-            let image = parse_image(path, &at, entry, vocab)?;
+        for entry in &list {
+            let image = parse_image(entry, vocab)?;
             if !seen.insert(image.file_name.clone()) {
-                return Err(EvalError::invalid(
-                    path,
-                    format!("{at}.file_name"),
-                    format!("`{}` appears twice", image.file_name),
-                ));
+                return Err(entry
+                    .get("file_name")
+                    .invalid(format!("`{}` appears twice", image.file_name)));
             }
             images.push(image);
         }
@@ -179,77 +177,44 @@ impl HicoAnnotations {
     }
 }
 
-fn parse_image(
-    path: &str,
-    at: &str,
-    entry: &serde_json::Value,
-    vocab: &HicoVocabulary,
-) -> Result<HicoImage, EvalError> {
-    let file_name = json::string(
-        path,
-        &format!("{at}.file_name"),
-        json::get(path, at, entry, "file_name")?,
-    )?;
-    let boxes_at = format!("{at}.annotations");
-    let boxes = json::array(path, &boxes_at, json::get(path, at, entry, "annotations")?)?;
+fn parse_image(entry: &Node, vocab: &HicoVocabulary) -> Result<HicoImage, EvalError> {
+    let file_name = entry.get("file_name").string()?;
+    let boxes = entry.get("annotations").items()?;
     let mut parsed = Vec::with_capacity(boxes.len());
-    for (j, b) in boxes.iter().enumerate() {
-        let at = format!("{boxes_at}[{j}]");
-        let bbox = json::bbox(
-            path,
-            &format!("{at}.bbox"),
-            json::get(path, &at, b, "bbox")?,
-        )?;
-        let coco = json::index(
-            path,
-            &format!("{at}.category_id"),
-            json::get(path, &at, b, "category_id")?,
-        )?;
+    for b in &boxes {
+        let bbox = b.get("bbox").bbox()?;
+        let category = b.get("category_id");
+        let coco = category.uint()?;
         let object = *vocab.object_of_coco.get(&coco).ok_or_else(|| {
-            EvalError::invalid(
-                path,
-                format!("{at}.category_id"),
-                format!("{coco} is not one of the 80 COCO object ids"),
-            )
+            category.invalid(format!("{coco} is not one of the 80 COCO object ids"))
         })?;
         parsed.push((bbox, object));
     }
-    let hois_at = format!("{at}.hoi_annotation");
-    let hois = json::array(
-        path,
-        &hois_at,
-        json::get(path, at, entry, "hoi_annotation")?,
-    )?;
+    let hois = entry.get("hoi_annotation").items()?;
     let mut pairs = Vec::with_capacity(hois.len());
-    for (j, h) in hois.iter().enumerate() {
-        let at = format!("{hois_at}[{j}]");
+    for h in &hois {
         let box_at = |key: &str| -> Result<(Bbox, usize), EvalError> {
-            let field = format!("{at}.{key}");
-            let k = json::index(path, &field, json::get(path, &at, h, key)?)? as usize;
+            let field = h.get(key);
+            let k = field.uint()? as usize;
             parsed.get(k).copied().ok_or_else(|| {
-                EvalError::invalid(
-                    path,
-                    field,
-                    format!("{k} is out of range ({} boxes in this image)", parsed.len()),
-                )
+                field.invalid(format!(
+                    "{k} is out of range ({} boxes in this image)",
+                    parsed.len()
+                ))
             })
         };
         let (human, _) = box_at("subject_id")?;
         let (object, object_index) = box_at("object_id")?;
-        let verb_field = format!("{at}.category_id");
-        let verb_id = json::index(path, &verb_field, json::get(path, &at, h, "category_id")?)?;
+        let verb_field = h.get("category_id");
+        let verb_id = verb_field.uint()?;
         let class = verb_id
             .checked_sub(1)
             .and_then(|verb| vocab.class_of.get(&(verb as usize, object_index)))
             .copied()
             .ok_or_else(|| {
-                EvalError::invalid(
-                    path,
-                    verb_field,
-                    format!(
-                        "verb {verb_id} with object {object_index} is not one of the 600 HICO-DET interactions"
-                    ),
-                )
+                verb_field.invalid(format!(
+                    "verb {verb_id} with object {object_index} is not one of the 600 HICO-DET interactions"
+                ))
             })?;
         pairs.push(GtPair {
             class,

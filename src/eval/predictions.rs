@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EvalError, json, read_text};
+use super::json::{self, Node};
+use super::{EvalError, read_text};
 
 pub const FORMAT: &str = "hoiclip-predictions/1";
 
@@ -62,78 +63,50 @@ impl PredictionFile {
     }
 
     pub fn parse(text: &str, path: &str, dataset: &str, classes: usize) -> Result<Self, EvalError> {
-        let root = json::parse(path, text)?;
-        let format = json::string(path, "format", json::get(path, "", &root, "format")?)?;
+        let value = json::parse(path, text)?;
+        let root = Node::root(path, &value);
+        let format = root.get("format").string()?;
         if format != FORMAT {
-            return Err(EvalError::invalid(
-                path,
-                "format",
-                format!("expected \"{FORMAT}\", found \"{format}\""),
-            ));
+            return Err(root
+                .get("format")
+                .invalid(format!("expected \"{FORMAT}\", found \"{format}\"")));
         }
-        let found = json::string(path, "dataset", json::get(path, "", &root, "dataset")?)?;
+        let found = root.get("dataset").string()?;
         if found != dataset {
-            return Err(EvalError::invalid(
-                path,
-                "dataset",
-                format!("these are {found} predictions, not {dataset}"),
-            ));
+            return Err(root
+                .get("dataset")
+                .invalid(format!("these are {found} predictions, not {dataset}")));
         }
-        let model = root
+        let model = value
             .get("model")
             .and_then(|m| m.as_str())
             .map(str::to_string);
         let mut images = Vec::new();
-        let list = json::array(path, "images", json::get(path, "", &root, "images")?)?;
-        for (i, image) in list.iter().enumerate() {
-            let at = format!("images[{i}]");
-            let file_name = json::string(
-                path,
-                &format!("{at}.file_name"),
-                json::get(path, &at, image, "file_name")?,
-            )?;
+        for image in root.get("images").items()? {
+            let file_name = image.get("file_name").string()?;
             let mut triplets = Vec::new();
-            let items = json::array(
-                path,
-                &format!("{at}.triplets"),
-                json::get(path, &at, image, "triplets")?,
-            )?;
-            for (j, t) in items.iter().enumerate() {
-                let at = format!("{at}.triplets[{j}]");
-                let hoi = json::index(path, &format!("{at}.hoi"), json::get(path, &at, t, "hoi")?)?
-                    as usize;
+            for t in image.get("triplets").items()? {
+                let hoi = t.get("hoi").uint()? as usize;
                 if hoi >= classes {
-                    return Err(EvalError::invalid(
-                        path,
-                        format!("{at}.hoi"),
-                        format!("{hoi} is not a {dataset} class (0..{classes})"),
-                    ));
+                    return Err(t
+                        .get("hoi")
+                        .invalid(format!("{hoi} is not a {dataset} class (0..{classes})")));
                 }
                 triplets.push(PredictedTriplet {
-                    human: json::bbox(
-                        path,
-                        &format!("{at}.human"),
-                        json::get(path, &at, t, "human")?,
-                    )?,
-                    object: json::bbox(
-                        path,
-                        &format!("{at}.object"),
-                        json::get(path, &at, t, "object")?,
-                    )?,
+                    human: t.get("human").bbox()?,
+                    object: t.get("object").bbox()?,
                     hoi,
-                    score: json::number(
-                        path,
-                        &format!("{at}.score"),
-                        json::get(path, &at, t, "score")?,
-                    )?,
-                    query: match t.get("query") {
-                        None | Some(serde_json::Value::Null) => None,
-                        Some(q) => Some(json::index(path, &format!("{at}.query"), q)? as usize),
-                    },
-                    object_label: match t.get("object_label") {
-                        None | Some(serde_json::Value::Null) => None,
-                        Some(l) => Some(json::string(path, &format!("{at}.object_label"), l)?),
-                    },
+                    score: t.get("score").number()?,
+                    query: t
+                        .get("query")
+                        .optional()
+                        .map(|q| q.uint().map(|q| q as usize))
+                        .transpose()?,
+                    object_label: t
+                        .get("object_label")
+                        .optional()
+                        .map(|l| l.string())
+                        .transpose()?,
                 });
             }
             images.push(ImagePredictions {

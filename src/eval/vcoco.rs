@@ -33,6 +33,7 @@ use serde_json::Value;
 
 use super::EvalError;
 use super::ap::{ApMethod, Overlap, Thresholds};
+use super::json::{Node, Parsed, parse_as};
 
 /// Both the person and the role box must reach this IoU (`>=`).
 const IOU_THRESHOLD: f64 = 0.5;
@@ -218,82 +219,6 @@ impl VcocoGroundTruth {
 // ---------------------------------------------------------------------------------------------
 // Parsing
 
-/// A JSON value (or its absence) with the file and the field path that errors name.
-struct Node<'v> {
-    file: &'v str,
-    path: String,
-    value: Option<&'v Value>,
-}
-
-type Parsed<T> = Result<T, EvalError>;
-
-impl<'v> Node<'v> {
-    fn new(file: &'v str, path: String, value: Option<&'v Value>) -> Self {
-        Self { file, path, value }
-    }
-    fn invalid(&self, message: impl Into<String>) -> EvalError {
-        let field = match self.path.as_str() {
-            "" => "(top level)".into(),
-            path => path.into(),
-        };
-        let (path, message) = (self.file.into(), message.into());
-        EvalError::Invalid {
-            path,
-            field,
-            message,
-        }
-    }
-    fn get(&self, key: &str) -> Node<'v> {
-        let path = if self.path.is_empty() {
-            key.into()
-        } else {
-            format!("{}.{key}", self.path)
-        };
-        Node::new(self.file, path, self.value.and_then(|v| v.get(key)))
-    }
-    fn present(&self) -> Parsed<&'v Value> {
-        self.value
-            .filter(|v| !v.is_null())
-            .ok_or_else(|| self.invalid("missing"))
-    }
-    fn items(&self) -> Parsed<Vec<Node<'v>>> {
-        let list = self
-            .present()?
-            .as_array()
-            .ok_or_else(|| self.invalid("expected a list"))?;
-        let item = |(i, v)| Node::new(self.file, format!("{}[{i}]", self.path), Some(v));
-        Ok(list.iter().enumerate().map(item).collect())
-    }
-    /// Ids are JSON integers; integral floats (as numpy dumps may write) are accepted too.
-    fn uint(&self) -> Parsed<u64> {
-        let value = self.present()?;
-        let float = value
-            .as_f64()
-            .filter(|x| *x >= 0.0 && x.fract() == 0.0 && *x < 9.0e15);
-        let found = || self.invalid(format!("expected a non-negative integer, found {value}"));
-        value.as_u64().or(float.map(|x| x as u64)).ok_or_else(found)
-    }
-    fn uints(&self) -> Parsed<Vec<u64>> {
-        self.items()?.iter().map(Node::uint).collect()
-    }
-    fn number(&self) -> Parsed<f64> {
-        let value = self.present()?;
-        value
-            .as_f64()
-            .ok_or_else(|| self.invalid(format!("expected a number, found {value}")))
-    }
-    fn string(&self) -> Parsed<String> {
-        let value = self.present()?;
-        let found = || self.invalid(format!("expected a string, found {value}"));
-        value.as_str().map(String::from).ok_or_else(found)
-    }
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Parsed<T> {
-    serde_json::from_str(text)
-        .map_err(|e| Node::new(file, "(json)".into(), None).invalid(e.to_string()))
-}
-
 /// The V-COCO labels, indexed by COCO annotation id.
 #[derive(Default)]
 struct VcocoLabels {
@@ -306,7 +231,7 @@ struct VcocoLabels {
 }
 
 fn parse_vcoco(text: &str, file: &str) -> Parsed<VcocoLabels> {
-    let root: Value = parse_json(text, file)?;
+    let root: Value = parse_as(file, text)?;
     let mut labels = VcocoLabels::default();
     for entry in Node::new(file, String::new(), Some(&root)).items()? {
         parse_action(&entry, &mut labels)?;
@@ -440,7 +365,7 @@ struct Instances {
 }
 
 fn parse_instances(text: &str, file: &str) -> Parsed<Instances> {
-    let raw: RawInstances = parse_json(text, file)?;
+    let raw: RawInstances = parse_as(file, text)?;
     let root = |key: &str, value| Node::new(file, key.into(), value);
     let categories = root("categories", raw.categories.as_ref()).items()?;
     let category_ids: HashSet<u64> = categories
