@@ -1,0 +1,56 @@
+//! The text-embedding cache, keyed by the text tower's fingerprint.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::*;
+
+impl VocabStore {
+    /// Cached embeddings of `prompts` under `fingerprint` (missing ones are absent).
+    pub async fn cached_embeddings(
+        &self,
+        fingerprint: &str,
+        prompts: &[String],
+    ) -> Result<HashMap<String, Vec<f32>>, VocabError> {
+        let mut out = HashMap::new();
+        for chunk in prompts.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT prompt, embedding FROM text_embeddings WHERE fingerprint = ? AND prompt IN ({marks})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(fingerprint);
+            for p in chunk {
+                q = q.bind(p);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let blob: Vec<u8> = r.get(1);
+                let values = blob
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                out.insert(r.get(0), values);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn store_embeddings(
+        &self,
+        fingerprint: &str,
+        rows: &[(String, Vec<f32>)],
+    ) -> Result<(), VocabError> {
+        let mut tx = self.write_tx().await?;
+        for (prompt, values) in rows {
+            let blob: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            sqlx::query("INSERT OR REPLACE INTO text_embeddings (fingerprint, prompt, embedding) VALUES (?, ?, ?)")
+                .bind(fingerprint)
+                .bind(prompt)
+                .bind(blob)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

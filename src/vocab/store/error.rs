@@ -1,0 +1,85 @@
+//! What a vocabulary operation can refuse or fail with.
+
+use super::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VocabError {
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("{what} `{name}` already exists")]
+    Duplicate { what: &'static str, name: String },
+    #[error("no {what} `{key}`")]
+    NotFound { what: &'static str, key: String },
+    #[error("{what} `{key}` comes from the seed pack and cannot be removed")]
+    SeedEntry { what: &'static str, key: String },
+    #[error("prompt has {tokens} tokens; CLIP's text tower takes at most {max}: \"{prompt}\"")]
+    PromptTooLong {
+        prompt: String,
+        tokens: usize,
+        max: usize,
+    },
+    #[error(
+        "{what} `{name}` already exists with a different {field} (`{existing}`, not `{given}`)"
+    )]
+    Mismatch {
+        what: &'static str,
+        name: String,
+        field: &'static str,
+        existing: String,
+        given: String,
+    },
+    #[error("{what} `{name}` belongs to a seed pack, which users cannot change")]
+    SeedPack { what: &'static str, name: String },
+    /// Another writer held the database longer than the busy timeout.
+    #[error("the vocabulary database is busy; retry shortly")]
+    Busy,
+    #[error("vocabulary database error: {0}")]
+    Database(sqlx::Error),
+    #[error("vocabulary database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Pack(#[from] crate::vocab::pack::PackError),
+}
+
+impl From<sqlx::Error> for VocabError {
+    fn from(e: sqlx::Error) -> Self {
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes: a transient
+        // condition the client can retry, not an internal error.
+        let busy = matches!(&e, sqlx::Error::Database(db)
+            if db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)));
+        if busy {
+            VocabError::Busy
+        } else {
+            VocabError::Database(e)
+        }
+    }
+}
+
+/// The first 80 characters of `text`, with "..." when cut.
+pub(super) fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+impl From<TokenizerError> for VocabError {
+    fn from(e: TokenizerError) -> Self {
+        match e {
+            TokenizerError::TooLong {
+                prompt,
+                tokens,
+                max,
+            } => VocabError::PromptTooLong {
+                // Quoted in the answer: a short excerpt, never the whole text.
+                prompt: excerpt(&prompt),
+                tokens,
+                max,
+            },
+            other => VocabError::Invalid {
+                field: "prompt",
+                reason: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Packs in their portable JSON form: export, and an import that validates everything
+//! before writing.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Sqlite, Transaction};
+
+use super::*;
+
+/// The two tables an import may add rows to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Table {
+    Verbs,
+    Objects,
+}
+
+impl VocabStore {
+    /// A pack as JSON-ready data (the plugin unit): verbs, objects and interactions by name.
+    pub async fn export_pack(&self, name: &str) -> Result<PackExport, VocabError> {
+        let interactions = self.interactions(Some(name)).await?;
+        if interactions.is_empty() && !self.packs().await?.iter().any(|p| p.name == name) {
+            return Err(VocabError::NotFound {
+                what: "pack",
+                key: name.into(),
+            });
+        }
+        let verbs = self.verbs().await?;
+        let objects = self.objects().await?;
+        let used_verbs: Vec<VerbRecord> = verbs
+            .into_iter()
+            .filter(|v| interactions.iter().any(|i| i.verb_id == v.id))
+            .collect();
+        let used_objects: Vec<ObjectRecord> = objects
+            .into_iter()
+            .filter(|o| interactions.iter().any(|i| i.object_id == Some(o.id)))
+            .collect();
+        Ok(PackExport {
+            name: name.to_string(),
+            verbs: used_verbs
+                .into_iter()
+                .map(|v| ExportVerb {
+                    name: v.name,
+                    ing: v.ing,
+                })
+                .collect(),
+            objects: used_objects
+                .into_iter()
+                .map(|o| ExportObject {
+                    name: o.name,
+                    prompt: o.prompt,
+                })
+                .collect(),
+            interactions: interactions
+                .into_iter()
+                .map(|i| ExportInteraction {
+                    verb: i.verb,
+                    object: i.object,
+                    prompt: i.prompt,
+                })
+                .collect(),
+        })
+    }
+
+    /// An existing verb or object name equal to `name` but for letter case ("Ride" for
+    /// "ride"): a second class under another spelling would only split the scores.
+    pub(super) async fn same_but_case(
+        tx: &mut Transaction<'_, Sqlite>,
+        table: Table,
+        name: &str,
+    ) -> Result<Option<String>, VocabError> {
+        let sql = match table {
+            Table::Verbs => "SELECT name FROM verbs",
+            Table::Objects => "SELECT name FROM objects",
+        };
+        let names: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut **tx).await?;
+        let key = name.to_lowercase();
+        Ok(names
+            .into_iter()
+            .find(|n| n != name && n.to_lowercase() == key))
+    }
+
+    /// Refuses `name` when another spelling of it exists (see [`Self::same_but_case`]).
+    pub(super) async fn refuse_same_but_case(
+        tx: &mut Transaction<'_, Sqlite>,
+        table: Table,
+        name: &str,
+    ) -> Result<(), VocabError> {
+        match Self::same_but_case(tx, table, name).await? {
+            Some(existing) => Err(VocabError::Duplicate {
+                what: match table {
+                    Table::Verbs => "verb",
+                    Table::Objects => "object",
+                },
+                name: format!("{name}` (as `{existing}`"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates a verb or object for an import, or reuses an existing one with the same
+    /// `ing` / prompt; a different one is a conflict (never silently kept).
+    pub(super) async fn reuse_or_insert(
+        tx: &mut Transaction<'_, Sqlite>,
+        table: Table,
+        name: &str,
+        value: &str,
+    ) -> Result<(), VocabError> {
+        let (what, field, select, insert) = match table {
+            Table::Verbs => (
+                "verb",
+                "ing",
+                "SELECT ing FROM verbs WHERE name = ?",
+                "INSERT INTO verbs (name, ing, origin) VALUES (?, ?, 'user')",
+            ),
+            Table::Objects => (
+                "object",
+                "prompt",
+                "SELECT prompt FROM objects WHERE name = ?",
+                "INSERT INTO objects (name, prompt, origin) VALUES (?, ?, 'user')",
+            ),
+        };
+        let existing: Option<String> = sqlx::query_scalar(select)
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match existing {
+            Some(old) if old != value => Err(VocabError::Mismatch {
+                what,
+                name: name.to_string(),
+                field,
+                existing: old,
+                given: value.to_string(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                Self::refuse_same_but_case(tx, table, name).await?;
+                sqlx::query(insert)
+                    .bind(name)
+                    .bind(value)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Imports a pack exported by [`export_pack`](Self::export_pack) as user entries, in one
+    /// transaction: missing verbs and objects are created, existing ones reused when they
+    /// agree. Everything a rebuild will embed is checked before anything is written, and
+    /// any refusal rolls the whole import back.
+    pub async fn import_pack(&self, pack: &PackExport) -> Result<i64, VocabError> {
+        let name = clean_name("name", &pack.name)?;
+        let mut verbs: Vec<(String, String)> = Vec::with_capacity(pack.verbs.len());
+        for v in &pack.verbs {
+            let (vname, ing) = (
+                clean_name("verbs[].name", &v.name)?,
+                clean_name("verbs[].ing", &v.ing)?,
+            );
+            self.check_prompt(&verb_prompt(&ing))?;
+            verbs.push((vname, ing));
+        }
+        let mut objects: Vec<(String, String)> = Vec::with_capacity(pack.objects.len());
+        for o in &pack.objects {
+            objects.push((
+                clean_name("objects[].name", &o.name)?,
+                self.check_prompt(&o.prompt)?,
+            ));
+        }
+        let mut interactions: Vec<(String, Option<String>, String)> =
+            Vec::with_capacity(pack.interactions.len());
+        for i in &pack.interactions {
+            interactions.push((
+                clean_name("interactions[].verb", &i.verb)?,
+                i.object
+                    .as_deref()
+                    .map(|o| clean_name("interactions[].object", o))
+                    .transpose()?,
+                self.check_prompt(&i.prompt)?,
+            ));
+        }
+        let mut tx = self.write_tx().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM packs WHERE name = ?")
+            .bind(&name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(VocabError::Duplicate { what: "pack", name });
+        }
+        let pack_id = Self::pack_id(&mut tx, &name, true).await?;
+        for (vname, ing) in &verbs {
+            Self::reuse_or_insert(&mut tx, Table::Verbs, vname, ing).await?;
+        }
+        for (oname, prompt) in &objects {
+            Self::reuse_or_insert(&mut tx, Table::Objects, oname, prompt).await?;
+        }
+        for (verb, object, prompt) in &interactions {
+            let verb_id: i64 = sqlx::query_scalar("SELECT id FROM verbs WHERE name = ?")
+                .bind(verb)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| VocabError::NotFound {
+                    what: "verb",
+                    key: verb.clone(),
+                })?;
+            let object_id = match object {
+                Some(o) => Some(Self::object_id(&mut tx, o).await?),
+                None => None,
+            };
+            sqlx::query("INSERT INTO interactions (pack_id, verb_id, object_id, prompt, origin) VALUES (?, ?, ?, ?, 'user')")
+                .bind(pack_id)
+                .bind(verb_id)
+                .bind(object_id)
+                .bind(prompt)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    if unique_violation(&e) {
+                        VocabError::Duplicate {
+                            what: "interaction",
+                            name: format!("{verb} {}", object.as_deref().unwrap_or("(no object)")),
+                        }
+                    } else {
+                        e.into()
+                    }
+                })?;
+        }
+        let version = Self::bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportVerb {
+    pub name: String,
+    pub ing: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportObject {
+    pub name: String,
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportInteraction {
+    pub verb: String,
+    pub object: Option<String>,
+    pub prompt: String,
+}
+
+/// A pack in its portable JSON form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackExport {
+    pub name: String,
+    pub verbs: Vec<ExportVerb>,
+    pub objects: Vec<ExportObject>,
+    pub interactions: Vec<ExportInteraction>,
+}
