@@ -6,7 +6,6 @@
 //!     cargo bench --bench load -- --full        # full-size config (random weights)
 //!     cargo bench --bench load -- --requests 64 --batch 8 --policy pad
 
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +16,11 @@ use hoiclip::detector::{DetectOptions, Detector};
 use hoiclip::engine::{BatchPolicy, EngineOptions, Inference};
 use hoiclip::model::hoiclip::HoiclipConfig;
 use hoiclip::vision::{DecodeLimits, decode};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
+
+mod common;
+use common::{percentile, request, test_image};
 
 struct Args {
     full: bool,
@@ -57,63 +59,6 @@ fn args() -> Args {
                 }
             }),
     }
-}
-
-/// A 640x480 JPEG with some structure (deterministic).
-fn test_image() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(640, 480, |x, y| {
-        image::Rgb([
-            (x * 255 / 640) as u8,
-            (y * 255 / 480) as u8,
-            ((x ^ y) & 0xff) as u8,
-        ])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Jpeg)
-        .expect("encode");
-    out.into_inner()
-}
-
-/// One POST /detect on a kept-alive connection; returns the status.
-async fn post(stream: &mut BufReader<TcpStream>, body: &[u8]) -> std::io::Result<u16> {
-    let head = format!(
-        "POST /detect?top_k=20 HTTP/1.1\r\nhost: bench\r\ncontent-type: image/jpeg\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.get_mut().write_all(head.as_bytes()).await?;
-    stream.get_mut().write_all(body).await?;
-    let mut line = String::new();
-    stream.read_line(&mut line).await?;
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut length = 0usize;
-    loop {
-        line.clear();
-        stream.read_line(&mut line).await?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut sink = vec![0u8; length];
-    stream.read_exact(&mut sink).await?;
-    Ok(status)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn main() {
@@ -230,7 +175,8 @@ async fn run(args: Args) {
                 let mut out = Vec::new();
                 for _ in 0..per_client {
                     let t = Instant::now();
-                    let status = post(&mut stream, &body).await.unwrap_or(0);
+                    let status =
+                        request(&mut stream, "POST", "/detect?top_k=20", "image/jpeg", &body).await;
                     out.push((t.elapsed().as_secs_f64() * 1000.0, status));
                 }
                 out
@@ -289,7 +235,7 @@ async fn overhead(
         go.send(()).expect("bare thread");
         let bare_ms = timings.recv().await.expect("bare call");
         let start = Instant::now();
-        let status = post(&mut stream, body).await.unwrap_or(0);
+        let status = request(&mut stream, "POST", "/detect?top_k=20", "image/jpeg", body).await;
         let served_ms = start.elapsed().as_secs_f64() * 1000.0;
         assert_eq!(status, 200);
         if round > 0 {

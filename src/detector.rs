@@ -1,5 +1,6 @@
 //! One object that turns images into interaction triplets: model + classifier +
-//! vocabulary + pre/post-processing. The engine (batching, queue) and the CLI use it.
+//! vocabulary + pre/post-processing. The engine's worker runs it (for the server, the CLI
+//! and evaluation alike); only `prepare` (host work) is called from elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

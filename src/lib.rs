@@ -6,15 +6,17 @@
 //! 3. `vocab` (the SQLite vocabulary);
 //! 4. `classifier` (classifier sets built from the vocabulary);
 //! 5. `detector` (model + classifier + processing);
-//! 6. `engine` (the worker that owns the device);
+//! 6. `engine` (the worker that owns the device and alone computes tensors: detection
+//!    batches, text passes, classifier builds);
 //! 7. `eval` (benchmarks over datasets);
 //! 8. `api` (HTTP);
 //! 9. `config` (every setting of a server, defaults in one place);
 //! 10. `app` (the composition root: builds the server from the settings, for the binary,
 //!     the tests and the benches alike).
 //!
-//! `tests/layers.rs` checks this from the source. `model` knows nothing of HTTP, SQL or
-//! the network. See README.md for the layout.
+//! `tests/layers.rs` checks this from the source, and that the layers below `api` use no
+//! clap, axum or utoipa (the CLI lives in `main.rs`, HTTP and OpenAPI in `api`). `model`
+//! knows nothing of HTTP, SQL or the network. See README.md for the layout.
 
 pub mod api;
 pub mod app;

@@ -408,8 +408,7 @@ fn detect(
     tfe: Option<usize>,
     render: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
-    use hoiclip::api::detect::{detect_options, response};
-    use hoiclip::api::dto::TimingsOut;
+    use hoiclip::api::detect::detect_options;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -421,90 +420,102 @@ fn detect(
         if tfe.is_some() {
             options.tfe_top_k = tfe;
         }
-        let limits = settings.api.decode;
-        let engine = service.engine();
-        let max_queue = engine.options().max_queue;
-        let mut pending = std::collections::VecDeque::new();
-        let mut first_image = None;
+        let max_queue = service.engine().options().max_queue;
+        let mut answers = Answers {
+            service: service.as_ref(),
+            set: &set,
+            render,
+            first_image: None,
+            pending: std::collections::VecDeque::new(),
+        };
         for path in images {
+            // Bounded like the server: the oldest answer first once the queue is full.
+            if answers.pending.len() >= max_queue {
+                answers.print_oldest().await?;
+            }
+            let started = std::time::Instant::now();
             let bytes =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let image = decode(&bytes, limits).with_context(|| format!("{}", path.display()))?;
+            let image = decode(&bytes, settings.api.decode)
+                .with_context(|| format!("{}", path.display()))?;
             let input = service.prepare(&image);
-            if first_image.is_none() && render.is_some() {
-                first_image = Some(image);
+            let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
+            if answers.first_image.is_none() && render.is_some() {
+                answers.first_image = Some(image);
             }
-            // Bounded like the server: wait for the oldest answer before the queue is full.
-            if pending.len() >= max_queue {
-                print_next(
-                    &mut pending,
-                    service.as_ref(),
-                    &set,
-                    &mut first_image,
-                    render,
-                )
-                .await?;
-            }
-            let ticket = engine.submit(Request {
+            let ticket = service.engine().submit(Request {
                 input,
                 options: options.clone(),
                 classes: set.clone(),
                 deadline: std::time::Instant::now() + Duration::from_secs(24 * 3600),
             })?;
-            pending.push_back((path.clone(), std::time::Instant::now(), ticket));
+            answers.pending.push_back(Pending {
+                path: path.clone(),
+                started,
+                decode_ms,
+                submitted: std::time::Instant::now(),
+                ticket,
+            });
         }
-        while !pending.is_empty() {
-            print_next(
-                &mut pending,
-                service.as_ref(),
-                &set,
-                &mut first_image,
-                render,
-            )
-            .await?;
+        while !answers.pending.is_empty() {
+            answers.print_oldest().await?;
         }
         anyhow::Ok(())
-    })?;
+    })
+}
 
+/// An image submitted by `hoiclip detect`, waiting for its answer.
+struct Pending {
+    path: PathBuf,
+    started: std::time::Instant,
+    decode_ms: f64,
+    submitted: std::time::Instant,
+    ticket: hoiclip::engine::Ticket,
+}
+
+/// Prints `hoiclip detect`'s answers in submission order.
+struct Answers<'a> {
+    service: &'a dyn Inference,
+    set: &'a hoiclip::engine::ClassView,
+    render: Option<&'a PathBuf>,
+    /// The first image, kept until its detections are drawn (with --render).
+    first_image: Option<image::RgbImage>,
+    pending: std::collections::VecDeque<Pending>,
+}
+
+impl Answers<'_> {
     /// Waits for the oldest image's answer and prints it (and renders the first image).
-    async fn print_next(
-        pending: &mut std::collections::VecDeque<(
-            PathBuf,
-            std::time::Instant,
-            hoiclip::engine::Ticket,
-        )>,
-        service: &dyn Inference,
-        set: &hoiclip::engine::ClassView,
-        first_image: &mut Option<image::RgbImage>,
-        render: Option<&PathBuf>,
-    ) -> anyhow::Result<()> {
-        let Some((path, submitted, ticket)) = pending.pop_front() else {
+    async fn print_oldest(&mut self) -> anyhow::Result<()> {
+        use hoiclip::api::detect::response;
+        use hoiclip::api::dto::TimingsOut;
+        let Some(pending) = self.pending.pop_front() else {
             return Ok(());
         };
-        let result = ticket
+        let result = pending
+            .ticket
             .wait()
             .await
-            .with_context(|| format!("{}", path.display()))?;
-        if let (Some(out), Some(image)) = (render, first_image.take()) {
+            .with_context(|| format!("{}", pending.path.display()))?;
+        if let (Some(out), Some(image)) = (self.render, self.first_image.take()) {
             hoiclip::vision::render::render(&image, &Detection::pairs(&result.detections))
                 .save(out)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!("rendered {}", out.display());
         }
-        let inference_ms = submitted.elapsed().as_secs_f64() * 1000.0;
         let timings = TimingsOut {
-            decode_ms: 0.0,
-            inference_ms,
-            total_ms: inference_ms,
+            decode_ms: pending.decode_ms,
+            // Until the answer is read: it may have waited while later images decoded.
+            inference_ms: pending.submitted.elapsed().as_secs_f64() * 1000.0,
+            total_ms: pending.started.elapsed().as_secs_f64() * 1000.0,
         };
-        let mut line = serde_json::to_value(response(service.info(), set, result, timings))?;
+        let answer = response(self.service.info(), self.set, result, timings);
+        let mut line = serde_json::to_value(answer)?;
         if let Some(object) = line.as_object_mut() {
-            object.insert("image".into(), path.display().to_string().into());
+            object.insert("image".into(), pending.path.display().to_string().into());
         }
         println!("{line}");
         Ok(())
     }
-    Ok(())
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,9 +6,10 @@
 //! For detections the worker takes the first waiting job, then keeps collecting until it
 //! has `max_batch_size` jobs or `max_batch_delay` has passed, drops jobs whose deadline
 //! passed or whose client left, and gives the rest to its [`Runner`] as one batch. Commands
-//! run in arrival order, and a rebuild sends its text in chunks of [`TEXT_BATCH`] prompts,
-//! so a detection waits behind at most one text pass. A panic inside the runner fails
-//! that command's callers only; the worker goes on.
+//! run in arrival order; a rebuild sends its text in commands of [`TEXT_BATCH`] prompts,
+//! which the worker runs in passes of [`TEXT_SLICE`], running detections that arrived
+//! between passes first, so a detection waits behind at most one pass. A panic inside the
+//! runner fails that command's callers only; the worker goes on.
 
 mod classes;
 mod runner;
@@ -31,8 +32,12 @@ pub use runner::{BatchPolicy, DetectorRunner, Runner};
 pub use service::{Inference, Service};
 pub use vocabulary::{ClassifierService, RebuildError};
 
-/// Prompts per text-tower pass: the most a detection waits behind during a rebuild.
+/// Prompts per text command of a rebuild (one cache write each).
 pub use crate::classifier::TEXT_BATCH;
+
+/// Prompts per text-tower pass on the worker: a detection that arrives during a rebuild
+/// waits behind at most one such pass.
+pub const TEXT_SLICE: usize = 16;
 
 /// Queue and batching settings (`hoiclip serve` flags).
 #[derive(Debug, Clone)]
@@ -296,33 +301,12 @@ impl Worker {
                 },
             };
             match command {
-                Command::Detect(job) => {
-                    let (batch, after) = self.collect(job);
-                    next = after;
-                    let live = self.drop_stale(batch);
-                    if !live.is_empty() {
-                        self.execute(&mut runner, live);
-                    }
-                }
+                Command::Detect(job) => self.detect(&mut runner, job, &mut next),
                 Command::Embed { ids, reply } => {
                     if reply.is_closed() {
                         continue;
                     }
-                    let started = Instant::now();
-                    let outcome =
-                        std::panic::catch_unwind(AssertUnwindSafe(|| runner.embed_text(&ids)));
-                    metrics::histogram!("hoiclip_text_pass_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                    let result = match outcome {
-                        Ok(Ok(rows)) if rows.len() == ids.len() => Ok(rows),
-                        Ok(Ok(rows)) => Err(EngineError::Failed(format!(
-                            "the text tower returned {} rows for {} prompts",
-                            rows.len(),
-                            ids.len()
-                        ))),
-                        Ok(Err(e)) => Err(e),
-                        Err(panic) => Err(EngineError::Failed(panic_message(panic.as_ref()))),
-                    };
+                    let result = self.embed(&mut runner, &ids, &mut next);
                     let _ = reply.send(result);
                 }
                 Command::Install { source, reply } => {
@@ -339,6 +323,55 @@ impl Worker {
             }
         }
         tracing::info!("inference worker stopped");
+    }
+
+    /// Collects a batch starting with `first` and runs it; a command that ended the
+    /// collection is left in `next`.
+    fn detect<R: Runner>(&self, runner: &mut R, first: Job, next: &mut Option<Command>) {
+        let (batch, after) = self.collect(first);
+        *next = after;
+        let live = self.drop_stale(batch);
+        if !live.is_empty() {
+            self.execute(runner, live);
+        }
+    }
+
+    /// One text command, in slices of [`TEXT_SLICE`] prompts; detections that arrive
+    /// meanwhile run between slices, so one waits behind at most a slice, not the
+    /// command. A command other than a detection stops that and waits in `next`.
+    fn embed<R: Runner>(
+        &self,
+        runner: &mut R,
+        ids: &[Vec<u32>],
+        next: &mut Option<Command>,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for slice in ids.chunks(TEXT_SLICE) {
+            while next.is_none() {
+                match self.receiver.try_recv() {
+                    Ok(Command::Detect(job)) => self.detect(runner, job, next),
+                    Ok(other) => *next = Some(other),
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runner.embed_text(slice)));
+            metrics::histogram!("hoiclip_text_pass_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(Ok(part)) if part.len() == slice.len() => rows.extend(part),
+                Ok(Ok(part)) => {
+                    return Err(EngineError::Failed(format!(
+                        "the text tower returned {} rows for {} prompts",
+                        part.len(),
+                        slice.len()
+                    )));
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(panic) => return Err(EngineError::Failed(panic_message(panic.as_ref()))),
+            }
+        }
+        Ok(rows)
     }
 
     fn take(&self, mut job: Job) -> Job {

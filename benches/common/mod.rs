@@ -1,0 +1,81 @@
+//! Helpers the server benchmarks share: a test image, one HTTP/1.1 request on a kept-alive
+//! connection, percentiles.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// The `p` quantile (0..=1) of sorted values; NaN when there are none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A 640x480 JPEG with some structure (deterministic).
+pub fn test_image() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([
+            (x * 255 / 640) as u8,
+            (y * 255 / 480) as u8,
+            ((x ^ y) & 0xff) as u8,
+        ])
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode");
+    out.into_inner()
+}
+
+/// One request on a kept-alive connection; returns the status (0 when it failed).
+pub async fn request(
+    stream: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> u16 {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    if stream.get_mut().write_all(head.as_bytes()).await.is_err()
+        || stream.get_mut().write_all(body).await.is_err()
+    {
+        return 0;
+    }
+    let mut line = String::new();
+    if stream.read_line(&mut line).await.is_err() {
+        return 0;
+    }
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).await.is_err() {
+            return 0;
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut sink = vec![0u8; length];
+    if stream.read_exact(&mut sink).await.is_err() {
+        return 0;
+    }
+    status
+}
