@@ -9,9 +9,9 @@
 //!     cargo bench --bench import_latency              # demo config
 //!     cargo bench --bench import_latency -- --full    # full-size (random weights)
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use hoiclip::api::{RateLimit, ServeOptions, router};
+use hoiclip::api::router;
 use hoiclip::config::{ModelSource, Settings};
 use hoiclip::engine::{TEXT_BATCH, TEXT_SLICE};
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
@@ -20,7 +20,7 @@ use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 mod common;
-use common::{percentile, request, test_image};
+use common::{bench_api_options, percentile, request, test_image};
 
 fn main() {
     let full = std::env::args().any(|a| a == "--full");
@@ -39,14 +39,7 @@ async fn run(full: bool) {
             HoiclipConfig::demo()
         }),
         database_url: "sqlite::memory:".into(),
-        api: ServeOptions {
-            request_timeout: Duration::from_secs(3600),
-            rate_limit: RateLimit {
-                per_second: 0,
-                burst: 0,
-            },
-            ..ServeOptions::default()
-        },
+        api: bench_api_options(),
         ..Settings::default()
     };
     let app = hoiclip::app::build(&settings).await.expect("server");

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hoiclip::api::{RateLimit, ServeOptions, router};
+use hoiclip::api::router;
 use hoiclip::backend::Cpu;
 use hoiclip::config::{ModelSource, Settings};
 use hoiclip::detector::{DetectOptions, Detector};
@@ -20,7 +20,7 @@ use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 mod common;
-use common::{percentile, request, test_image};
+use common::{bench_api_options, percentile, request, test_image};
 
 struct Args {
     full: bool,
@@ -84,15 +84,7 @@ async fn run(args: Args) {
             max_batch_delay: Duration::from_millis(args.delay_ms),
             policy: args.policy,
         },
-        api: ServeOptions {
-            request_timeout: Duration::from_secs(3600),
-            // The bench is one client address sending as fast as it can.
-            rate_limit: RateLimit {
-                per_second: 0,
-                burst: 0,
-            },
-            ..ServeOptions::default()
-        },
+        api: bench_api_options(),
         ..Settings::default()
     };
     // Built as `hoiclip serve` builds it; the bare-model comparisons read the same

@@ -3,9 +3,25 @@
 #![allow(dead_code)]
 
 use std::io::Cursor;
+use std::time::Duration;
+
+use hoiclip::api::{RateLimit, ServeOptions};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+/// API options for a benchmark client: no rate limit (one address sending as fast as it
+/// can) and no request deadline in practice.
+pub fn bench_api_options() -> ServeOptions {
+    ServeOptions {
+        request_timeout: Duration::from_secs(3600),
+        rate_limit: RateLimit {
+            per_second: 0,
+            burst: 0,
+        },
+        ..ServeOptions::default()
+    }
+}
 
 /// The `p` quantile (0..=1) of sorted values; NaN when there are none.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
