@@ -49,7 +49,7 @@ pub enum SetSource {
     /// (`classifier::prompts_needed`); prompts without one are skipped rows.
     Vocabulary {
         snapshot: Arc<VocabSnapshot>,
-        embeddings: HashMap<String, Vec<f32>>,
+        embeddings: Arc<HashMap<String, Vec<f32>>>,
     },
 }
 

@@ -3,6 +3,7 @@
 //! at a time, caches them, and has the worker build the set; this side only awaits, so
 //! detections keep running between the text passes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -38,8 +39,9 @@ pub struct ClassifierService {
     engine: Engine,
     current: ArcSwapOption<ClassView>,
     /// One rebuild at a time; it is held while awaiting the store and the worker, never
-    /// by a detection.
-    rebuild_lock: tokio::sync::Mutex<()>,
+    /// by a detection. It keeps the embeddings the set in service was built from, so a
+    /// rebuild reads only new prompts from the cache table.
+    rebuild_lock: tokio::sync::Mutex<Arc<HashMap<String, Vec<f32>>>>,
     text_passes: AtomicUsize,
     prompts_embedded: AtomicUsize,
     /// Why the last rebuild failed (None after a success): readiness reports it, since
@@ -62,7 +64,7 @@ impl ClassifierService {
             trained_pack,
             engine,
             current: ArcSwapOption::empty(),
-            rebuild_lock: tokio::sync::Mutex::new(()),
+            rebuild_lock: tokio::sync::Mutex::new(Arc::default()),
             text_passes: AtomicUsize::new(0),
             prompts_embedded: AtomicUsize::new(0),
             last_error: std::sync::Mutex::new(None),
@@ -104,8 +106,8 @@ impl ClassifierService {
     /// for readiness. Rows that can no longer be embedded are skipped and reported, not
     /// fatal: a server always starts on a database it wrote.
     pub async fn refresh(&self) -> Result<ClassView, RebuildError> {
-        let _guard = self.rebuild_lock.lock().await;
-        let result = self.rebuild().await;
+        let mut known = self.rebuild_lock.lock().await;
+        let result = self.rebuild(&mut known).await;
         *self
             .last_error
             .lock()
@@ -114,7 +116,10 @@ impl ClassifierService {
         result
     }
 
-    async fn rebuild(&self) -> Result<ClassView, RebuildError> {
+    async fn rebuild(
+        &self,
+        known: &mut Arc<HashMap<String, Vec<f32>>>,
+    ) -> Result<ClassView, RebuildError> {
         let snapshot = self.store.snapshot().await?;
         if let Some(set) = self.current()
             && set.version == snapshot.version
@@ -122,12 +127,26 @@ impl ClassifierService {
             return Ok(set);
         }
         let needed = prompts_needed(&snapshot, self.trained_pack.as_deref());
-        let mut embeddings = self
-            .store
-            .cached_embeddings(&self.fingerprint, &needed)
-            .await?;
+        let (mut embeddings, unknown): (HashMap<String, Vec<f32>>, Vec<String>) = {
+            let mut have = HashMap::with_capacity(needed.len());
+            let mut unknown = Vec::new();
+            for p in needed {
+                match known.get(&p) {
+                    Some(v) => {
+                        have.insert(p, v.clone());
+                    }
+                    None => unknown.push(p),
+                }
+            }
+            (have, unknown)
+        };
+        embeddings.extend(
+            self.store
+                .cached_embeddings(&self.fingerprint, &unknown)
+                .await?,
+        );
         // Prompts this tokenizer refuses get no embedding; the set skips their rows.
-        let mut missing: Vec<(String, Vec<u32>)> = needed
+        let mut missing: Vec<(String, Vec<u32>)> = unknown
             .into_iter()
             .filter(|p| !embeddings.contains_key(p))
             .filter_map(|p| self.tokenizer.encode(&p).ok().map(|ids| (p, ids)))
@@ -148,13 +167,16 @@ impl ClassifierService {
                 .await?;
             embeddings.extend(rows);
         }
+        let embeddings = Arc::new(embeddings);
         let view = self
             .engine
             .install(SetSource::Vocabulary {
                 snapshot: Arc::new(snapshot),
-                embeddings,
+                embeddings: embeddings.clone(),
             })
             .await?;
+        // Only what the set in service needs is kept: removed rows drop out.
+        *known = embeddings;
         for row in view.skipped.iter() {
             tracing::warn!(version = view.version, "vocabulary row skipped: {row}");
         }
