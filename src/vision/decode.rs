@@ -108,9 +108,13 @@ pub fn probe(bytes: &[u8], limits: DecodeLimits) -> Result<(u32, u32), VisionErr
     Ok((width, height))
 }
 
-/// Decodes JPEG, PNG or WebP bytes to 8-bit RGB.
+/// Decodes JPEG, PNG or WebP bytes to 8-bit RGB: the pixels
+/// `Image.open(path).convert("RGB")` gives in Pillow (HOICLIP's loaders).
 pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionError> {
-    probe(bytes, limits)?;
+    let (width, height) = probe(bytes, limits)?;
+    if image::guess_format(bytes).ok() == Some(ImageFormat::Jpeg) {
+        return decode_jpeg(bytes, width, height, limits);
+    }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| VisionError::Corrupt(e.to_string()))?;
@@ -124,4 +128,71 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionErro
         other => VisionError::Corrupt(other.to_string()),
     })?;
     Ok(image.to_rgb8())
+}
+
+/// Progressive scans a JPEG may have: a crafted file with thousands of tiny scans would
+/// otherwise cost seconds of CPU (libjpeg-turbo's own advice for untrusted input).
+const MAX_JPEG_SCANS: u32 = 500;
+
+/// JPEG through libjpeg-turbo with Pillow's settings: accurate integer IDCT and fancy
+/// upsampling (TurboJPEG's defaults too), greyscale replicated to RGB, CMYK read as Adobe
+/// writes it (inverted) and converted as Pillow's `convert("RGB")` does.
+fn decode_jpeg(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    limits: DecodeLimits,
+) -> Result<RgbImage, VisionError> {
+    use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat};
+    let corrupt = |e: turbojpeg::Error| VisionError::Corrupt(e.to_string());
+    let mut decompressor = Decompressor::new().map_err(corrupt)?;
+    decompressor
+        .set_scan_limit(MAX_JPEG_SCANS)
+        .map_err(corrupt)?;
+    let header = decompressor.read_header(bytes).map_err(corrupt)?;
+    if (header.width, header.height) != (width as usize, height as usize) {
+        return Err(VisionError::Corrupt(format!(
+            "the JPEG header says {}x{}, its frame {width}x{height}",
+            header.width, header.height
+        )));
+    }
+    let cmyk = matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK);
+    let format = if cmyk {
+        PixelFormat::CMYK
+    } else {
+        PixelFormat::RGB
+    };
+    let channels = format.size();
+    let bytes_needed = (width as u64) * (height as u64) * channels as u64;
+    if bytes_needed > limits.max_alloc {
+        return Err(VisionError::TooMuchMemory(limits.max_alloc));
+    }
+    let mut pixels = vec![0u8; bytes_needed as usize];
+    let image = Image {
+        pixels: pixels.as_mut_slice(),
+        width: width as usize,
+        pitch: width as usize * channels,
+        height: height as usize,
+        format,
+    };
+    decompressor.decompress(bytes, image).map_err(corrupt)?;
+    let rgb = if cmyk {
+        pixels.chunks_exact(4).flat_map(adobe_cmyk_to_rgb).collect()
+    } else {
+        pixels
+    };
+    RgbImage::from_raw(width, height, rgb)
+        .ok_or_else(|| VisionError::Corrupt("decoded JPEG has the wrong size".into()))
+}
+
+/// One CMYK pixel as stored by Adobe (inverted), to RGB as Pillow converts it:
+/// `x = 255 - k`, `channel = x - round(c * x / 255)`.
+fn adobe_cmyk_to_rgb(stored: &[u8]) -> [u8; 3] {
+    let [c, m, y, k] = [0, 1, 2, 3].map(|i| 255 - i32::from(stored[i]));
+    let nk = 255 - k;
+    let channel = |v: i32| {
+        let t = v * nk + 128;
+        (nk - (((t >> 8) + t) >> 8)).clamp(0, 255) as u8
+    };
+    [channel(c), channel(m), channel(y)]
 }
