@@ -25,6 +25,10 @@ fn small_jpeg() -> Vec<u8> {
     out.into_inner()
 }
 
+fn jpeg_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(common::fixture(&format!("jpeg/{name}.jpg"))).unwrap()
+}
+
 fn limits() -> DecodeLimits {
     DecodeLimits {
         max_pixels: 4_000_000,
@@ -44,11 +48,18 @@ proptest! {
 
     #[test]
     fn decoding_damaged_images_never_panics(
-        jpeg in any::<bool>(),
+        seed in 0usize..5,
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
         cut in any::<prop::sample::Index>(),
     ) {
-        let mut bytes = if jpeg { small_jpeg() } else { small_png() };
+        // Every JPEG path of the decoder (baseline, progressive, greyscale, CMYK) and PNG.
+        let mut bytes = match seed {
+            0 => small_jpeg(),
+            1 => jpeg_fixture("progressive_420"),
+            2 => jpeg_fixture("grey"),
+            3 => jpeg_fixture("cmyk"),
+            _ => small_png(),
+        };
         for (at, value) in flips {
             let i = at.index(bytes.len());
             bytes[i] = value;
