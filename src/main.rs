@@ -428,16 +428,27 @@ fn detect(
             first_image: None,
             pending: std::collections::VecDeque::new(),
         };
+        // An unreadable image stops the run, but the answers already computed for the
+        // images before it are printed first.
+        let mut failure = None;
         for path in images {
             // Bounded like the server: the oldest answer first once the queue is full.
             if answers.pending.len() >= max_queue {
                 answers.print_oldest().await?;
             }
             let started = std::time::Instant::now();
-            let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let image = decode(&bytes, settings.api.decode)
-                .with_context(|| format!("{}", path.display()))?;
+            let image = match std::fs::read(path)
+                .with_context(|| format!("cannot read {}", path.display()))
+                .and_then(|bytes| {
+                    decode(&bytes, settings.api.decode)
+                        .with_context(|| format!("{}", path.display()))
+                }) {
+                Ok(image) => image,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
             let input = service.prepare(&image);
             let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
             if answers.first_image.is_none() && render.is_some() {
@@ -459,6 +470,9 @@ fn detect(
         }
         while !answers.pending.is_empty() {
             answers.print_oldest().await?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
         anyhow::Ok(())
     })

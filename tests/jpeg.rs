@@ -1,7 +1,8 @@
 //! JPEG pixels exactly as Pillow decodes them (`Image.open(f).convert("RGB")`, the way
 //! HOICLIP's loaders read images): zero differing pixels on every case of
 //! tests/fixtures/make_jpeg.py (baseline 4:2:0 / 4:2:2 / 4:4:4, progressive, odd sizes,
-//! greyscale, Adobe CMYK, restart markers, EXIF orientation, a photo-like image).
+//! greyscale, Adobe CMYK, restart markers, EXIF orientation, a photo-like image, junk
+//! bytes before a marker: a libjpeg warning that must not refuse the file).
 
 mod common;
 
@@ -20,6 +21,7 @@ const CASES: &[&str] = &[
     "restart_markers",
     "exif_orientation",
     "photo_q75",
+    "extraneous_bytes",
 ];
 
 #[test]

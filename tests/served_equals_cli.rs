@@ -197,9 +197,19 @@ fn assert_same_rows(a: &[Row], b: &[Row], what: &str) {
 /// them (same schema, same triplets, same interaction ids), and the API equals the
 /// checkpoint's own classifier on the first image.
 async fn assert_served_equals_cli(weights: &std::path::Path, output: &str) -> AppState {
+    // img0 and its mirror image have the same size, so the CLI runs them in one forward
+    // pass; the API runs each alone.
+    let mirrored = std::env::temp_dir().join(format!(
+        "hoiclip-mirrored-{}-{output}.png",
+        std::process::id()
+    ));
+    image::imageops::flip_horizontal(&image::open(common::fixture("hoiclip/img0.png")).unwrap())
+        .save(&mirrored)
+        .unwrap();
     let images = [
         common::fixture("hoiclip/img0.png"),
         common::fixture("hoiclip/img1.png"),
+        mirrored.clone(),
         common::fixture("hoiclip/img2.jpg"),
     ];
     let from_cli = cli(weights, &images);
@@ -219,6 +229,14 @@ async fn assert_served_equals_cli(weights: &std::path::Path, output: &str) -> Ap
         let from_api = json(&body);
         assert_eq!(from_api["output"], output);
         assert_eq!(line["image"], image.display().to_string());
+        // One schema: the API's fields, plus the image's path.
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.retain(|k| k != "image");
+            k.sort();
+            k
+        };
+        assert_eq!(keys(line), keys(&from_api), "image {i}: fields");
         for field in ["width", "height", "output", "vocabulary_version", "model"] {
             assert_eq!(line[field], from_api[field], "image {i}: {field}");
         }
@@ -244,6 +262,7 @@ async fn assert_served_equals_cli(weights: &std::path::Path, output: &str) -> Ap
             );
         }
     }
+    std::fs::remove_file(&mirrored).ok();
     s
 }
 

@@ -336,9 +336,9 @@ impl Worker {
         }
     }
 
-    /// One text command, in slices of [`TEXT_SLICE`] prompts; detections that arrive
-    /// meanwhile run between slices, so one waits behind at most a slice, not the
-    /// command. A command other than a detection stops that and waits in `next`.
+    /// One text command, in slices of [`TEXT_SLICE`] prompts; a detection batch that
+    /// arrived meanwhile runs between slices, so a detection waits behind at most a
+    /// slice, not the command. A command other than a detection waits in `next`.
     fn embed<R: Runner>(
         &self,
         runner: &mut R,
@@ -347,11 +347,13 @@ impl Worker {
     ) -> Result<Vec<Vec<f32>>, EngineError> {
         let mut rows = Vec::with_capacity(ids.len());
         for slice in ids.chunks(TEXT_SLICE) {
-            while next.is_none() {
+            // One detection batch per slice at most: under a load that never lets the
+            // queue empty, slices and batches alternate and the rebuild still finishes.
+            if next.is_none() {
                 match self.receiver.try_recv() {
                     Ok(Command::Detect(job)) => self.detect(runner, job, next),
                     Ok(other) => *next = Some(other),
-                    Err(_) => break,
+                    Err(_) => {}
                 }
             }
             let started = Instant::now();

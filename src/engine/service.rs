@@ -180,6 +180,18 @@ impl<B: Backend> Inference for Service<B> {
     }
 
     fn refresh(&self) -> BoxFuture<'_, Result<ClassView, RebuildError>> {
-        Box::pin(self.classifiers.refresh())
+        let classifiers = self.classifiers.clone();
+        Box::pin(async move {
+            // Detached: a caller that goes away (a client disconnect, the request
+            // deadline) must not cut a rebuild short, which would leave the vocabulary
+            // ahead of the set in service with no error recorded for readiness.
+            tokio::spawn(async move { classifiers.refresh().await })
+                .await
+                .map_err(|e| {
+                    RebuildError::Engine(super::EngineError::Failed(format!(
+                        "the rebuild task failed: {e}"
+                    )))
+                })?
+        })
     }
 }

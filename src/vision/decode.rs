@@ -136,53 +136,147 @@ const MAX_JPEG_SCANS: u32 = 500;
 
 /// JPEG through libjpeg-turbo with Pillow's settings: accurate integer IDCT and fancy
 /// upsampling (TurboJPEG's defaults too), greyscale replicated to RGB, CMYK read as Adobe
-/// writes it (inverted) and converted as Pillow's `convert("RGB")` does.
+/// writes it (inverted) and converted as Pillow's `convert("RGB")` does. Like Pillow,
+/// decoding goes on through libjpeg's warnings (e.g. extraneous bytes before a marker,
+/// common in camera files); only a fatal error refuses the file.
 fn decode_jpeg(
     bytes: &[u8],
     width: u32,
     height: u32,
     limits: DecodeLimits,
 ) -> Result<RgbImage, VisionError> {
-    use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat};
-    let corrupt = |e: turbojpeg::Error| VisionError::Corrupt(e.to_string());
-    let mut decompressor = Decompressor::new().map_err(corrupt)?;
-    decompressor
-        .set_scan_limit(MAX_JPEG_SCANS)
-        .map_err(corrupt)?;
-    let header = decompressor.read_header(bytes).map_err(corrupt)?;
-    if (header.width, header.height) != (width as usize, height as usize) {
+    use turbojpeg::raw;
+    let decoder = TurboJpeg::new()?;
+    decoder.set(raw::TJPARAM_TJPARAM_SCANLIMIT, MAX_JPEG_SCANS as i32)?;
+    // libjpeg's own buffers (progressive coefficients), in megabytes.
+    let max_mb = i32::try_from((limits.max_alloc >> 20).max(1)).unwrap_or(i32::MAX);
+    decoder.set(raw::TJPARAM_TJPARAM_MAXMEMORY, max_mb)?;
+    decoder.read_header(bytes)?;
+    let header = (
+        decoder.get(raw::TJPARAM_TJPARAM_JPEGWIDTH),
+        decoder.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT),
+    );
+    if header != (width as i32, height as i32) {
         return Err(VisionError::Corrupt(format!(
             "the JPEG header says {}x{}, its frame {width}x{height}",
-            header.width, header.height
+            header.0, header.1
         )));
     }
-    let cmyk = matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK);
-    let format = if cmyk {
-        PixelFormat::CMYK
+    let colorspace = decoder.get(raw::TJPARAM_TJPARAM_COLORSPACE);
+    let cmyk = colorspace == raw::TJCS_TJCS_CMYK as i32 || colorspace == raw::TJCS_TJCS_YCCK as i32;
+    let (format, channels) = if cmyk {
+        (raw::TJPF_TJPF_CMYK, 4usize)
     } else {
-        PixelFormat::RGB
+        (raw::TJPF_TJPF_RGB, 3usize)
     };
-    let channels = format.size();
-    let bytes_needed = (width as u64) * (height as u64) * channels as u64;
+    let bytes_needed = u64::from(width) * u64::from(height) * channels as u64;
     if bytes_needed > limits.max_alloc {
         return Err(VisionError::TooMuchMemory(limits.max_alloc));
     }
     let mut pixels = vec![0u8; bytes_needed as usize];
-    let image = Image {
-        pixels: pixels.as_mut_slice(),
-        width: width as usize,
-        pitch: width as usize * channels,
-        height: height as usize,
-        format,
-    };
-    decompressor.decompress(bytes, image).map_err(corrupt)?;
-    let rgb = if cmyk {
-        pixels.chunks_exact(4).flat_map(adobe_cmyk_to_rgb).collect()
-    } else {
-        pixels
-    };
-    RgbImage::from_raw(width, height, rgb)
+    decoder.decompress(bytes, &mut pixels, width as usize * channels, format)?;
+    if cmyk {
+        // In place: pixel i's RGB goes where its CMYK was read from or earlier.
+        for i in 0..(width as usize * height as usize) {
+            let rgb = adobe_cmyk_to_rgb(&pixels[4 * i..4 * i + 4]);
+            pixels[3 * i..3 * i + 3].copy_from_slice(&rgb);
+        }
+        pixels.truncate(width as usize * height as usize * 3);
+    }
+    RgbImage::from_raw(width, height, pixels)
         .ok_or_else(|| VisionError::Corrupt("decoded JPEG has the wrong size".into()))
+}
+
+/// A TurboJPEG decompressor. The `turbojpeg` crate's safe wrapper turns libjpeg's
+/// warnings into errors, which would refuse files Pillow decodes; this one tells a
+/// warning (decoding went on) from a fatal error.
+struct TurboJpeg(turbojpeg::raw::tjhandle);
+
+impl TurboJpeg {
+    fn new() -> Result<Self, VisionError> {
+        // SAFETY: plain constructor; a null handle is checked below.
+        let handle =
+            unsafe { turbojpeg::raw::tj3Init(turbojpeg::raw::TJINIT_TJINIT_DECOMPRESS as i32) };
+        if handle.is_null() {
+            return Err(VisionError::Corrupt("cannot start the JPEG decoder".into()));
+        }
+        Ok(Self(handle))
+    }
+
+    fn set(&self, param: turbojpeg::raw::TJPARAM, value: i32) -> Result<(), VisionError> {
+        // SAFETY: the handle is valid for self's lifetime.
+        let status = unsafe { turbojpeg::raw::tj3Set(self.0, param as i32, value) };
+        self.check(status)
+    }
+
+    fn get(&self, param: turbojpeg::raw::TJPARAM) -> i32 {
+        // SAFETY: the handle is valid for self's lifetime.
+        unsafe { turbojpeg::raw::tj3Get(self.0, param as i32) }
+    }
+
+    fn read_header(&self, jpeg: &[u8]) -> Result<(), VisionError> {
+        // SAFETY: the pointer and length describe `jpeg`, borrowed for the call.
+        let status =
+            unsafe { turbojpeg::raw::tj3DecompressHeader(self.0, jpeg.as_ptr(), jpeg.len() as _) };
+        self.check(status)
+    }
+
+    /// Decodes into `out`, `pitch` bytes a row, in `format` (its size was computed from
+    /// the header this handle read).
+    fn decompress(
+        &self,
+        jpeg: &[u8],
+        out: &mut [u8],
+        pitch: usize,
+        format: turbojpeg::raw::TJPF,
+    ) -> Result<(), VisionError> {
+        let height = usize::try_from(self.get(turbojpeg::raw::TJPARAM_TJPARAM_JPEGHEIGHT))
+            .map_err(|_| VisionError::Corrupt("bad JPEG height".into()))?;
+        if pitch.checked_mul(height) != Some(out.len()) {
+            return Err(VisionError::Corrupt(
+                "output buffer does not fit the JPEG".into(),
+            ));
+        }
+        let pitch =
+            i32::try_from(pitch).map_err(|_| VisionError::Corrupt("JPEG rows too long".into()))?;
+        // SAFETY: `out` holds `height` rows of `pitch` bytes, as the header read by this
+        // handle describes; `jpeg` is borrowed for the call.
+        let status = unsafe {
+            turbojpeg::raw::tj3Decompress8(
+                self.0,
+                jpeg.as_ptr(),
+                jpeg.len() as _,
+                out.as_mut_ptr(),
+                pitch,
+                format,
+            )
+        };
+        self.check(status)
+    }
+
+    /// Success, or a warning (libjpeg went on, as Pillow does); a fatal error refuses.
+    fn check(&self, status: i32) -> Result<(), VisionError> {
+        if status == 0 {
+            return Ok(());
+        }
+        // SAFETY: the handle is valid; the error string is owned by it and copied here.
+        let (code, message) = unsafe {
+            let code = turbojpeg::raw::tj3GetErrorCode(self.0);
+            let text = std::ffi::CStr::from_ptr(turbojpeg::raw::tj3GetErrorStr(self.0));
+            (code, text.to_string_lossy().into_owned())
+        };
+        if code == turbojpeg::raw::TJERR_TJERR_WARNING as i32 {
+            return Ok(());
+        }
+        Err(VisionError::Corrupt(message))
+    }
+}
+
+impl Drop for TurboJpeg {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed once.
+        unsafe { turbojpeg::raw::tj3Destroy(self.0) }
+    }
 }
 
 /// One CMYK pixel as stored by Adobe (inverted), to RGB as Pillow converts it:
