@@ -240,17 +240,6 @@ fn cli_inspect_weights_reports_a_clean_load_or_names_the_problem() {
             && text.contains("48 stored tensors unused"),
         "{text}"
     );
-    // An unreadable image stops the run, after the answers before it are printed.
-    let partial = Command::new(env!("CARGO_BIN_EXE_hoiclip"))
-        .args(["detect", "--database-url", "sqlite::memory:"])
-        .arg(fixture("hoiclip/img1.png"))
-        .arg(fixture("hoiclip/config.json"))
-        .output()
-        .unwrap();
-    assert!(!partial.status.success());
-    assert_eq!(String::from_utf8_lossy(&partial.stdout).lines().count(), 1);
-    assert!(String::from_utf8_lossy(&partial.stderr).contains("config.json"));
-
     let bad = Command::new(env!("CARGO_BIN_EXE_hoiclip"))
         .arg("inspect-weights")
         .arg(fixture("clip/other_arch.pth"))
