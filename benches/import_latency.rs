@@ -11,7 +11,6 @@
 
 use std::time::Instant;
 
-use hoiclip::api::router;
 use hoiclip::config::{ModelSource, Settings};
 use hoiclip::engine::{TEXT_BATCH, TEXT_SLICE};
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
@@ -20,7 +19,7 @@ use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 mod common;
-use common::{bench_api_options, percentile, request, test_image};
+use common::{bench_api_options, listen, percentile, request, test_image};
 
 fn main() {
     let full = std::env::args().any(|a| a == "--full");
@@ -44,16 +43,7 @@ async fn run(full: bool) {
     };
     let app = hoiclip::app::build(&settings).await.expect("server");
     let service = app.service().clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(hoiclip::api::server::serve(
-        listener,
-        router(app.state.clone()),
-        app.limits,
-        std::future::pending::<()>(),
-    ));
+    let addr = listen(&app).await;
 
     // One text pass alone (median of 5) over TEXT_BATCH of the longest prompts a pack
     // sends (a pack that is never imported): the cost of the passes the imports run.

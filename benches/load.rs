@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hoiclip::api::router;
 use hoiclip::backend::Cpu;
 use hoiclip::config::{ModelSource, Settings};
 use hoiclip::detector::{DetectOptions, Detector};
@@ -20,7 +19,7 @@ use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 mod common;
-use common::{bench_api_options, percentile, request, test_image};
+use common::{bench_api_options, listen, percentile, request, test_image};
 
 struct Args {
     full: bool,
@@ -115,23 +114,8 @@ async fn run(args: Args) {
         ..DetectOptions::default()
     };
     let app = hoiclip::app::assemble(service, &settings);
-    hoiclip::app::warm_up(app.service().as_ref())
-        .await
-        .expect("warm-up");
-    app.state
-        .0
-        .ready
-        .store(true, std::sync::atomic::Ordering::Release);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(hoiclip::api::server::serve(
-        listener,
-        router(app.state.clone()),
-        app.limits,
-        std::future::pending::<()>(),
-    ));
+    app.make_ready().await.expect("warm-up");
+    let addr = listen(&app).await;
 
     println!(
         "config {}, batch <= {} ({:?}), delay {} ms, 640x480 JPEG",

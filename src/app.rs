@@ -56,6 +56,16 @@ impl App {
     pub fn service(&self) -> &Arc<dyn Inference> {
         &self.state.0.service
     }
+
+    /// Runs the warm-up pass, then marks the server ready.
+    pub async fn make_ready(&self) -> Result<(), StartError> {
+        warm_up(self.service().as_ref()).await?;
+        self.state
+            .0
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
 }
 
 /// Model, vocabulary and engine on the device the settings name.
@@ -155,11 +165,7 @@ pub fn assemble(service: Arc<dyn Inference>, settings: &Settings) -> App {
 /// The whole server, warmed up and ready: what `hoiclip serve` runs.
 pub async fn build(settings: &Settings) -> Result<App, StartError> {
     let app = assemble(service(settings).await?, settings);
-    warm_up(app.service().as_ref()).await?;
-    app.state
-        .0
-        .ready
-        .store(true, std::sync::atomic::Ordering::Release);
+    app.make_ready().await?;
     Ok(app)
 }
 

@@ -10,6 +10,21 @@ use hoiclip::api::{RateLimit, ServeOptions};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+/// Serves `app` on a loopback port (the server's own HTTP loop) until the process ends.
+pub async fn listen(app: &hoiclip::app::App) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(hoiclip::api::server::serve(
+        listener,
+        hoiclip::api::router(app.state.clone()),
+        app.limits,
+        std::future::pending::<()>(),
+    ));
+    addr
+}
+
 /// API options for a benchmark client: no rate limit (one address sending as fast as it
 /// can) and no request deadline in practice.
 pub fn bench_api_options() -> ServeOptions {

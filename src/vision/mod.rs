@@ -2,6 +2,7 @@
 //! Mirrors the official evaluation transforms (hoiclip-reference.md section 1.1).
 
 pub mod decode;
+mod jpeg;
 pub mod preprocess;
 pub mod render;
 pub mod resize;
