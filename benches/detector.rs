@@ -77,6 +77,9 @@ fn bench<B: Backend>(device: &B::Device, iters: usize, batch: usize, name: &str)
         let _ = i.detr.clone().sum().into_data();
         let _ = i.clip.clone().sum().into_data();
     }
+    if std::env::args().any(|a| a == "--stages") {
+        stages(&model, &inputs, batch);
+    }
     let start = Instant::now();
     for i in inputs {
         run(i);
@@ -86,4 +89,41 @@ fn bench<B: Backend>(device: &B::Device, iters: usize, batch: usize, name: &str)
         "{}",
         serde_json::json!({"impl": name, "batch": batch, "ms_per_image": ms, "images_per_s": 1000.0 / ms, "peak_rss_mb": peak_rss_mb()})
     );
+}
+
+/// `--stages`: ms per image of the trunk's parts on their own (ResNet-50 backbone, CLIP
+/// image tower, whole trunk, heads), each after its own warm-up, to see where time goes.
+fn stages<B: Backend>(
+    model: &hoiclip::model::hoiclip::Hoiclip<B>,
+    inputs: &[ModelInput<B>],
+    batch: usize,
+) {
+    let classifier = model.trained_classifier();
+    let time = |name: &str, f: &dyn Fn(&ModelInput<B>)| {
+        f(&inputs[0]);
+        let start = Instant::now();
+        for i in inputs {
+            f(i);
+        }
+        let ms = start.elapsed().as_secs_f64() * 1000.0 / (inputs.len() * batch) as f64;
+        eprintln!("stage {name}: {ms:.1} ms per image");
+    };
+    time("backbone", &|i| {
+        let _ = model.backbone.forward(i.detr.clone()).sum().into_data();
+    });
+    time("clip-image", &|i| {
+        let _ = model
+            .clip_model
+            .encode_image(i.clip.clone())
+            .tokens
+            .sum()
+            .into_data();
+    });
+    time("trunk", &|i| {
+        let _ = model.features(i.clone()).inter_hs.sum().into_data();
+    });
+    let features = model.features(inputs[0].clone());
+    time("heads", &|_| {
+        let _ = model.heads(&features, &classifier).hoi_logits.into_data();
+    });
 }

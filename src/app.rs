@@ -25,6 +25,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("device cuda:{0} needs a build with `--features cuda`")]
     NoCuda(usize),
+    #[error("device cuda:{index} cannot be used: {reason}")]
+    CudaUnavailable { index: usize, reason: String },
     #[error(transparent)]
     Detector(#[from] DetectorError),
     #[error(transparent)]
@@ -83,6 +85,8 @@ pub async fn service(settings: &Settings) -> Result<Arc<dyn Inference>, StartErr
         }
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda(index) => {
+            crate::backend::check_cuda(index)
+                .map_err(|reason| StartError::CudaUnavailable { index, reason })?;
             service_on::<crate::backend::Cuda, _, _>(
                 settings,
                 burn::backend::cuda::CudaDevice::new(index),

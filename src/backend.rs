@@ -17,6 +17,65 @@ compile_error!("enable at least one CPU backend feature: flex (default), ndarray
 #[cfg(feature = "cuda")]
 pub type Cuda = burn::backend::Cuda<f32, i32>;
 
+/// Whether CUDA device `index` can run the model, checked without touching Burn (whose
+/// CUDA backend panics on a device thread when the driver, the device or NVRTC is
+/// missing): the driver library loads and initialises, it sees the device, NVRTC (which
+/// compiles Burn's kernels) loads, and the toolkit headers NVRTC is pointed at exist.
+#[cfg(feature = "cuda")]
+pub fn check_cuda(index: usize) -> Result<(), String> {
+    // SAFETY: each only tries to dlopen the library by its usual names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(
+            "no CUDA driver library (libcuda.so) was found: install the NVIDIA driver, \
+                    or use --device cpu"
+                .into(),
+        );
+    }
+    cudarc::driver::result::init().map_err(|e| format!("the CUDA driver did not start: {e}"))?;
+    let count = cudarc::driver::result::device::get_count()
+        .map_err(|e| format!("the CUDA driver cannot count devices: {e}"))?;
+    let count = usize::try_from(count).unwrap_or(0);
+    if index >= count {
+        return Err(format!(
+            "the CUDA driver sees {count} device(s), so there is no cuda:{index}"
+        ));
+    }
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(
+            "NVRTC (libnvrtc.so, part of the CUDA toolkit) was not found: Burn compiles \
+                    its kernels with it; add its folder to LD_LIBRARY_PATH"
+                .into(),
+        );
+    }
+    // cubecl-cuda 0.10 passes `$CUDA_PATH/include` to NVRTC, finding the toolkit this way.
+    let toolkit = std::env::var_os("CUDA_PATH")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            ["/usr/local/cuda", "/opt/cuda"]
+                .into_iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.exists())
+        })
+        .or_else(|| {
+            std::path::Path::new("/usr/bin/nvcc")
+                .exists()
+                .then(|| "/usr".into())
+        });
+    match toolkit {
+        Some(path) if path.join("include").is_dir() => Ok(()),
+        Some(path) => Err(format!(
+            "the CUDA toolkit at {} has no include folder (NVRTC needs its headers): set \
+             CUDA_PATH to the toolkit",
+            path.display()
+        )),
+        None => Err(
+            "no CUDA toolkit found (NVRTC needs its headers): set CUDA_PATH, e.g. \
+                     CUDA_PATH=/usr/local/cuda-13.0"
+                .into(),
+        ),
+    }
+}
+
 /// Name of the default CPU backend, for logs and `/info`.
 pub fn cpu_backend_name() -> &'static str {
     if cfg!(feature = "flex") {
@@ -25,5 +84,21 @@ pub fn cpu_backend_name() -> &'static str {
         "ndarray"
     } else {
         "candle"
+    }
+}
+
+#[cfg(all(test, feature = "cuda"))]
+mod tests {
+    /// No machine has ten thousand GPUs: the check must refuse, with a reason, and
+    /// without panicking whether or not a driver is installed here.
+    #[test]
+    fn check_cuda_refuses_a_device_that_is_not_there() {
+        let reason = super::check_cuda(10_000).unwrap_err();
+        assert!(
+            reason.contains("libcuda")
+                || reason.contains("cuda:10000")
+                || reason.contains("driver"),
+            "{reason}"
+        );
     }
 }

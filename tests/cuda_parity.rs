@@ -1,55 +1,177 @@
-//! The HOICLIP parity fixture on the CUDA backend (feature `cuda`, a GPU at run time):
-//! the padded batch of tests/hoiclip_parity.rs against the same PyTorch reference, with
-//! the CUDA tolerance of 1e-3 (GPU reductions and TF32-free f32 GEMMs reorder
-//! sums; the CPU test holds 2e-4).
+//! The HOICLIP parity fixture on the CUDA backend (feature `cuda`, a GPU at run time).
 //!
-//!     cargo test --release --features cuda --test cuda_parity
+//! Burn's CUDA matmuls (cubek-matmul 0.2) run f32 products on TF32 tensor cores where the
+//! GPU has them: 10 mantissa bits per operand, f32 sums. Measured on an H200
+//! (2026-11-30): 3e-4 relative error per product, convolutions exact. The tiny random
+//! fixture amplifies that a lot (its padded batch's HOI logits move by 0.2), so a fixed
+//! 1e-3 cannot hold. Each output's tolerance is instead
+//! `max(1e-3, 4 x what TF32 rounding alone does to it)`, the latter computed on the CPU by
+//! tests/fixtures/tf32_sensitivity.py (hoiclip/tf32_sensitivity.json). On the H200 the GPU
+//! stayed within 2.5x of that emulation everywhere; a wrong kernel or mask moves outputs
+//! by far more. The served pipeline at full size (demo weights) gave triplet scores within
+//! 6e-4 of the CPU backend, same top-10 order (benches/gpu.sh, BENCHMARKS.md).
+//!
+//!     cargo test --release --features cuda --test cuda_parity -- --nocapture
 #![cfg(feature = "cuda")]
 
 mod common;
 
+use std::collections::HashMap;
+
 use burn::prelude::*;
 use common::fixture;
 use hoiclip::backend::Cuda;
-use hoiclip::model::hoiclip::{self as detector, HoiclipConfig, ModelInput};
+use hoiclip::model::hoiclip::{self as detector, Hoiclip, HoiclipConfig, ModelInput};
 use hoiclip::model::weights::Checkpoint;
 
-const TOL: f32 = 1e-3;
+/// The floor of every tolerance: GPU reductions reorder sums even without TF32.
+const FLOOR: f32 = 1e-3;
+/// How far past the emulated TF32 difference the GPU may land (different rounding and
+/// summation order; 2.5x was the most seen).
+const TF32_FACTOR: f32 = 4.0;
 
-fn tensor<const D: usize>(refs: &Checkpoint, key: &str) -> Tensor<Cuda, D> {
-    let device = burn::backend::cuda::CudaDevice::new(0);
-    Tensor::from_data(refs.data(key).expect("reference tensor"), &device)
+struct Fixture {
+    refs: Checkpoint,
+    model: Hoiclip<Cuda>,
+    tf32: HashMap<String, f32>,
 }
 
-#[test]
-fn padded_batch_matches_the_reference_on_cuda() {
-    let device = burn::backend::cuda::CudaDevice::new(0);
+fn device() -> burn::backend::cuda::CudaDevice {
+    burn::backend::cuda::CudaDevice::new(0)
+}
+
+fn load() -> Fixture {
     let text = std::fs::read_to_string(fixture("hoiclip/config.json")).unwrap();
     let config: HoiclipConfig = serde_json::from_str(&text).unwrap();
     let refs = Checkpoint::open(fixture("hoiclip/reference.safetensors")).unwrap();
     let ckpt = Checkpoint::open(fixture("hoiclip/checkpoint.pth")).unwrap();
-    let (model, report) = detector::load::<Cuda>(&config, &ckpt, &device).unwrap();
+    let (model, report) = detector::load::<Cuda>(&config, &ckpt, &device()).unwrap();
     assert!(report.is_clean(), "{report}");
+    let text = std::fs::read_to_string(fixture("hoiclip/tf32_sensitivity.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let tf32 = json["max_abs_diff"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_f64().unwrap() as f32))
+        .collect();
+    Fixture { refs, model, tf32 }
+}
+
+impl Fixture {
+    fn tensor<const D: usize>(&self, key: &str) -> Tensor<Cuda, D> {
+        Tensor::from_data(self.refs.data(key).expect("reference tensor"), &device())
+    }
+
+    fn diff<const D: usize>(&self, ours: Tensor<Cuda, D>, key: &str) -> f32 {
+        (ours - self.tensor::<D>(key)).abs().max().into_scalar()
+    }
+
+    fn tolerance(&self, key: &str) -> f32 {
+        let tf32 = self.tf32.get(key).copied().unwrap_or(0.0);
+        FLOOR.max(TF32_FACTOR * tf32)
+    }
+
+    /// Prints every row, then fails listing those over their tolerance.
+    fn check(&self, rows: &[(String, f32)]) {
+        let mut bad = Vec::new();
+        for (key, diff) in rows {
+            let tol = self.tolerance(key);
+            eprintln!("{key}: max abs diff {diff:.3e} (tolerance {tol:.3e})");
+            if diff.is_nan() || *diff > tol {
+                bad.push(format!("{key} {diff:.3e} > {tol:.3e}"));
+            }
+        }
+        assert!(bad.is_empty(), "over tolerance: {bad:?}");
+    }
+}
+
+#[test]
+fn padded_batch_matches_the_reference_on_cuda() {
+    let f = load();
     let valid = (0..2)
         .map(|i| {
-            let [_, _, h, w] = tensor::<4>(&refs, &format!("img{i}_detr_input")).dims();
+            let [_, _, h, w] = f.tensor::<4>(&format!("img{i}_detr_input")).dims();
             (h, w)
         })
         .collect();
-    let preds = model.forward(ModelInput {
-        detr: tensor::<4>(&refs, "batch_detr_input"),
+    let preds = f.model.forward(ModelInput {
+        detr: f.tensor::<4>("batch_detr_input"),
         valid,
-        clip: tensor::<4>(&refs, "batch_clip_input"),
+        clip: f.tensor::<4>("batch_clip_input"),
     });
+    let mut rows = Vec::new();
     for (name, ours) in [
         ("pred_hoi_logits", preds.hoi_logits),
         ("pred_obj_logits", preds.obj_logits),
         ("pred_sub_boxes", preds.sub_boxes),
         ("pred_obj_boxes", preds.obj_boxes),
     ] {
-        let theirs = tensor::<3>(&refs, &format!("batch_{name}"));
-        let diff: f32 = (ours - theirs).abs().max().into_scalar();
-        eprintln!("{name}: max abs diff {diff:e}");
-        assert!(diff <= TOL, "{name} differs by {diff} (tolerance {TOL})");
+        let key = format!("batch_{name}");
+        rows.push((key.clone(), f.diff(ours, &key)));
+    }
+    f.check(&rows);
+}
+
+/// Stage by stage on single images (no padding), so a failure says where the backends part.
+#[test]
+fn single_images_match_the_reference_stage_by_stage_on_cuda() {
+    let f = load();
+    let mut rows = Vec::new();
+    for i in 0..3 {
+        let k = |name: &str| format!("img{i}_{name}");
+        let detr = f.tensor::<4>(&k("detr_input"));
+        let [_, _, h, w] = detr.dims();
+        let input = ModelInput {
+            detr,
+            valid: vec![(h, w)],
+            clip: f.tensor::<4>(&k("clip_input")),
+        };
+        let (features, trace) = f.model.features_traced(input);
+        let preds = f.model.heads(&features, &f.model.trained_classifier());
+        rows.push((k("c5"), f.diff(trace.c5, &k("c5"))));
+        rows.push((k("memory"), f.diff(trace.memory, &k("memory"))));
+        rows.push((k("h_hs"), f.diff(trace.h_hs, &k("h_hs"))));
+        rows.push((k("o_hs"), f.diff(trace.o_hs, &k("o_hs"))));
+        rows.push((
+            k("clip_cls"),
+            f.diff(features.clip_cls.clone(), &k("clip_cls")),
+        ));
+        rows.push((
+            k("inter_hs"),
+            f.diff(features.inter_hs.clone(), &k("inter_hs")),
+        ));
+        for (name, ours) in [
+            ("pred_hoi_logits", preds.hoi_logits),
+            ("pred_obj_logits", preds.obj_logits),
+            ("pred_sub_boxes", preds.sub_boxes),
+            ("pred_obj_boxes", preds.obj_boxes),
+        ] {
+            rows.push((k(name), f.diff(ours, &k(name))));
+        }
+    }
+    f.check(&rows);
+}
+
+/// One f32 product against the CPU's: about 1e-7 relative error means plain f32, about
+/// 3e-4 means TF32 (what the tolerances above assume). More than 1e-2 is a broken kernel.
+#[test]
+fn f32_matmul_precision_on_cuda() {
+    use burn::tensor::Distribution;
+    let cpu_device = Default::default();
+    for n in [64usize, 512] {
+        let a = Tensor::<common::B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), &cpu_device);
+        let b = Tensor::<common::B, 2>::random([n, n], Distribution::Normal(0.0, 1.0), &cpu_device);
+        let cpu = a.clone().matmul(b.clone());
+        let ga = Tensor::<Cuda, 2>::from_data(a.into_data(), &device());
+        let gb = Tensor::<Cuda, 2>::from_data(b.into_data(), &device());
+        let gpu = Tensor::<common::B, 2>::from_data(ga.matmul(gb).into_data(), &cpu_device);
+        let scale: f32 = cpu.clone().abs().max().into_scalar();
+        let relative = (gpu - cpu).abs().max().into_scalar() / scale;
+        eprintln!("f32 matmul {n}x{n}: max relative error {relative:e}");
+        assert!(
+            relative < 1e-2,
+            "{n}x{n} product off by {relative:e} (relative)"
+        );
     }
 }

@@ -11,9 +11,13 @@ use hoiclip::model::weights::Checkpoint;
 pub type B = hoiclip::backend::Cpu;
 
 pub fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(path)
+    // Cargo sets CARGO_MANIFEST_DIR when it runs a test; a test binary run on its own
+    // (benches/gpu.sh carries prebuilt ones to the GPU machine) is pointed at the tree
+    // with the same variable, else it falls back to where it was built.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    root.join("tests/fixtures").join(path)
 }
 
 /// Reads one reference tensor written by a fixture script.
