@@ -32,11 +32,11 @@ fn main() {
 
 async fn run(full: bool) {
     let settings = Settings {
-        model: ModelSource::Random(if full {
+        model: ModelSource::Random(Box::new(if full {
             HoiclipConfig::hico_det()
         } else {
             HoiclipConfig::demo()
-        }),
+        })),
         database_url: "sqlite::memory:".into(),
         api: bench_api_options(),
         ..Settings::default()

@@ -71,11 +71,11 @@ fn main() {
 
 async fn run(args: Args) {
     let settings = Settings {
-        model: ModelSource::Random(if args.full {
+        model: ModelSource::Random(Box::new(if args.full {
             HoiclipConfig::hico_det()
         } else {
             HoiclipConfig::demo()
-        }),
+        })),
         database_url: "sqlite::memory:".into(),
         engine: EngineOptions {
             max_queue: 256,

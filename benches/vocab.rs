@@ -27,7 +27,7 @@ fn main() {
         let dir = std::env::temp_dir().join(format!("hoiclip-bench-vocab-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let settings = Settings {
-            model: ModelSource::Random(HoiclipConfig::hico_det()),
+            model: ModelSource::Random(Box::new(HoiclipConfig::hico_det())),
             database_url: format!("sqlite://{}/v.db", dir.display()),
             ..Settings::default()
         };

@@ -126,7 +126,7 @@ where
             tracing::warn!(
                 "no --weights: running the DEMO model (random weights, detections are meaningless, \"trained\": false)"
             );
-            Detector::<B>::random(config, &load_on)
+            Detector::<B>::random(*config, &load_on)
         }
     })
     .await

@@ -51,13 +51,13 @@ pub enum ModelSource {
     Weights(PathBuf),
     /// Seeded random weights at these sizes, labelled as the demo model (`"trained":
     /// false`, meaningless detections): the demo, or benchmarks at full size.
-    Random(HoiclipConfig),
+    Random(Box<HoiclipConfig>),
 }
 
 impl Default for ModelSource {
     /// The demo model (small, fast on a CPU).
     fn default() -> Self {
-        Self::Random(HoiclipConfig::demo())
+        Self::Random(Box::new(HoiclipConfig::demo()))
     }
 }
 

@@ -54,6 +54,53 @@ pub struct ModelInfo {
     pub vocabulary: String,
     /// The scoring settings in use and where they came from.
     pub scoring: Scoring,
+    /// Set for a checkpoint trained for a zero-shot split.
+    pub zero_shot: Option<ZeroShot>,
+}
+
+/// A checkpoint trained for a zero-shot split (reference 1.7 and 5): its trained
+/// classifier has only the seen classes; it scores with the evaluation classifier over all
+/// classes (CLIP text rows), as the official evaluation does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZeroShot {
+    /// The saved `args.zero_shot_type` (`rare_first`, `unseen_verb`, ...), if any.
+    pub split: Option<String>,
+    /// Rows of the trained classifier, and of the evaluation one.
+    pub seen_classes: usize,
+    pub classes: usize,
+    /// The interactions (0-based, the vocabulary's order) unseen in training: the split's
+    /// list where the split is known and agrees with the checkpoint's shapes.
+    pub unseen: Option<Vec<usize>>,
+}
+
+impl ZeroShot {
+    /// What `config` and the saved split name say, checked against `pack`'s splits.
+    fn read(config: &HoiclipConfig, pack: &Pack, split: Option<&str>) -> Option<Self> {
+        let seen_classes = config.seen_hoi_classes?;
+        let classes = config.num_hoi_classes;
+        let split = split.filter(|s| *s != "default").map(str::to_string);
+        let unseen = split.as_ref().and_then(|name| {
+            let list = pack.zero_shot.get(name)?;
+            // With --del_unseen the trained classifier lacks exactly the unseen classes.
+            let agrees = seen_classes == classes || list.len() == classes - seen_classes;
+            if !agrees {
+                tracing::warn!(
+                    split = name.as_str(),
+                    unseen = list.len(),
+                    seen_classes,
+                    classes,
+                    "the checkpoint's zero-shot split does not match its classifier's size; unseen classes unknown"
+                );
+            }
+            agrees.then(|| list.clone())
+        });
+        Some(Self {
+            split,
+            seen_classes,
+            classes,
+            unseen,
+        })
+    }
 }
 
 /// How raw outputs become scores and triplets: from the checkpoint's saved training
@@ -296,6 +343,7 @@ impl<B: Backend> Detector<B> {
                 weights: None,
                 vocabulary: "hico-det".into(),
                 scoring,
+                zero_shot: None,
             },
             device,
         )
@@ -323,6 +371,13 @@ impl<B: Backend> Detector<B> {
             });
         }
         let classifier = model.trained_classifier();
+        let zero_shot = ZeroShot::read(
+            &config,
+            &pack,
+            checkpoint
+                .arg("zero_shot_type")
+                .and_then(crate::model::Arg::as_str),
+        );
         let name = format!("hoiclip-{}", pack.name);
         let vocabulary = pack.name.clone();
         let (scoring, postprocess) = Scoring::from_args(&pack.name, config.verb_weight, |n| {
@@ -340,6 +395,7 @@ impl<B: Backend> Detector<B> {
                 weights: Some(path.to_path_buf()),
                 vocabulary,
                 scoring,
+                zero_shot,
             },
             device,
         )

@@ -55,6 +55,7 @@ fn tiny_pack() -> Pack {
     };
     let ing = ["carrying", "holding", "riding", "flying", "and"];
     Pack {
+        zero_shot: Default::default(),
         name: "tiny".into(),
         verbs: strs(&names["verbs"])
             .into_iter()

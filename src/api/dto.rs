@@ -255,6 +255,11 @@ pub struct InfoOut {
     /// Scoring settings in use (from the checkpoint's saved arguments when present).
     #[schema(value_type = super::schemas::ScoringDoc)]
     pub scoring: crate::detector::Scoring,
+    /// Set when the checkpoint was trained for a zero-shot split: which classes it never
+    /// saw in training (it scores every class with CLIP text rows, as the official
+    /// evaluation does).
+    #[schema(value_type = Option<super::schemas::ZeroShotDoc>)]
+    pub zero_shot: Option<crate::detector::ZeroShot>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -62,5 +62,6 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoOut> {
         max_batch_delay_ms: engine.max_batch_delay.as_secs_f64() * 1000.0,
         batch_policy: engine.policy.name().to_string(),
         scoring: info.scoring.clone(),
+        zero_shot: info.zero_shot.clone(),
     })
 }

@@ -34,6 +34,22 @@ pub struct ScoringDoc {
     source: String,
 }
 
+/// A checkpoint trained for a zero-shot split.
+#[derive(ToSchema)]
+#[schema(as = ZeroShot)]
+pub struct ZeroShotDoc {
+    /// The saved `args.zero_shot_type` (`rare_first`, `non_rare_first`, `unseen_object`,
+    /// `unseen_verb`, `uc0`..`uc4`), if any.
+    split: Option<String>,
+    /// Rows of the trained (seen-only) classifier.
+    seen_classes: usize,
+    /// Rows of the evaluation classifier the model scores with (all classes).
+    classes: usize,
+    /// The interactions unseen in training: 0-based indices in the vocabulary's official
+    /// order; null where the split is unknown or disagrees with the checkpoint's shapes.
+    unseen: Option<Vec<usize>>,
+}
+
 #[derive(ToSchema)]
 #[schema(as = ExportVerb)]
 pub struct ExportVerbDoc {
@@ -108,6 +124,15 @@ mod tests {
     fn documented_schemas_match_the_library_types() {
         let (scoring, _) = Scoring::from_args("hico-det", 0.5, |_| None);
         assert_eq!(documented::<super::ScoringDoc>(), fields(&scoring));
+        assert_eq!(
+            documented::<super::ZeroShotDoc>(),
+            fields(crate::detector::ZeroShot {
+                split: Some("rare_first".into()),
+                seen_classes: 480,
+                classes: 600,
+                unseen: Some(vec![8]),
+            })
+        );
         assert_eq!(
             documented::<super::ExportVerbDoc>(),
             fields(ExportVerb {

@@ -48,6 +48,12 @@ pub struct HoiclipConfig {
     /// Weight of the verb branch in the HOI logits (0.5 HICO-DET, 0.1 V-COCO).
     #[config(default = 0.5)]
     pub verb_weight: f64,
+    /// Zero-shot layout (reference 1.7): `visual_projection` and `verb2hoi_proj` hold only
+    /// this many seen classes (trained with `--del_unseen`), and `eval_visual_projection`
+    /// (no bias) with `verb2hoi_proj_eval` hold all `num_hoi_classes`; inference scores
+    /// with the latter two, as the official evaluation does. `None`: the default layout.
+    #[config(default = "None")]
+    pub seen_hoi_classes: Option<usize>,
 }
 
 impl HoiclipConfig {
@@ -60,6 +66,11 @@ impl HoiclipConfig {
     /// official code hard-codes 768, which is the same number).
     pub fn clip_dim(&self) -> usize {
         self.clip.vision_width
+    }
+
+    /// Rows of `visual_projection` (and columns of `verb2hoi_proj`).
+    pub fn trained_hoi_classes(&self) -> usize {
+        self.seen_hoi_classes.unwrap_or(self.num_hoi_classes)
     }
 
     pub fn init<B: Backend>(&self, device: &B::Device) -> Hoiclip<B> {
@@ -84,9 +95,15 @@ impl HoiclipConfig {
             logit_scale: scalar((1.0f32 / 0.07).ln()),
             obj_logit_scale: scalar((1.0f32 / 0.07).ln()),
             verb2hoi_proj: Param::from_tensor(Tensor::zeros(
-                [self.num_verb_classes, self.num_hoi_classes],
+                [self.num_verb_classes, self.trained_hoi_classes()],
                 device,
             )),
+            verb2hoi_proj_eval: self.seen_hoi_classes.map(|_| {
+                Param::from_tensor(Tensor::zeros(
+                    [self.num_verb_classes, self.num_hoi_classes],
+                    device,
+                ))
+            }),
             query_embed_h: EmbeddingConfig::new(nq, d).init(device),
             query_embed_o: EmbeddingConfig::new(nq, d).init(device),
             pos_guided_embedd: EmbeddingConfig::new(nq, d).init(device),
@@ -118,7 +135,12 @@ impl HoiclipConfig {
             verb_projection: LinearConfig::new(e, self.num_verb_classes)
                 .with_bias(false)
                 .init(device),
-            visual_projection: LinearConfig::new(e, self.num_hoi_classes).init(device),
+            visual_projection: LinearConfig::new(e, self.trained_hoi_classes()).init(device),
+            eval_visual_projection: self.seen_hoi_classes.map(|_| {
+                LinearConfig::new(e, self.num_hoi_classes)
+                    .with_bias(false)
+                    .init(device)
+            }),
             obj_class_fc: ObjClassFc {
                 linear: LinearConfig::new(d, e).init(device),
                 norm: LayerNormConfig::new(e).init(device),
@@ -219,6 +241,8 @@ pub struct Hoiclip<B: Backend> {
     pub logit_scale: Param<Tensor<B, 1>>,
     pub obj_logit_scale: Param<Tensor<B, 1>>,
     pub verb2hoi_proj: Param<Tensor<B, 2>>,
+    /// Zero-shot layout only: the verb -> HOI map over all classes.
+    pub verb2hoi_proj_eval: Option<Param<Tensor<B, 2>>>,
     pub query_embed_h: Embedding<B>,
     pub query_embed_o: Embedding<B>,
     pub pos_guided_embedd: Embedding<B>,
@@ -231,6 +255,8 @@ pub struct Hoiclip<B: Backend> {
     pub clip_model: Clip<B>,
     pub verb_projection: Linear<B>,
     pub visual_projection: Linear<B>,
+    /// Zero-shot layout only: normalised text embeddings of every HOI class, no bias.
+    pub eval_visual_projection: Option<Linear<B>>,
     pub obj_class_fc: ObjClassFc<B>,
     pub obj_visual_projection: Linear<B>,
     num_queries: usize,
@@ -298,21 +324,26 @@ pub struct Predictions<B: Backend> {
 }
 
 impl<B: Backend> Hoiclip<B> {
-    /// The classifier the checkpoint was trained with.
+    /// The classifier the checkpoint scores with: its trained one, or for a zero-shot
+    /// checkpoint the evaluation one over all classes (`eval_visual_projection`, no bias,
+    /// and `verb2hoi_proj_eval`), as the official evaluation runs it.
     pub fn trained_classifier(&self) -> Classifier<B> {
         let device = self.logit_scale.device();
-        let c = self.visual_projection.weight.dims()[1];
         let k = self.obj_visual_projection.weight.dims()[1];
+        let (hoi, verb2hoi) = match (&self.eval_visual_projection, &self.verb2hoi_proj_eval) {
+            (Some(eval), Some(map)) => (eval, map),
+            _ => (&self.visual_projection, &self.verb2hoi_proj),
+        };
+        let c = hoi.weight.dims()[1];
         Classifier {
-            hoi_weight: self.visual_projection.weight.val(),
-            hoi_bias: self
-                .visual_projection
+            hoi_weight: hoi.weight.val(),
+            hoi_bias: hoi
                 .bias
                 .as_ref()
                 .map(|b| b.val())
                 .unwrap_or_else(|| Tensor::zeros([c], &device)),
             verb_weight: self.verb_projection.weight.val(),
-            verb2hoi: self.verb2hoi_proj.val(),
+            verb2hoi: verb2hoi.val(),
             obj_weight: self.obj_visual_projection.weight.val(),
             obj_bias: self
                 .obj_visual_projection
@@ -468,11 +499,17 @@ pub const KNOWN_UNUSED: &[&str] = &[
     r"^clip_model\.(.*\.)?attn_mask$",
 ];
 
-/// How an official checkpoint maps onto [`Hoiclip`].
-pub fn load_plan() -> LoadPlan {
+/// How an official checkpoint maps onto [`Hoiclip`] of `config`'s layout (a zero-shot
+/// model reads `verb2hoi_proj_eval`, which the default one leaves unused).
+pub fn load_plan(config: &HoiclipConfig) -> LoadPlan {
+    let zero_shot = config.seen_hoi_classes.is_some();
     LoadPlan {
         prefix: String::new(),
-        known_unused: KNOWN_UNUSED.iter().map(|s| s.to_string()).collect(),
+        known_unused: KNOWN_UNUSED
+            .iter()
+            .filter(|s| !(zero_shot && s.contains("verb2hoi_proj_eval")))
+            .map(|s| s.to_string())
+            .collect(),
         remap: vec![
             (r"^backbone\.0\.body\.".into(), "backbone.".into()),
             (r"\.downsample\.0\.".into(), ".downsample.conv.".into()),
@@ -729,7 +766,21 @@ pub fn infer_config(ckpt: &Checkpoint) -> Result<HoiclipConfig, WeightsError> {
         }
         Ok(shape[0])
     };
-    let num_hoi = head("visual_projection.weight", 1, "a row per HOI class")?;
+    let trained_hoi = head("visual_projection.weight", 1, "a row per HOI class")?;
+    // A zero-shot checkpoint (reference 1.7) also holds the evaluation classifier over
+    // all classes; its seen-only `visual_projection` may not have more rows.
+    let eval_key = "eval_visual_projection.weight";
+    let (num_hoi, seen) = match ckpt.shape(eval_key) {
+        None => (trained_hoi, None),
+        Some(_) => {
+            let all = head(
+                eval_key,
+                trained_hoi,
+                "at least as many rows as `visual_projection`",
+            )?;
+            (all, Some(trained_hoi))
+        }
+    };
     let num_verbs = head("verb_projection.weight", 1, "a row per verb")?;
     let obj_rows = head(
         "obj_visual_projection.weight",
@@ -752,7 +803,8 @@ pub fn infer_config(ckpt: &Checkpoint) -> Result<HoiclipConfig, WeightsError> {
         .with_num_queries(num_queries)
         .with_num_hoi_classes(num_hoi)
         .with_num_verb_classes(num_verbs)
-        .with_num_obj_classes(obj_rows - 1);
+        .with_num_obj_classes(obj_rows - 1)
+        .with_seen_hoi_classes(seen);
     // The verb weight the checkpoint was trained with (`args.verb_weight`); without
     // saved arguments, the dataset's script default (V-COCO, 263 classes: 0.1).
     match ckpt.arg("verb_weight").and_then(super::Arg::as_f64) {
@@ -823,6 +875,14 @@ impl HoiclipConfig {
                     "{name} {width} is not divisible by {heads_name} {heads}"
                 ));
             }
+        }
+        if let Some(seen) = self.seen_hoi_classes
+            && (seen == 0 || seen > self.num_hoi_classes)
+        {
+            return Err(format!(
+                "seen_hoi_classes {seen} must be between 1 and num_hoi_classes {}",
+                self.num_hoi_classes
+            ));
         }
         if !self.hidden_dim.is_multiple_of(2) {
             return Err(format!(
@@ -914,9 +974,13 @@ impl HoiclipConfig {
         );
         let (nq, classes, verbs) = (
             f(self.num_queries),
-            f(self.num_hoi_classes),
+            f(self.trained_hoi_classes()),
             f(self.num_verb_classes),
         );
+        // Zero-shot layout: the evaluation classifier and map over all classes.
+        let eval_head = self
+            .seen_hoi_classes
+            .map_or(0.0, |_| f(self.num_hoi_classes) * (e + verbs));
         let objects = f(self.num_obj_classes) + 1.0;
         let out_channels = base * 32.0;
         let total = 2.0
@@ -938,7 +1002,8 @@ impl HoiclipConfig {
             + linear(e, classes)
             + linear(d, e)
             + norm(e)
-            + linear(e, objects);
+            + linear(e, objects)
+            + eval_head;
         (total < 9_007_199_254_740_992.0).then_some(total as u64)
     }
 }
@@ -1012,6 +1077,8 @@ pub enum Inspection {
         config: Box<HoiclipConfig>,
         report: LoadReport,
         native: bool,
+        /// The saved `args.zero_shot_type`, if any.
+        zero_shot_type: Option<String>,
     },
     /// A CLIP ViT-B/32 state dict.
     Clip { report: LoadReport },
@@ -1024,17 +1091,38 @@ impl std::fmt::Display for Inspection {
                 config,
                 report,
                 native,
-            } => write!(
-                f,
-                "HOICLIP{} ({} HOI classes, {} verbs, {} queries, CLIP width {}) loads cleanly: \
-                 {report}; {} stored tensors unused by inference",
-                if *native { " (native file)" } else { "" },
-                config.num_hoi_classes,
-                config.num_verb_classes,
-                config.num_queries,
-                config.clip.vision_width,
-                report.ignored.len()
-            ),
+                zero_shot_type,
+            } => {
+                write!(
+                    f,
+                    "HOICLIP{} ({} HOI classes, {} verbs, {} queries, CLIP width {}) loads \
+                     cleanly: {report}; {} stored tensors unused by inference",
+                    if *native { " (native file)" } else { "" },
+                    config.num_hoi_classes,
+                    config.num_verb_classes,
+                    config.num_queries,
+                    config.clip.vision_width,
+                    report.ignored.len()
+                )?;
+                let split = zero_shot_type.as_deref().filter(|t| *t != "default");
+                match (config.seen_hoi_classes, split) {
+                    (Some(seen), split) => write!(
+                        f,
+                        "\nzero-shot checkpoint (split {}): trained on {seen} seen classes, \
+                         {} unseen; scores all {} with eval_visual_projection and \
+                         verb2hoi_proj_eval, as the official evaluation",
+                        split.unwrap_or("not saved"),
+                        config.num_hoi_classes - seen,
+                        config.num_hoi_classes
+                    ),
+                    (None, Some(split)) => write!(
+                        f,
+                        "\nsaved zero_shot_type {split}, but no eval_visual_projection: \
+                         scored with its trained classifier"
+                    ),
+                    (None, None) => Ok(()),
+                }
+            }
             Inspection::Clip { report } => write!(f, "CLIP ViT-B/32 loads cleanly: {report}"),
         }
     }
@@ -1054,6 +1142,10 @@ pub fn inspect<B: Backend>(
             config: Box::new(config),
             report,
             native: is_native(&ckpt),
+            zero_shot_type: ckpt
+                .arg("zero_shot_type")
+                .and_then(super::Arg::as_str)
+                .map(str::to_string),
         });
     }
     let plan = super::clip::load_plan(&ckpt);
@@ -1112,6 +1204,6 @@ pub fn load<B: Backend>(
 ) -> Result<(Hoiclip<B>, LoadReport), WeightsError> {
     check_buildable(config, checkpoint)?;
     let mut model = config.init::<B>(device);
-    let report = checkpoint.load_into(&mut model, &load_plan())?;
+    let report = checkpoint.load_into(&mut model, &load_plan(config))?;
     Ok((model, report))
 }

@@ -168,6 +168,14 @@ impl Arg {
             Arg::Str(_) => None,
         }
     }
+
+    /// The value as text, if it is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Arg::Str(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// The scalar entries of the root dict's `args` (HOICLIP saves its argparse Namespace

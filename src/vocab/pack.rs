@@ -47,6 +47,10 @@ pub struct Pack {
     /// Prompts of the object classifier rows (the last one is "nothing").
     pub object_prompts: Vec<String>,
     pub interactions: Vec<Interaction>,
+    /// Zero-shot splits (HICO-DET's `hico_unseen_index`): split name -> the interactions
+    /// (indices) held out of training for it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub zero_shot: std::collections::BTreeMap<String, Vec<usize>>,
 }
 
 impl Pack {
@@ -81,6 +85,13 @@ impl Pack {
         }
         if self.object_prompts.len() < self.objects.len() + 1 {
             return bad("fewer object prompts than objects + 1".into());
+        }
+        for (split, unseen) in &self.zero_shot {
+            if unseen.iter().any(|&i| i >= self.interactions.len()) {
+                return bad(format!(
+                    "zero-shot split {split} names an interaction past the end"
+                ));
+            }
         }
         Ok(())
     }
