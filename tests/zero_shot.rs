@@ -310,6 +310,17 @@ async fn unseen_interactions_registered_through_the_api_score_as_the_evaluation_
         .iter()
         .map(|&c| pack.interactions[c].prompt.clone())
         .collect();
+    // The seeded vocabulary marks the checkpoint's unseen classes.
+    let listed = get_json(&s, "/interactions?pack=hico-det").await;
+    let marked: std::collections::HashSet<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["unseen_in_training"] == true)
+        .map(|i| i["prompt"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(marked, prompts, "interactions marked unseen_in_training");
+
     // Every unseen interaction again, in a pack of its own: rows from the text tower.
     for &c in &unseen {
         let it = &pack.interactions[c];
@@ -332,6 +343,7 @@ async fn unseen_interactions_registered_through_the_api_score_as_the_evaluation_
             "{}",
             String::from_utf8_lossy(&body)
         );
+        assert_eq!(json(&body)["interaction"]["unseen_in_training"], false);
     }
     // No top-k cut (6 queries x 600 classes), so each class's triplets stand alone.
     let mut worst = 0f32;

@@ -188,6 +188,10 @@ pub struct InteractionOut {
     pub prompt: String,
     pub origin: String,
     pub enabled: bool,
+    /// True for an interaction of the model's own pack that the loaded checkpoint was
+    /// trained without (a zero-shot checkpoint's unseen classes, `GET /info`'s
+    /// `zero_shot`); its HOI row is CLIP's text embedding, like a user interaction's.
+    pub unseen_in_training: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -29,8 +29,18 @@ fn object_out(o: ObjectRecord) -> ObjectRecordOut {
     }
 }
 
-fn interaction_out(i: InteractionRecord) -> InteractionOut {
-    InteractionOut {
+/// Interaction records as the API shows them, marking the model's unseen classes.
+fn interaction_out(state: &AppState) -> impl Fn(InteractionRecord) -> InteractionOut + use<> {
+    let info = state.0.service.info();
+    let pack = info.vocabulary.clone();
+    let unseen: std::collections::HashSet<i64> = info
+        .zero_shot
+        .as_ref()
+        .and_then(|z| z.unseen.as_ref())
+        .map(|u| u.iter().filter_map(|&c| i64::try_from(c).ok()).collect())
+        .unwrap_or_default();
+    move |i| InteractionOut {
+        unseen_in_training: i.pack == pack && i.seed_index.is_some_and(|s| unseen.contains(&s)),
         id: i.id,
         pack: i.pack,
         verb: i.verb,
@@ -107,7 +117,10 @@ pub async fn create_verb(
         StatusCode::CREATED,
         Json(CreatedVerb {
             verb: verb_out(verb),
-            interactions: interactions.into_iter().map(interaction_out).collect(),
+            interactions: interactions
+                .into_iter()
+                .map(interaction_out(&state))
+                .collect(),
             vocabulary_version: version,
         }),
     ))
@@ -209,7 +222,7 @@ pub async fn list_interactions(
             .interactions(filter.pack.as_deref())
             .await?
             .into_iter()
-            .map(interaction_out)
+            .map(interaction_out(&state))
             .collect(),
     ))
 }
@@ -221,7 +234,7 @@ pub async fn get_interaction(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<InteractionOut>, ApiError> {
-    Ok(Json(interaction_out(
+    Ok(Json(interaction_out(&state)(
         state.0.service.store().interaction(id).await?,
     )))
 }
@@ -249,7 +262,7 @@ pub async fn create_interaction(
     Ok((
         StatusCode::CREATED,
         Json(CreatedInteraction {
-            interaction: interaction_out(interaction),
+            interaction: interaction_out(&state)(interaction),
             vocabulary_version: version,
         }),
     ))
