@@ -10,6 +10,8 @@
 //! space is CLIP's joint space, where the official verb rows also live (they start from
 //! CLIP image features, `tmp/verb.pth`).
 
+pub mod arithmetic;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -84,6 +86,27 @@ pub enum ClassifierError {
     ReadBack(String),
     #[error("this runner does not build {0}")]
     Unsupported(&'static str),
+}
+
+/// CLIP image embeddings (`encode_image`: projected CLS, not normalised) of CLIP-ready
+/// CHW images of `res` x `res` (e.g. `vision::preprocess::clip_crop`), `batch` at a time.
+pub fn embed_images<B: Backend>(
+    clip: &Clip<B>,
+    images: &[Vec<f32>],
+    res: usize,
+    batch: usize,
+    device: &B::Device,
+) -> Result<Vec<Vec<f32>>, ClassifierError> {
+    let mut out = Vec::with_capacity(images.len());
+    for chunk in images.chunks(batch.max(1)) {
+        let data: Vec<f32> = chunk.iter().flatten().copied().collect();
+        let input =
+            Tensor::<B, 4>::from_data(TensorData::new(data, [chunk.len(), 3, res, res]), device);
+        let cls = clip.encode_image(input).cls;
+        let dim = cls.dims()[1];
+        out.extend(to_host(cls)?.chunks(dim).map(<[f32]>::to_vec));
+    }
+    Ok(out)
 }
 
 /// A tensor's values on the host, or why they cannot be read.

@@ -108,6 +108,23 @@ fn clip_branch(resized: &RgbImage, res: usize) -> RgbImage {
     image::imageops::crop_imm(&scaled, left, top, res as u32, res as u32).to_image()
 }
 
+/// A region of `img` as CLIP sees it, for verb rows made from examples (reference 1.7):
+/// Pillow's `Image.crop` (each coordinate rounded half to even; area outside the image
+/// black), then CLIP's preprocessing (bicubic resize of the shorter side to `res`, centre
+/// crop), CLIP-normalised CHW. Callers keep boxes inside the image and non-empty.
+pub fn clip_crop(img: &RgbImage, bbox: [f32; 4], res: usize) -> Vec<f32> {
+    let [x0, y0, x1, y1] = bbox.map(|v| round_half_even(f64::from(v)) as i64);
+    let (w, h) = ((x1 - x0).max(1), (y1 - y0).max(1));
+    let mut crop = RgbImage::new(w as u32, h as u32);
+    for (x, y, pixel) in crop.enumerate_pixels_mut() {
+        let (sx, sy) = (x0 + i64::from(x), y0 + i64::from(y));
+        if sx >= 0 && sy >= 0 && sx < i64::from(img.width()) && sy < i64::from(img.height()) {
+            *pixel = *img.get_pixel(sx as u32, sy as u32);
+        }
+    }
+    to_chw(&clip_branch(&crop, res), CLIP_MEAN, CLIP_STD)
+}
+
 /// Both branches of one decoded image.
 pub fn prepare(img: &RgbImage, config: &PreprocessConfig) -> Prepared {
     let (w0, h0) = (img.width() as usize, img.height() as usize);
