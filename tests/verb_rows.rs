@@ -98,6 +98,18 @@ fn examples(
         .collect()
 }
 
+/// Verb rows from `[human, object, union]` features against the reference's.
+fn check_rows(f: &Fixture, feats: &[Vec<Vec<f32>>], what: &str, tol: f32) {
+    let examples = examples(f, &feats[0], &feats[1], &feats[2]);
+    let rows: Vec<Vec<f32>> = verb_rows(&examples, &f.hoi_verb, &f.hoi_object, f.num_verbs)
+        .into_iter()
+        .map(|r| r.expect("every verb has examples"))
+        .collect();
+    let diff = max_diff(&rows, &rows_of(&f.refs, "verb_rows"));
+    eprintln!("{what}: max abs diff {diff:e}");
+    assert!(diff <= tol, "{what}: {diff}");
+}
+
 #[test]
 fn arithmetic_on_the_reference_features_gives_the_reference_rows() {
     let f = load();
@@ -106,18 +118,12 @@ fn arithmetic_on_the_reference_features_gives_the_reference_rows() {
         rows_of(&f.refs, "object"),
         rows_of(&f.refs, "union"),
     );
-    let rows: Vec<Vec<f32>> = verb_rows(
-        &examples(&f, &h, &o, &u),
-        &f.hoi_verb,
-        &f.hoi_object,
-        f.num_verbs,
-    )
-    .into_iter()
-    .map(Option::unwrap)
-    .collect();
-    let diff = max_diff(&rows, &rows_of(&f.refs, "verb_rows"));
-    eprintln!("verb rows from the reference features: max abs diff {diff:e}");
-    assert!(diff <= TOL_ROWS, "{diff}");
+    check_rows(
+        &f,
+        &[h, o, u],
+        "verb rows from the reference features",
+        TOL_ROWS,
+    );
 }
 
 #[test]
@@ -149,16 +155,5 @@ fn crops_and_clip_features_match_the_reference_and_give_its_rows() {
         assert!(diff <= TOL_FEATURES, "{key}: {diff}");
         feats.push(ours);
     }
-    let rows: Vec<Vec<f32>> = verb_rows(
-        &examples(&f, &feats[0], &feats[1], &feats[2]),
-        &f.hoi_verb,
-        &f.hoi_object,
-        f.num_verbs,
-    )
-    .into_iter()
-    .map(Option::unwrap)
-    .collect();
-    let diff = max_diff(&rows, &rows_of(&f.refs, "verb_rows"));
-    eprintln!("verb rows end to end: max abs diff {diff:e}");
-    assert!(diff <= TOL_FEATURES, "{diff}");
+    check_rows(&f, &feats, "verb rows end to end", TOL_FEATURES);
 }

@@ -134,21 +134,25 @@ mod tests {
     }
 
     #[test]
-    fn the_person_object_row_is_each_images_mean_human_crop() {
-        // Class 0 = (verb 0, person): its object row is the mean human crop of the image
-        // plus the object crops, so the human crops change the result.
-        let a = verb_rows(
-            &[example(0, 0, [1.0, 0.0], [0.0, 1.0], [1.0, 1.0])],
+    fn the_person_object_row_adds_each_images_mean_human_crop() {
+        // Class 0 = (verb 0, person). Two examples in one image: the person row is the
+        // object crops plus the image's mean human crop ([0.5, 0.5]) once.
+        let rows = verb_rows(
+            &[
+                example(0, 0, [1.0, 0.0], [0.0, 1.0], [2.0, 1.0]),
+                example(0, 0, [0.0, 1.0], [0.0, 1.0], [2.0, 1.0]),
+            ],
             &[0],
             &[0],
             1,
         );
-        let b = verb_rows(
-            &[example(0, 0, [0.0, 1.0], [0.0, 1.0], [1.0, 1.0])],
-            &[0],
-            &[0],
-            1,
+        let person = normalized(vec![0.5, 2.5]);
+        let union = normalized(vec![4.0, 2.0]);
+        let expected = normalized(vec![union[0] - person[0], union[1] - person[1]]);
+        let r = rows[0].as_ref().unwrap();
+        assert!(
+            r.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{r:?} vs {expected:?}"
         );
-        assert_ne!(a, b);
     }
 }
