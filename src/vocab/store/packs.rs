@@ -193,14 +193,7 @@ impl VocabStore {
             Self::reuse_or_insert(&mut tx, Table::Objects, oname, prompt).await?;
         }
         for (verb, object, prompt) in &interactions {
-            let verb_id: i64 = sqlx::query_scalar("SELECT id FROM verbs WHERE name = ?")
-                .bind(verb)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| VocabError::NotFound {
-                    what: "verb",
-                    key: verb.clone(),
-                })?;
+            let (verb_id, _) = Self::verb_by_name(&mut tx, verb).await?;
             let object_id = match object {
                 Some(o) => Some(Self::object_id(&mut tx, o).await?),
                 None => None,

@@ -130,6 +130,21 @@ impl VocabStore {
             })
     }
 
+    /// A verb's id and -ing phrase by name; an unknown name is `NotFound`.
+    pub(super) async fn verb_by_name(
+        tx: &mut Transaction<'_, Sqlite>,
+        name: &str,
+    ) -> Result<(i64, String), VocabError> {
+        sqlx::query_as("SELECT id, ing FROM verbs WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| VocabError::NotFound {
+                what: "verb",
+                key: name.into(),
+            })
+    }
+
     /// Adds a verb with its interactions. Returns the verb, the new interactions and the
     /// new vocabulary version.
     pub async fn add_verb(
@@ -251,15 +266,7 @@ impl VocabStore {
         let pack = clean_name("pack", pack.unwrap_or(USER_PACK))?;
         let explicit = prompt.map(|p| self.check_prompt(p)).transpose()?;
         let mut tx = self.write_tx().await?;
-        let (verb_id, ing): (i64, String) =
-            sqlx::query_as("SELECT id, ing FROM verbs WHERE name = ?")
-                .bind(&verb)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| VocabError::NotFound {
-                    what: "verb",
-                    key: verb.clone(),
-                })?;
+        let (verb_id, ing) = Self::verb_by_name(&mut tx, &verb).await?;
         let object_id = Self::object_id(&mut tx, &object).await?;
         let prompt = match explicit {
             Some(p) => p,
