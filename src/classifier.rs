@@ -120,29 +120,45 @@ fn to_host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, Clas
 /// Fingerprint of a text tower's weights: cached embeddings are keyed by it, so changing
 /// the weights never reuses a stale embedding.
 pub fn text_fingerprint<B: Backend>(clip: &Clip<B>) -> Result<String, ClassifierError> {
-    struct Hash(crc32fast::Hasher, usize, Option<ClassifierError>);
-    impl<B: Backend> ModuleVisitor<B> for Hash {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let values = match to_host(param.val()) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.2.get_or_insert(e);
-                    return;
-                }
-            };
-            self.1 += values.len();
-            for chunk in values.chunks(1 << 16) {
-                let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
-                self.0.update(&bytes);
+    fingerprint(|h| {
+        clip.transformer.visit(h);
+        clip.token_embedding.visit(h);
+        clip.ln_final.visit(h);
+        ModuleVisitor::<B>::visit_float(h, &clip.positional_embedding);
+        ModuleVisitor::<B>::visit_float(h, &clip.text_projection);
+    })
+}
+
+/// Fingerprint of the image tower's weights: features of example crops are keyed by it,
+/// as text embeddings are by [`text_fingerprint`].
+pub fn vision_fingerprint<B: Backend>(clip: &Clip<B>) -> Result<String, ClassifierError> {
+    fingerprint(|h| clip.visual.visit(h))
+}
+
+/// CRC32 and element count of the float parameters it is shown; the first read-back
+/// failure, if any.
+struct Hasher(crc32fast::Hasher, usize, Option<ClassifierError>);
+
+impl<B: Backend> ModuleVisitor<B> for Hasher {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let values = match to_host(param.val()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.2.get_or_insert(e);
+                return;
             }
+        };
+        self.1 += values.len();
+        for chunk in values.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.0.update(&bytes);
         }
     }
-    let mut h = Hash(crc32fast::Hasher::new(), 0, None);
-    clip.transformer.visit(&mut h);
-    clip.token_embedding.visit(&mut h);
-    clip.ln_final.visit(&mut h);
-    ModuleVisitor::<B>::visit_float(&mut h, &clip.positional_embedding);
-    ModuleVisitor::<B>::visit_float(&mut h, &clip.text_projection);
+}
+
+fn fingerprint(visit: impl FnOnce(&mut Hasher)) -> Result<String, ClassifierError> {
+    let mut h = Hasher(crc32fast::Hasher::new(), 0, None);
+    visit(&mut h);
     if let Some(e) = h.2 {
         return Err(e);
     }

@@ -272,6 +272,7 @@ pub struct Detector<B: Backend> {
     postprocess: PostprocessConfig,
     info: ModelInfo,
     text_fingerprint: String,
+    vision_fingerprint: String,
     device: B::Device,
 }
 
@@ -411,6 +412,7 @@ impl<B: Backend> Detector<B> {
         device: &B::Device,
     ) -> Result<Self, DetectorError> {
         let text_fingerprint = crate::classifier::text_fingerprint(&model.clip_model)?;
+        let vision_fingerprint = crate::classifier::vision_fingerprint(&model.clip_model)?;
         let preprocess = PreprocessConfig {
             clip_resolution: config.clip.image_resolution,
             ..PreprocessConfig::default()
@@ -424,6 +426,7 @@ impl<B: Backend> Detector<B> {
             postprocess,
             info,
             text_fingerprint,
+            vision_fingerprint,
             device: device.clone(),
         })
     }
@@ -431,6 +434,20 @@ impl<B: Backend> Detector<B> {
     /// Fingerprint of the text tower's weights (keys the embedding cache).
     pub fn text_fingerprint(&self) -> &str {
         &self.text_fingerprint
+    }
+
+    /// Fingerprint of the image tower's weights (keys features of example crops).
+    pub fn vision_fingerprint(&self) -> &str {
+        &self.vision_fingerprint
+    }
+
+    /// Side of the square CLIP input (crops are prepared at this size).
+    pub fn clip_resolution(&self) -> usize {
+        self.preprocess.clip_resolution
+    }
+
+    pub fn device(&self) -> &B::Device {
+        &self.device
     }
 
     /// The checkpoint's own classifier set (version 0, the pack's rows in order).

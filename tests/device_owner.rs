@@ -47,10 +47,15 @@ impl<R: Runner> Runner for Recording<R> {
         self.note("install", 0);
         self.inner.install(source)
     }
+
+    fn embed_images(&mut self, crops: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.note("embed-images", crops.len());
+        self.inner.embed_images(crops)
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tensor_work_runs_on_the_worker_and_detections_interleave_with_a_rebuild() {
+/// The demo server with its runner recording, and the log (start-up included).
+async fn recorded() -> (Arc<hoiclip::engine::Service<common::B>>, Log) {
     let log: Log = Arc::default();
     let recorder = log.clone();
     let service =
@@ -61,6 +66,12 @@ async fn tensor_work_runs_on_the_worker_and_detections_interleave_with_a_rebuild
             }
         })
         .await;
+    (service, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tensor_work_runs_on_the_worker_and_detections_interleave_with_a_rebuild() {
+    let (service, log) = recorded().await;
     {
         let startup = log.lock().unwrap();
         assert!(startup.iter().any(|(w, _, _)| *w == "embed"), "{startup:?}");
@@ -146,4 +157,59 @@ async fn tensor_work_runs_on_the_worker_and_detections_interleave_with_a_rebuild
     );
     let installs = log.iter().filter(|(w, _, _)| *w == "install").count();
     assert_eq!(installs, 1, "one set built for one rebuild");
+}
+
+/// Example crops go through the image tower on the worker too, in slices, and give what
+/// the model computes directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_features_are_computed_by_the_worker() {
+    use hoiclip::classifier::arithmetic::union_box;
+    use hoiclip::vision::preprocess::clip_crop;
+
+    let (service, log) = recorded().await;
+    log.lock().unwrap().clear();
+    let detector = hoiclip::detector::Detector::<common::B>::demo(&Default::default()).unwrap();
+    let res = detector.clip_resolution();
+    let image = image::RgbImage::from_fn(80, 60, |x, y| {
+        image::Rgb([(3 * x) as u8, (4 * y) as u8, 90])
+    });
+    let boxes: Vec<[f32; 4]> = (0..20)
+        .map(|i| {
+            let i = i as f32;
+            let (h, o) = ([i, 2.0, 30.0 + i, 50.0], [40.0, i, 79.0, 20.0 + i]);
+            [h, o, union_box(h, o)][(i as usize) % 3]
+        })
+        .collect();
+    let crops: Vec<Vec<f32>> = boxes.iter().map(|&b| clip_crop(&image, b, res)).collect();
+    let served = service.engine().embed_images(crops.clone()).await.unwrap();
+    let direct = hoiclip::classifier::embed_images(
+        &detector.model().clip_model,
+        &crops,
+        res,
+        crops.len(),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(served.len(), crops.len());
+    let diff = served
+        .iter()
+        .zip(&direct)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+        .fold(0f32, f32::max);
+    assert!(diff <= 1e-5, "worker and direct features differ by {diff}");
+
+    let log = log.lock().unwrap();
+    let passes: Vec<usize> = log
+        .iter()
+        .filter(|(w, _, _)| *w == "embed-images")
+        .map(|(_, _, n)| *n)
+        .collect();
+    assert_eq!(passes.iter().sum::<usize>(), crops.len());
+    assert!(
+        passes.len() >= 2 && passes.iter().all(|&n| n <= TEXT_SLICE),
+        "{passes:?}"
+    );
+    for (what, thread, _) in log.iter() {
+        assert_eq!(thread, "hoiclip-engine", "{what} ran off the worker");
+    }
 }

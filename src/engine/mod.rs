@@ -83,6 +83,10 @@ enum Command {
         ids: Vec<Vec<u32>>,
         reply: oneshot::Sender<Result<Vec<Vec<f32>>, EngineError>>,
     },
+    EmbedImages {
+        crops: Vec<Vec<f32>>,
+        reply: oneshot::Sender<Result<Vec<Vec<f32>>, EngineError>>,
+    },
     Install {
         source: SetSource,
         reply: oneshot::Sender<Result<ClassView, RebuildError>>,
@@ -250,19 +254,31 @@ impl Engine {
     /// Normalised text embeddings of tokenized prompts, computed by the worker in one
     /// pass (callers send at most [`TEXT_BATCH`] at a time so detections interleave).
     pub async fn embed_text(&self, ids: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>, EngineError> {
-        let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Command::Embed { ids, reply })
-            .map_err(|_| EngineError::Stopped)?;
-        answer.await.map_err(|_| EngineError::Stopped)?
+        self.ask(|reply| Command::Embed { ids, reply }).await
+    }
+
+    /// CLIP image embeddings of CLIP-ready crops (`vision::preprocess::clip_crop`),
+    /// computed by the worker in passes of [`TEXT_SLICE`] with detections in between.
+    pub async fn embed_images(&self, crops: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.ask(|reply| Command::EmbedImages { crops, reply })
+            .await
     }
 
     /// Has the worker build a classifier set on its device and register it; the view
     /// is what requests carry to be scored with it.
     pub async fn install(&self, source: SetSource) -> Result<ClassView, RebuildError> {
+        self.ask(|reply| Command::Install { source, reply }).await
+    }
+
+    /// Sends the command `make` builds around a reply channel and awaits the answer; a
+    /// stopped worker is [`EngineError::Stopped`].
+    async fn ask<T, E: From<EngineError>>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, E>>) -> Command,
+    ) -> Result<T, E> {
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(Command::Install { source, reply })
+            .send(make(reply))
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
@@ -278,6 +294,32 @@ impl Engine {
 
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+}
+
+/// Inputs of an embedding command: token ids (text tower) or CLIP-ready crops (image
+/// tower), each a `Vec` of its element.
+trait Embeddable: Sized {
+    /// Which tower, for messages.
+    const TOWER: &'static str;
+    /// Histogram of pass times.
+    const METRIC: &'static str;
+    fn embed<R: Runner>(runner: &mut R, slice: &[Self]) -> Result<Vec<Vec<f32>>, EngineError>;
+}
+
+impl Embeddable for Vec<u32> {
+    const TOWER: &'static str = "text";
+    const METRIC: &'static str = "hoiclip_text_pass_seconds";
+    fn embed<R: Runner>(runner: &mut R, slice: &[Self]) -> Result<Vec<Vec<f32>>, EngineError> {
+        runner.embed_text(slice)
+    }
+}
+
+impl Embeddable for Vec<f32> {
+    const TOWER: &'static str = "image";
+    const METRIC: &'static str = "hoiclip_image_pass_seconds";
+    fn embed<R: Runner>(runner: &mut R, slice: &[Self]) -> Result<Vec<Vec<f32>>, EngineError> {
+        runner.embed_images(slice)
     }
 }
 
@@ -306,7 +348,14 @@ impl Worker {
                     if reply.is_closed() {
                         continue;
                     }
-                    let result = self.embed(&mut runner, &ids, &mut next);
+                    let result = self.sliced(&mut runner, &ids, &mut next);
+                    let _ = reply.send(result);
+                }
+                Command::EmbedImages { crops, reply } => {
+                    if reply.is_closed() {
+                        continue;
+                    }
+                    let result = self.sliced(&mut runner, &crops, &mut next);
                     let _ = reply.send(result);
                 }
                 Command::Install { source, reply } => {
@@ -336,17 +385,17 @@ impl Worker {
         }
     }
 
-    /// One text command, in slices of [`TEXT_SLICE`] prompts; a detection batch that
+    /// One embedding command, in slices of [`TEXT_SLICE`] items; a detection batch that
     /// arrived meanwhile runs between slices, so a detection waits behind at most a
     /// slice, not the command. A command other than a detection waits in `next`.
-    fn embed<R: Runner>(
+    fn sliced<R: Runner, T: Embeddable>(
         &self,
         runner: &mut R,
-        ids: &[Vec<u32>],
+        items: &[T],
         next: &mut Option<Command>,
     ) -> Result<Vec<Vec<f32>>, EngineError> {
-        let mut rows = Vec::with_capacity(ids.len());
-        for slice in ids.chunks(TEXT_SLICE) {
+        let mut rows = Vec::with_capacity(items.len());
+        for slice in items.chunks(TEXT_SLICE) {
             // One detection batch per slice at most: under a load that never lets the
             // queue empty, slices and batches alternate and the rebuild still finishes.
             if next.is_none() {
@@ -357,14 +406,14 @@ impl Worker {
                 }
             }
             let started = Instant::now();
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runner.embed_text(slice)));
-            metrics::histogram!("hoiclip_text_pass_seconds")
-                .record(started.elapsed().as_secs_f64());
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| T::embed(runner, slice)));
+            metrics::histogram!(T::METRIC).record(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(Ok(part)) if part.len() == slice.len() => rows.extend(part),
                 Ok(Ok(part)) => {
                     return Err(EngineError::Failed(format!(
-                        "the text tower returned {} rows for {} prompts",
+                        "the {} tower returned {} rows for {} inputs",
+                        T::TOWER,
                         part.len(),
                         slice.len()
                     )));

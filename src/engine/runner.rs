@@ -30,6 +30,13 @@ pub trait Runner {
         let _ = source;
         Err(ClassifierError::Unsupported("classifier sets"))
     }
+
+    /// CLIP image embeddings (not normalised) of CLIP-ready crops (one image-tower pass):
+    /// the features verb rows are made from (`classifier::arithmetic`).
+    fn embed_images(&mut self, crops: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let _ = crops;
+        Err(EngineError::Unsupported("image embeddings"))
+    }
 }
 
 /// How images of different sizes share a forward pass.
@@ -80,6 +87,18 @@ impl<B: Backend> Runner for DetectorRunner<B> {
     fn embed_text(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
         classifier::embed_ids(&self.detector.model().clip_model, ids)
             .map_err(|e| EngineError::Failed(e.to_string()))
+    }
+
+    fn embed_images(&mut self, crops: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let detector = &self.detector;
+        classifier::embed_images(
+            &detector.model().clip_model,
+            crops,
+            detector.clip_resolution(),
+            crops.len(),
+            detector.device(),
+        )
+        .map_err(|e| EngineError::Failed(e.to_string()))
     }
 
     fn install(&mut self, source: SetSource) -> Result<ClassView, ClassifierError> {

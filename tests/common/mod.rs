@@ -119,6 +119,13 @@ impl<R: hoiclip::engine::Runner> hoiclip::engine::Runner for Held<R> {
     ) -> Result<hoiclip::engine::ClassView, hoiclip::classifier::ClassifierError> {
         self.inner.install(source)
     }
+
+    fn embed_images(
+        &mut self,
+        crops: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, hoiclip::engine::EngineError> {
+        self.inner.embed_images(crops)
+    }
 }
 
 /// The server's settings with its vocabulary in the database at `url` (demo model, CPU).
