@@ -24,6 +24,7 @@ pub const USER_PACK: &str = "user";
 
 mod embeddings;
 mod error;
+mod examples;
 mod names;
 mod packs;
 mod records;
@@ -34,6 +35,7 @@ mod writes;
 use {embeddings::*, error::*, names::*, packs::*, records::*, writes::*};
 
 pub use error::VocabError;
+pub use examples::{ExampleRecord, NewExample, StoredExample};
 pub use names::{article, interaction_prompt, object_prompt, verb_prompt};
 pub use packs::{ExportInteraction, ExportObject, ExportVerb, PackExport};
 pub use records::{
