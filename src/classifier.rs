@@ -299,6 +299,7 @@ impl HostColumns {
 pub fn assemble<B: Backend>(
     snapshot: &VocabSnapshot,
     embeddings: &HashMap<String, Vec<f32>>,
+    verb_rows: &HashMap<i64, Vec<f32>>,
     trained: Option<&TrainedRows<B>>,
     embed_dim: usize,
     device: &B::Device,
@@ -404,8 +405,10 @@ pub fn assemble<B: Backend>(
         )
     });
     for v in verbs {
-        let col = match (&host, trained_verb_row.get(&v.id)) {
-            (Some((_, _, w, _, _)), Some(&r)) => w.column(r),
+        let col = match (&host, trained_verb_row.get(&v.id), verb_rows.get(&v.id)) {
+            (Some((_, _, w, _, _)), Some(&r), _) => w.column(r),
+            // Learned from example images (visual semantic arithmetic), as trained rows were.
+            (_, _, Some(row)) if row.len() == embed_dim => row.clone(),
             _ => match text(&verb_prompt(&v.ing)) {
                 Some(col) => col,
                 None => {

@@ -2,8 +2,11 @@
 //! are listed and removed per verb, are read back exactly per image-tower fingerprint,
 //! and go with their verb.
 
+mod common;
+
 use std::sync::Arc;
 
+use hoiclip::engine::Inference;
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::vocab::Pack;
 use hoiclip::vocab::store::{NewExample, NewVerb, VocabError, VocabStore};
@@ -44,6 +47,17 @@ async fn verb_id(store: &VocabStore, name: &str) -> i64 {
         .find(|v| v.name == name)
         .unwrap()
         .id
+}
+
+/// A user verb "juggle" with interactions for `objects`.
+async fn juggle(store: &VocabStore, objects: &[&str]) -> hoiclip::vocab::store::VerbRecord {
+    let new = NewVerb {
+        name: "juggle".into(),
+        ing: "juggling".into(),
+        objects: objects.iter().map(|o| o.to_string()).collect(),
+        ..Default::default()
+    };
+    store.add_verb(new).await.unwrap().0
 }
 
 async fn count(store: &VocabStore) -> i64 {
@@ -143,15 +157,7 @@ async fn a_refused_write_stores_nothing() {
 #[tokio::test]
 async fn a_removed_verb_takes_its_examples_along() {
     let store = store().await;
-    let (verb, _, _) = store
-        .add_verb(NewVerb {
-            name: "juggle".into(),
-            ing: "juggling".into(),
-            objects: vec!["orange".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let verb = juggle(&store, &["orange"]).await;
     store
         .add_examples(verb.id, FP, &[example("orange", "img", 0.5)])
         .await
@@ -161,4 +167,107 @@ async fn a_removed_verb_takes_its_examples_along() {
     assert_eq!(count(&store).await, 0);
     let err = store.examples(verb.id).await.unwrap_err();
     assert!(matches!(err, VocabError::NotFound { .. }), "{err}");
+}
+
+/// Column `name` of the verb rows of the set in service.
+fn verb_column(service: &hoiclip::engine::Service<common::B>, name: &str) -> Vec<f32> {
+    let view = service.classes().unwrap();
+    let set = service.registry().get(&view).unwrap();
+    let v = set.verb_labels.iter().position(|l| l == name).unwrap();
+    let w = set.classifier.verb_weight.clone();
+    let [e, _] = w.dims();
+    w.slice([0..e, v..v + 1])
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap()
+}
+
+/// A verb without a trained row takes its row from its examples, once they are stored,
+/// and its text row again once they are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_verbs_row_comes_from_its_examples() {
+    use hoiclip::classifier::arithmetic::{rows_by_verb, union_box};
+    use hoiclip::vision::preprocess::clip_crop;
+
+    let service = common::demo_service().await;
+    let store = service.store();
+    let verb = juggle(store, &["orange", "person"]).await;
+    service.refresh().await.unwrap();
+    let text_row = verb_column(&service, "juggle");
+
+    let detector = service.detector();
+    let res = detector.clip_resolution();
+    let image = image::RgbImage::from_fn(96, 64, |x, y| {
+        image::Rgb([(2 * x) as u8, (3 * y) as u8, ((x * y) % 255) as u8])
+    });
+    let boxes = [
+        ("orange", [4.0, 6.0, 40.0, 60.0], [30.0, 10.0, 60.0, 30.0]),
+        ("orange", [50.0, 2.0, 90.0, 62.0], [10.0, 40.0, 45.0, 63.0]),
+        ("person", [2.0, 2.0, 30.0, 50.0], [60.0, 5.0, 95.0, 60.0]),
+    ];
+    let mut crops = Vec::new();
+    for (_, h, o) in &boxes {
+        crops.extend([h, o, &union_box(*h, *o)].map(|b| clip_crop(&image, *b, res)));
+    }
+    let feats = service.engine().embed_images(crops).await.unwrap();
+    let examples: Vec<NewExample> = boxes
+        .iter()
+        .zip(feats.chunks(3))
+        .map(|((object, h, o), f)| NewExample {
+            object: (*object).into(),
+            image: "the-image".into(),
+            human_box: *h,
+            object_box: *o,
+            human: f[0].clone(),
+            object_features: f[1].clone(),
+            union: f[2].clone(),
+        })
+        .collect();
+    let fingerprint = detector.vision_fingerprint().to_string();
+    let (records, _) = store
+        .add_examples(verb.id, &fingerprint, &examples)
+        .await
+        .unwrap();
+    service.refresh().await.unwrap();
+    let learned = verb_column(&service, "juggle");
+    let person = store
+        .objects()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.name == "person")
+        .map(|o| o.id);
+    let expected = rows_by_verb(&store.example_features(&fingerprint).await.unwrap(), person)
+        .remove(&verb.id)
+        .unwrap();
+    let diff = learned
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff <= 1e-6,
+        "the set's row differs from the examples' by {diff}"
+    );
+    assert_ne!(learned, text_row, "the examples did not change the row");
+
+    // Examples of another image tower are not used.
+    let ride = verb_id(store, "ride").await;
+    let ride_before = verb_column(&service, "ride");
+    store
+        .add_examples(ride, "another-tower", &examples[..1])
+        .await
+        .unwrap();
+    service.refresh().await.unwrap();
+    assert_eq!(verb_column(&service, "ride"), ride_before);
+
+    for r in records {
+        store.remove_example(verb.id, r.id).await.unwrap();
+    }
+    service.refresh().await.unwrap();
+    assert_eq!(
+        verb_column(&service, "juggle"),
+        text_row,
+        "back to the text row"
+    );
 }

@@ -112,6 +112,7 @@ impl Runner for TextRunner {
         let SetSource::Vocabulary {
             snapshot,
             embeddings,
+            verb_rows,
         } = source
         else {
             return Err(ClassifierError::Unsupported("checkpoint sets"));
@@ -120,6 +121,7 @@ impl Runner for TextRunner {
         let set = assemble(
             &snapshot,
             &embeddings,
+            &verb_rows,
             self.trained.as_ref(),
             dim,
             &Default::default(),

@@ -95,6 +95,52 @@ pub fn verb_rows(
         .collect()
 }
 
+/// Verb rows (by verb id) from the stored examples of one image tower: each distinct
+/// (verb, object) pair is a class, the `person` object is object 0 as in HICO-DET, and
+/// examples of one image share the person row's mean.
+pub fn rows_by_verb(
+    examples: &[crate::vocab::store::StoredExample],
+    person: Option<i64>,
+) -> std::collections::HashMap<i64, Vec<f32>> {
+    let mut verbs: Vec<i64> = Vec::new();
+    // Object 0 is the person (a placeholder when the vocabulary has none).
+    let mut objects: Vec<Option<i64>> = vec![person];
+    let mut classes: Vec<(usize, usize)> = Vec::new();
+    let mut images: Vec<&str> = Vec::new();
+    let features: Vec<ExampleFeatures> = examples
+        .iter()
+        .map(|e| {
+            let verb = dense(&mut verbs, e.verb_id);
+            let object = dense(&mut objects, Some(e.object_id));
+            ExampleFeatures {
+                image: dense(&mut images, e.image.as_str()),
+                hoi: dense(&mut classes, (verb, object)),
+                human: e.human.clone(),
+                object: e.object.clone(),
+                union: e.union.clone(),
+            }
+        })
+        .collect();
+    let hoi_verb: Vec<usize> = classes.iter().map(|c| c.0).collect();
+    let hoi_object: Vec<usize> = classes.iter().map(|c| c.1).collect();
+    verb_rows(&features, &hoi_verb, &hoi_object, verbs.len())
+        .into_iter()
+        .zip(verbs)
+        .filter_map(|(row, id)| row.map(|r| (id, r)))
+        .collect()
+}
+
+/// Index of `key` in `list`, appended if new (dense indices in order of appearance).
+fn dense<K: PartialEq>(list: &mut Vec<K>, key: K) -> usize {
+    match list.iter().position(|k| *k == key) {
+        Some(i) => i,
+        None => {
+            list.push(key);
+            list.len() - 1
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

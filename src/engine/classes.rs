@@ -50,6 +50,9 @@ pub enum SetSource {
     Vocabulary {
         snapshot: Arc<VocabSnapshot>,
         embeddings: Arc<HashMap<String, Vec<f32>>>,
+        /// Verb rows made from stored examples, by verb id (verbs without trained rows
+        /// take these before their text rows).
+        verb_rows: Arc<HashMap<i64, Vec<f32>>>,
     },
 }
 

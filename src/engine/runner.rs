@@ -107,11 +107,13 @@ impl<B: Backend> Runner for DetectorRunner<B> {
             SetSource::Vocabulary {
                 snapshot,
                 embeddings,
+                verb_rows,
             } => {
                 let clip = &self.detector.model().clip_model;
                 Arc::new(classifier::assemble(
                     &snapshot,
                     &embeddings,
+                    &verb_rows,
                     self.trained.as_ref(),
                     clip.text_projection.dims()[1],
                     &clip.text_projection.val().device(),

@@ -103,13 +103,16 @@ impl<B: Backend> Service<B> {
             .info()
             .trained
             .then(|| detector.pack().name.clone());
-        let classifiers = Arc::new(ClassifierService::new(
-            store,
-            tokenizer,
-            detector.text_fingerprint().to_string(),
-            trained_pack,
-            engine.clone(),
-        ));
+        let classifiers = Arc::new(
+            ClassifierService::new(
+                store,
+                tokenizer,
+                detector.text_fingerprint().to_string(),
+                trained_pack,
+                engine.clone(),
+            )
+            .with_examples(detector.vision_fingerprint().to_string()),
+        );
         classifiers.refresh().await?;
         Ok(Self {
             detector,

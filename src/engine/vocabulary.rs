@@ -12,7 +12,7 @@ use arc_swap::ArcSwapOption;
 use super::{ClassView, Engine, EngineError, SetSource, TEXT_BATCH};
 use crate::classifier::{ClassifierError, prompts_needed};
 use crate::model::clip::tokenizer::ClipTokenizer;
-use crate::vocab::store::{VocabError, VocabStore};
+use crate::vocab::store::{VocabError, VocabSnapshot, VocabStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -34,6 +34,8 @@ pub struct ClassifierService {
     tokenizer: Arc<ClipTokenizer>,
     /// Cached embeddings are keyed by the text tower's fingerprint.
     fingerprint: String,
+    /// The image tower's fingerprint: stored example features of it give verb rows.
+    vision_fingerprint: Option<String>,
     /// The pack whose seed rows come from the checkpoint (trained models only).
     trained_pack: Option<String>,
     engine: Engine,
@@ -61,6 +63,7 @@ impl ClassifierService {
             store,
             tokenizer,
             fingerprint,
+            vision_fingerprint: None,
             trained_pack,
             engine,
             current: ArcSwapOption::empty(),
@@ -69,6 +72,33 @@ impl ClassifierService {
             prompts_embedded: AtomicUsize::new(0),
             last_error: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Verb rows from example images stored under `vision_fingerprint` (features of
+    /// other image towers are ignored): builds after this use them for verbs without
+    /// trained rows.
+    pub fn with_examples(mut self, vision_fingerprint: String) -> Self {
+        self.vision_fingerprint = Some(vision_fingerprint);
+        self
+    }
+
+    /// Verb rows from the stored examples, by verb id (none without an image tower).
+    async fn example_rows(
+        &self,
+        snapshot: &VocabSnapshot,
+    ) -> Result<HashMap<i64, Vec<f32>>, RebuildError> {
+        let Some(fingerprint) = &self.vision_fingerprint else {
+            return Ok(HashMap::new());
+        };
+        let examples = self.store.example_features(fingerprint).await?;
+        let person = snapshot
+            .objects
+            .iter()
+            .find(|o| o.name == "person")
+            .map(|o| o.id);
+        Ok(crate::classifier::arithmetic::rows_by_verb(
+            &examples, person,
+        ))
     }
 
     pub fn store(&self) -> &VocabStore {
@@ -171,6 +201,7 @@ impl ClassifierService {
         let view = self
             .engine
             .install(SetSource::Vocabulary {
+                verb_rows: Arc::new(self.example_rows(&snapshot).await?),
                 snapshot: Arc::new(snapshot),
                 embeddings: embeddings.clone(),
             })
