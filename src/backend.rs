@@ -47,21 +47,8 @@ pub fn check_cuda(index: usize) -> Result<(), String> {
                 .into(),
         );
     }
-    // cubecl-cuda 0.10 passes `$CUDA_PATH/include` to NVRTC, finding the toolkit this way.
-    let toolkit = std::env::var_os("CUDA_PATH")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            ["/usr/local/cuda", "/opt/cuda"]
-                .into_iter()
-                .map(std::path::PathBuf::from)
-                .find(|p| p.exists())
-        })
-        .or_else(|| {
-            std::path::Path::new("/usr/bin/nvcc")
-                .exists()
-                .then(|| "/usr".into())
-        });
-    match toolkit {
+    // The toolkit whose `include` folder Burn's runtime passes to NVRTC.
+    match cubecl_cuda::install::cuda_path() {
         Some(path) if path.join("include").is_dir() => Ok(()),
         Some(path) => Err(format!(
             "the CUDA toolkit at {} has no include folder (NVRTC needs its headers): set \

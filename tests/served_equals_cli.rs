@@ -17,7 +17,7 @@ use hoiclip::api::AppState;
 use hoiclip::config::{ModelSource, Settings};
 use hoiclip::detector::{DetectOptions, Detector};
 use hoiclip::vocab::Pack;
-use pth_writer::{ArgW, PthTensor, TempFile, read_all, write_with_args};
+use pth_writer::{PthTensor, TempFile, read_all, scoring_args, write_with_args};
 
 /// Deterministic values in [-1, 1] (a tiny LCG), so rows differ from each other.
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -35,12 +35,7 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn tensor(key: &str, shape: &[usize], data: Vec<f32>) -> PthTensor {
-    PthTensor {
-        key: key.into(),
-        shape: shape.to_vec(),
-        dtype: burn::tensor::DType::F32,
-        data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
+    PthTensor::f32_values(key, shape, &data)
 }
 
 /// The parity fixture with its classifier resized to `pack`'s class counts and `objects`
@@ -90,15 +85,8 @@ fn checkpoint_for(
         &[objects],
         values(objects, 5),
     ));
-    let args = [
-        ("dataset_file", ArgW::Str(pack.name.clone())),
-        ("verb_weight", ArgW::Float(verb_weight)),
-        ("use_nms_filter", ArgW::Bool(true)),
-        ("thres_nms", ArgW::Float(0.7)),
-        ("nms_alpha", ArgW::Int(1)),
-        ("nms_beta", ArgW::Float(0.5)),
-    ];
     let file = TempFile::new(name);
+    let args = scoring_args(&pack.name, verb_weight);
     std::fs::write(&file.0, write_with_args(&tensors, &args)).unwrap();
     file
 }

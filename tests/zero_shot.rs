@@ -25,7 +25,7 @@ use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::model::hoiclip::{self as detector, Hoiclip, HoiclipConfig, ModelInput};
 use hoiclip::model::weights::Checkpoint;
 use hoiclip::vocab::Pack;
-use pth_writer::{ArgW, PthTensor, TempFile, read_all, write_with_args};
+use pth_writer::{ArgW, PthTensor, TempFile, read_all, scoring_args, write_with_args};
 
 /// Logits: as tests/hoiclip_parity.rs holds the default layout.
 const TOL_LOGITS: f32 = 2e-4;
@@ -55,28 +55,12 @@ fn zero_shot_checkpoint(name: &str) -> TempFile {
     tensors.retain(|t| !CLASSIFIER_KEYS.contains(&t.key.as_str()) && t.key != "verb2hoi_proj_eval");
     for key in CLASSIFIER_KEYS {
         let data = refs.data(key).unwrap();
-        tensors.push(PthTensor {
-            key: key.into(),
-            shape: data.shape.to_vec(),
-            dtype: burn::tensor::DType::F32,
-            data: data
-                .to_vec::<f32>()
-                .unwrap()
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect(),
-        });
+        let values = data.to_vec::<f32>().unwrap();
+        tensors.push(PthTensor::f32_values(key, &data.shape, &values));
     }
-    let args = [
-        ("dataset_file", ArgW::Str("hico".into())),
-        ("zero_shot_type", ArgW::Str("rare_first".into())),
-        ("del_unseen", ArgW::Bool(true)),
-        ("verb_weight", ArgW::Float(0.5)),
-        ("use_nms_filter", ArgW::Bool(true)),
-        ("thres_nms", ArgW::Float(0.7)),
-        ("nms_alpha", ArgW::Int(1)),
-        ("nms_beta", ArgW::Float(0.5)),
-    ];
+    let mut args = scoring_args("hico", 0.5);
+    args.push(("zero_shot_type", ArgW::Str("rare_first".into())));
+    args.push(("del_unseen", ArgW::Bool(true)));
     let file = TempFile::new(name);
     std::fs::write(&file.0, write_with_args(&tensors, &args)).unwrap();
     file

@@ -495,20 +495,23 @@ pub const KNOWN_UNUSED: &[&str] = &[
     r"^transformer\.inter_guided_embedd\.",
     r"^hoi_class_fc\.",
     r"\.norm4\.",
-    r"^verb2hoi_proj_eval$",
     r"^clip_model\.(.*\.)?attn_mask$",
 ];
+
+/// Stored by every official checkpoint; read only by the zero-shot layout.
+const EVAL_MAP_KEY: &str = r"^verb2hoi_proj_eval$";
 
 /// How an official checkpoint maps onto [`Hoiclip`] of `config`'s layout (a zero-shot
 /// model reads `verb2hoi_proj_eval`, which the default one leaves unused).
 pub fn load_plan(config: &HoiclipConfig) -> LoadPlan {
-    let zero_shot = config.seen_hoi_classes.is_some();
+    let eval_map_unused = config.seen_hoi_classes.is_none().then_some(EVAL_MAP_KEY);
     LoadPlan {
         prefix: String::new(),
         known_unused: KNOWN_UNUSED
             .iter()
-            .filter(|s| !(zero_shot && s.contains("verb2hoi_proj_eval")))
-            .map(|s| s.to_string())
+            .copied()
+            .chain(eval_map_unused)
+            .map(str::to_string)
             .collect(),
         remap: vec![
             (r"^backbone\.0\.body\.".into(), "backbone.".into()),

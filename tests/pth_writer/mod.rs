@@ -20,6 +20,16 @@ pub struct PthTensor {
 }
 
 impl PthTensor {
+    /// An f32 tensor of `shape` holding `values` (row-major).
+    pub fn f32_values(key: &str, shape: &[usize], values: &[f32]) -> Self {
+        Self {
+            key: key.to_string(),
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
     /// An f32 tensor of `shape` filled with a ramp (so views and transposes are visible).
     pub fn f32(key: &str, shape: &[usize]) -> Self {
         let n: usize = shape.iter().product();
@@ -216,6 +226,19 @@ pub enum ArgW {
     Int(usize),
     Float(f64),
     Str(String),
+}
+
+/// The scoring arguments a HOICLIP training run saves (`dataset_file`, `verb_weight`, the
+/// triplet NMS settings of the official scripts).
+pub fn scoring_args(dataset: &str, verb_weight: f64) -> Vec<(&'static str, ArgW)> {
+    vec![
+        ("dataset_file", ArgW::Str(dataset.into())),
+        ("verb_weight", ArgW::Float(verb_weight)),
+        ("use_nms_filter", ArgW::Bool(true)),
+        ("thres_nms", ArgW::Float(0.7)),
+        ("nms_alpha", ArgW::Int(1)),
+        ("nms_beta", ArgW::Float(0.5)),
+    ]
 }
 
 /// `{"model": {...}, "args": Namespace(**args)}`, as HOICLIP's `torch.save` writes it.
