@@ -33,9 +33,40 @@ const NOTHING_PROMPT: &str = "a photo of nothing";
 pub struct ClassRow {
     pub interaction_id: i64,
     pub pack: String,
+    /// Vocabulary id of its verb (the checkpoint's own set: the verb's index).
+    pub verb_id: i64,
     pub verb: String,
+    /// Vocabulary id of its object (none: an object-less role, or the checkpoint's set).
+    pub object_id: Option<i64>,
     pub object: String,
     pub prompt: String,
+}
+
+/// Where a classifier row comes from, so a user can tell how a category is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RowSource {
+    /// The checkpoint's trained row.
+    Trained,
+    /// Visual semantic arithmetic on this many stored example images (verbs only).
+    Examples { examples: usize },
+    /// The CLIP text embedding of its prompt.
+    Text,
+}
+
+/// A verb row learned from stored examples, and how many examples it rests on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedRow {
+    pub row: Vec<f32>,
+    pub examples: usize,
+}
+
+/// The source of every row of a set, by vocabulary id (rows left out are absent).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowSources {
+    pub verbs: HashMap<i64, RowSource>,
+    pub objects: HashMap<i64, RowSource>,
+    pub interactions: HashMap<i64, RowSource>,
 }
 
 /// An immutable, versioned classifier.
@@ -64,6 +95,9 @@ pub struct ClassifierSet<B: Backend> {
     /// (e.g. a prompt too long for this tokenizer), one line each. The server keeps
     /// serving the rest; `/vocabulary` and the log report these.
     pub skipped: Vec<String>,
+    /// Where each verb, object and interaction row came from (empty for the checkpoint's
+    /// own set).
+    pub sources: Arc<RowSources>,
 }
 
 /// The checkpoint's own classifier and the pack its rows follow.
@@ -299,7 +333,7 @@ impl HostColumns {
 pub fn assemble<B: Backend>(
     snapshot: &VocabSnapshot,
     embeddings: &HashMap<String, Vec<f32>>,
-    verb_rows: &HashMap<i64, Vec<f32>>,
+    verb_rows: &HashMap<i64, LearnedRow>,
     trained: Option<&TrainedRows<B>>,
     embed_dim: usize,
     device: &B::Device,
@@ -311,6 +345,7 @@ pub fn assemble<B: Backend>(
     // scored with a made-up vector.
     let text = |p: &str| embeddings.get(p).cloned();
     let mut skipped = Vec::new();
+    let mut sources = RowSources::default();
     let pack = trained.map(|t| t.pack.as_str());
     // Trained matrices read back once, not a device round trip per row.
     let host = match trained {
@@ -339,10 +374,10 @@ pub fn assemble<B: Backend>(
     let mut object_labels = Vec::new();
     let mut object_row: HashMap<i64, usize> = HashMap::new();
     for o in &snapshot.objects {
-        let (col, bias) = match (&host, trained_object_row.get(&o.id)) {
-            (Some((_, _, _, w, b)), Some(&r)) => (w.column(r), b[r]),
+        let (col, bias, source) = match (&host, trained_object_row.get(&o.id)) {
+            (Some((_, _, _, w, b)), Some(&r)) => (w.column(r), b[r], RowSource::Trained),
             _ => match text(&o.prompt) {
-                Some(col) => (col, 0.0),
+                Some(col) => (col, 0.0, RowSource::Text),
                 None => {
                     skipped.push(format!(
                         "object `{}`: prompt \"{}\" cannot be embedded",
@@ -352,6 +387,7 @@ pub fn assemble<B: Backend>(
                 }
             },
         };
+        sources.objects.insert(o.id, source);
         object_row.insert(o.id, object_labels.len());
         object_labels.push(o.name.clone());
         obj_cols.push(col);
@@ -405,12 +441,17 @@ pub fn assemble<B: Backend>(
         )
     });
     for v in verbs {
-        let col = match (&host, trained_verb_row.get(&v.id), verb_rows.get(&v.id)) {
-            (Some((_, _, w, _, _)), Some(&r), _) => w.column(r),
+        let (col, source) = match (&host, trained_verb_row.get(&v.id), verb_rows.get(&v.id)) {
+            (Some((_, _, w, _, _)), Some(&r), _) => (w.column(r), RowSource::Trained),
             // Learned from example images (visual semantic arithmetic), as trained rows were.
-            (_, _, Some(row)) if row.len() == embed_dim => row.clone(),
+            (_, _, Some(learned)) if learned.row.len() == embed_dim => (
+                learned.row.clone(),
+                RowSource::Examples {
+                    examples: learned.examples,
+                },
+            ),
             _ => match text(&verb_prompt(&v.ing)) {
-                Some(col) => col,
+                Some(col) => (col, RowSource::Text),
                 None => {
                     skipped.push(format!(
                         "verb `{}`: prompt \"{}\" cannot be embedded",
@@ -424,6 +465,7 @@ pub fn assemble<B: Backend>(
         if let Some(&r) = trained_verb_row.get(&v.id) {
             from_trained.insert(r, verb_cols.len());
         }
+        sources.verbs.insert(v.id, source);
         verb_index.insert(v.id, verb_cols.len());
         verb_labels.push(v.name.clone());
         verb_cols.push(col);
@@ -467,10 +509,10 @@ pub fn assemble<B: Backend>(
                 }
             },
         };
-        let (col, bias) = match trained_row {
-            Some((w, b, s)) => (w.column(s), b[s]),
+        let (col, bias, source) = match trained_row {
+            Some((w, b, s)) => (w.column(s), b[s], RowSource::Trained),
             None => match text(&i.prompt) {
-                Some(col) => (col, 0.0),
+                Some(col) => (col, 0.0, RowSource::Text),
                 None => {
                     skipped.push(format!(
                         "{}: prompt \"{}\" cannot be embedded",
@@ -490,10 +532,13 @@ pub fn assemble<B: Backend>(
         hoi_bias.push(bias);
         hoi_object.push(object);
         verb_of.push(verb_row);
+        sources.interactions.insert(i.id, source);
         rows.push(ClassRow {
             interaction_id: i.id,
             pack: i.pack.clone(),
+            verb_id: i.verb_id,
             verb: i.verb.clone(),
+            object_id: i.object_id,
             object: i.object.clone().unwrap_or_else(|| NOTHING.into()),
             prompt: i.prompt.clone(),
         });
@@ -558,5 +603,6 @@ pub fn assemble<B: Backend>(
         valid,
         label_rows,
         skipped,
+        sources: Arc::new(sources),
     })
 }

@@ -14,7 +14,10 @@ use crate::model::clip::ClipConfig;
 use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
 use crate::model::hoiclip::{self, Classifier, Hoiclip, HoiclipConfig};
 use crate::model::weights::WeightsError;
-use crate::postprocess::{ImagePredictions, PostprocessConfig, Triplet, VerbLayout, triplets};
+pub use crate::postprocess::ScoreTerms;
+use crate::postprocess::{
+    ImagePredictions, PostprocessConfig, Triplet, VerbLayout, score_terms, triplets,
+};
 use crate::vision::preprocess::{Prepared, PreprocessConfig, batch, prepare};
 use crate::vocab::Pack;
 
@@ -182,6 +185,8 @@ pub struct DetectOptions {
     pub tfe_top_k: Option<usize>,
     /// Score only these HOI classes (indices into the classifier's rows); `None`: all.
     pub classes: Option<Vec<usize>>,
+    /// Give each detection its score terms ([`ScoreTerms`]).
+    pub explain: bool,
 }
 
 impl Default for DetectOptions {
@@ -191,6 +196,7 @@ impl Default for DetectOptions {
             max_results: 100,
             tfe_top_k: None,
             classes: None,
+            explain: false,
         }
     }
 }
@@ -223,6 +229,8 @@ pub struct Detection {
     /// The decoder query (human-object pair) it came from: triplets of one query share
     /// their boxes.
     pub query: usize,
+    /// What the score is made of (when asked for).
+    pub terms: Option<ScoreTerms>,
 }
 
 impl Detection {
@@ -252,6 +260,7 @@ impl Detection {
             interaction_index: t.hoi,
             score: t.score,
             query: t.query,
+            terms: None,
         }
     }
 }
@@ -563,6 +572,11 @@ impl<B: Backend> Detector<B> {
             read(preds.obj_boxes.into_data())?,
         );
         let clip = read(preds.clip_logits.into_data())?;
+        // The text term alone, read back only when some image wants its scores explained.
+        let text = match members.iter().any(|&i| items[i].options.explain) {
+            true => Some(read(preds.hoi_text_logits.into_data())?),
+            false => None,
+        };
         let n = members.len();
         let (per_hoi, per_obj, per_box, per_clip) =
             (hoi.len() / n, obj.len() / n, sub.len() / n, clip.len() / n);
@@ -595,6 +609,10 @@ impl<B: Backend> Detector<B> {
                     objects: set.object_labels.len(),
                     label_rows: &set.label_rows,
                 };
+                let text = text
+                    .as_ref()
+                    .filter(|_| options.explain)
+                    .map(|t| &t[j * per_hoi..(j + 1) * per_hoi]);
                 let detections = triplets(
                     &p,
                     &set.hoi_object,
@@ -613,7 +631,12 @@ impl<B: Backend> Detector<B> {
                         .and_then(|k| set.object_labels.get(k))
                         .unwrap_or(&row.object);
                     let label = label.clone();
-                    Detection::new(t, &row.verb, &label, &row.prompt)
+                    let terms =
+                        text.map(|text| score_terms(&p, text, &set.hoi_object, &t, &config));
+                    Detection {
+                        terms,
+                        ..Detection::new(t, &row.verb, &label, &row.prompt)
+                    }
                 })
                 .collect();
                 ImageDetections {
@@ -742,6 +765,8 @@ fn own_set<B: Backend>(classifier: Classifier<B>, pack: &Pack) -> ClassifierSet<
         .map(|it| ClassRow {
             interaction_id: it.index as i64,
             pack: pack.name.clone(),
+            verb_id: it.verb as i64,
+            object_id: None,
             verb: pack.verbs[it.verb].name.clone(),
             object: pack.object_name(it.object).to_string(),
             prompt: it.prompt.clone(),
@@ -772,6 +797,7 @@ fn own_set<B: Backend>(classifier: Classifier<B>, pack: &Pack) -> ClassifierSet<
         valid,
         label_rows,
         skipped: Vec::new(),
+        sources: Arc::default(),
     }
 }
 

@@ -115,6 +115,10 @@ enum Command {
         /// the API's `training_free_enhancement=true`).
         #[arg(long)]
         tfe: Option<usize>,
+        /// Give each triplet its score terms and the sources of their rows (as
+        /// `explain=true`).
+        #[arg(long)]
+        explain: bool,
     },
     /// Convert an official checkpoint into a native file that loads without pickle parsing,
     /// fp16 widening or layout conversion (outputs are bit-identical).
@@ -167,6 +171,29 @@ struct ModelArgs {
     /// cpu, or cuda / cuda:N (build with --features cuda).
     #[arg(long, env = "HOICLIP_DEVICE", default_value_t = defaults().device)]
     device: String,
+}
+
+/// The model behind `vocab` commands that need one (the database is `vocab`'s own).
+#[derive(clap::Args, Debug)]
+struct VocabModelArgs {
+    /// An official HOICLIP checkpoint (.pth) or a file from `hoiclip convert` (default:
+    /// the demo model).
+    #[arg(long, env = "HOICLIP_WEIGHTS")]
+    weights: Option<PathBuf>,
+    /// cpu, or cuda / cuda:N (build with --features cuda).
+    #[arg(long, env = "HOICLIP_DEVICE", default_value_t = defaults().device)]
+    device: String,
+}
+
+impl VocabModelArgs {
+    fn settings(&self, database_url: &str) -> Settings {
+        Settings {
+            model: ModelSource::from_weights(self.weights.clone()),
+            database_url: database_url.to_string(),
+            device: self.device.clone(),
+            ..defaults()
+        }
+    }
 }
 
 /// How images share forward passes (shared by `serve` and `detect`).
@@ -541,7 +568,34 @@ enum VocabCommand {
         /// Only interactions of this pack.
         #[arg(long)]
         pack: Option<String>,
+        /// Add each row's source in the model's classifier (`trained`, `examples` with
+        /// their count, or `text`): loads the model (--weights) and builds its classifier.
+        #[arg(long)]
+        row_sources: bool,
+        #[command(flatten)]
+        model: VocabModelArgs,
     },
+    /// Teach a verb from example images: each example's person, object and union crops
+    /// go through the model's image tower, and the verb's row becomes their visual
+    /// semantic arithmetic (as `POST /verbs/{id}/examples`). Loads the model (--weights).
+    AddExamples {
+        /// The verb's name.
+        verb: String,
+        /// One example: an image file, the person's box and the object's box as
+        /// "x1,y1,x2,y2" in the image's pixels, and the object's name (repeatable).
+        #[arg(long = "example", num_args = 4, required = true,
+            value_names = ["IMAGE", "HUMAN_BOX", "OBJECT_BOX", "OBJECT"])]
+        examples: Vec<String>,
+        /// Replace the verb's earlier examples with these, in one step.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        model: VocabModelArgs,
+    },
+    /// List a verb's examples as JSON lines.
+    Examples { verb: String },
+    /// Remove one example of a verb.
+    RemoveExample { verb: String, id: i64 },
     /// Add a verb and its interactions ("a photo of a person {ing} {a/an} {object}").
     AddVerb {
         name: String,
@@ -589,8 +643,11 @@ enum VocabCommand {
 }
 
 fn vocab(database_url: &str, command: VocabCommand) -> anyhow::Result<()> {
+    use hoiclip::classifier::{RowSource, RowSources};
+    use hoiclip::engine::examples::{ExampleCrops, image_id, learn};
     use hoiclip::vocab::Pack;
     use hoiclip::vocab::store::{NewVerb, VocabStore};
+    use std::collections::HashMap;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -600,12 +657,56 @@ fn vocab(database_url: &str, command: VocabCommand) -> anyhow::Result<()> {
         store.seed(&Pack::v_coco()).await?;
         let print = |v: serde_json::Value| println!("{v}");
         match command {
-            VocabCommand::List { what, pack } => match what.as_str() {
-                "verbs" => store.verbs().await?.into_iter().for_each(|v| print(serde_json::json!(v))),
-                "objects" => store.objects().await?.into_iter().for_each(|v| print(serde_json::json!(v))),
-                "packs" => store.packs().await?.into_iter().for_each(|v| print(serde_json::json!(v))),
-                _ => store.interactions(pack.as_deref()).await?.into_iter().for_each(|v| print(serde_json::json!(v))),
-            },
+            VocabCommand::List { what, pack, row_sources, model } => {
+                let sources = match row_sources {
+                    true => {
+                        let service = hoiclip::app::service(&model.settings(database_url)).await?;
+                        Some(service.classes().context("no classifier set")?.sources)
+                    }
+                    false => None,
+                };
+                // The row source of an entry, when asked for (null: not in the classifier).
+                let with_source = |mut line: serde_json::Value, id: i64, pick: fn(&RowSources) -> &HashMap<i64, RowSource>| {
+                    if let (Some(s), Some(object)) = (&sources, line.as_object_mut()) {
+                        object.insert("row_source".into(), serde_json::json!(pick(s).get(&id)));
+                    }
+                    line
+                };
+                match what.as_str() {
+                    "verbs" => store.verbs().await?.into_iter().for_each(|v| print(with_source(serde_json::json!(v), v.id, |s| &s.verbs))),
+                    "objects" => store.objects().await?.into_iter().for_each(|o| print(with_source(serde_json::json!(o), o.id, |s| &s.objects))),
+                    "packs" => store.packs().await?.into_iter().for_each(|v| print(serde_json::json!(v))),
+                    _ => store.interactions(pack.as_deref()).await?.into_iter().for_each(|i| print(with_source(serde_json::json!(i), i.id, |s| &s.interactions))),
+                }
+            }
+            VocabCommand::AddExamples { verb, examples, replace, model } => {
+                let settings = model.settings(database_url);
+                let verb_id = verb_id(&store, &verb).await?;
+                let service = hoiclip::app::service(&settings).await?;
+                let res = service.clip_resolution();
+                let mut crops = Vec::new();
+                for example in examples.chunks(4) {
+                    let [image, human, object_box, object] = example else {
+                        anyhow::bail!("--example takes IMAGE HUMAN_BOX OBJECT_BOX OBJECT");
+                    };
+                    let bytes = std::fs::read(image).with_context(|| format!("cannot read {image}"))?;
+                    let decoded = decode(&bytes, settings.api.decode).with_context(|| image.clone())?;
+                    crops.push(ExampleCrops::new(&decoded, image_id(&bytes), parse_box(human)?, parse_box(object_box)?, object.clone(), res)
+                        .with_context(|| image.clone())?);
+                }
+                let (records, version) = learn(service.as_ref(), verb_id, crops, replace).await?;
+                let set = service.refresh().await?;
+                print(serde_json::json!({"examples": records, "row_source": set.sources.verbs.get(&verb_id), "version": version}));
+            }
+            VocabCommand::Examples { verb } => {
+                let verb_id = verb_id(&store, &verb).await?;
+                store.examples(verb_id).await?.into_iter().for_each(|e| print(serde_json::json!(e)));
+            }
+            VocabCommand::RemoveExample { verb, id } => {
+                let verb_id = verb_id(&store, &verb).await?;
+                let version = store.remove_example(verb_id, id).await?;
+                print(serde_json::json!({"removed": {"example": id}, "version": version}));
+            }
             VocabCommand::AddVerb { name, ing, objects, prompts, pack } => {
                 let prompts = prompts
                     .iter()
@@ -650,6 +751,23 @@ fn vocab(database_url: &str, command: VocabCommand) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// A verb's id by name.
+async fn verb_id(store: &hoiclip::vocab::store::VocabStore, name: &str) -> anyhow::Result<i64> {
+    store
+        .verbs()
+        .await?
+        .into_iter()
+        .find(|v| v.name == name)
+        .map(|v| v.id)
+        .with_context(|| format!("no verb `{name}`"))
+}
+
+/// "x1,y1,x2,y2" as a box.
+fn parse_box(text: &str) -> anyhow::Result<[f32; 4]> {
+    hoiclip::engine::examples::parse_box(text)
+        .with_context(|| format!("a box is four numbers \"x1,y1,x2,y2\", not {text:?}"))
 }
 
 fn main() -> ExitCode {
@@ -712,12 +830,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pack,
             verbs,
             tfe,
+            explain,
         } => {
             let params = DetectParams {
                 score_threshold,
                 top_k,
                 pack,
                 verbs,
+                explain: Some(explain),
                 ..DetectParams::default()
             };
             detect(

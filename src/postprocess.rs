@@ -95,6 +95,68 @@ pub struct VerbLayout<'a> {
     pub label_rows: &'a [bool],
 }
 
+/// What one triplet's score is made of: score = `interaction` + `tfe` (when on) +
+/// `object`, and for verb-level output 0 when the verb does not go with the predicted
+/// object.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ScoreTerms {
+    /// The HOI text term of the logit: logit scale x (cosine with the interaction's row +
+    /// its bias).
+    pub text_logit: f32,
+    /// The verb term: verb weight x logit scale x the cosine with the verb's row, mapped
+    /// to the interaction by verb2hoi.
+    pub verb_logit: f32,
+    /// sigmoid(text_logit + verb_logit).
+    pub interaction: f32,
+    /// Training-free enhancement: sigmoid of CLIP's image-level cosine (top-K classes;
+    /// sigmoid(0) for the others).
+    pub tfe: Option<f32>,
+    /// The object classifier's logit for the interaction's object.
+    pub object_logit: f32,
+    /// sigmoid(object_logit)^2.
+    pub object: f32,
+}
+
+/// The terms of triplet `t`'s score, from the predictions it came from and the HOI text
+/// term alone (`text_logits`, `[Nq, C]`).
+pub fn score_terms(
+    p: &ImagePredictions<'_>,
+    text_logits: &[f32],
+    hoi_object: &[usize],
+    t: &Triplet,
+    config: &PostprocessConfig,
+) -> ScoreTerms {
+    let c = hoi_object.len();
+    let nq = p.hoi_logits.len().checked_div(c).unwrap_or(0);
+    let k1 = p.obj_logits.len().checked_div(nq).unwrap_or(0);
+    let at = t.query * c + t.hoi;
+    let logit = p.hoi_logits[at];
+    let text = text_logits[at];
+    let object_logit = p.obj_logits[t.query * k1 + hoi_object[t.hoi]];
+    ScoreTerms {
+        text_logit: text,
+        verb_logit: logit - text,
+        interaction: sigmoid(logit),
+        tfe: config
+            .tfe_top_k
+            .map(|k| tfe_scores(&p.clip_logits[..c], k)[t.hoi]),
+        object_logit,
+        object: sigmoid(object_logit).powi(2),
+    }
+}
+
+/// Training-free enhancement: sigmoid of CLIP's cosine for the top-K classes, sigmoid(0)
+/// for the rest (the reference zeroes the other cosines before the sigmoid).
+fn tfe_scores(clip_logits: &[f32], k: usize) -> Vec<f32> {
+    let mut order: Vec<usize> = (0..clip_logits.len()).collect();
+    order.sort_by(|&a, &b| clip_logits[b].total_cmp(&clip_logits[a]));
+    let mut g = vec![0f32; clip_logits.len()];
+    for &i in order.iter().take(k) {
+        g[i] = clip_logits[i];
+    }
+    g.into_iter().map(sigmoid).collect()
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -141,17 +203,7 @@ fn class_scores(
     let c = hoi_object.len();
     let nq = p.hoi_logits.len() / c;
     let k1 = p.obj_logits.len().checked_div(nq).unwrap_or(0);
-    // Training-free enhancement: sigmoid of CLIP's cosine for the top-K classes, sigmoid(0)
-    // for the rest (the reference zeroes the other cosines before the sigmoid).
-    let tfe: Option<Vec<f32>> = config.tfe_top_k.map(|k| {
-        let mut order: Vec<usize> = (0..c).collect();
-        order.sort_by(|&a, &b| p.clip_logits[b].total_cmp(&p.clip_logits[a]));
-        let mut g = vec![0f32; c];
-        for &i in order.iter().take(k) {
-            g[i] = p.clip_logits[i];
-        }
-        g.into_iter().map(sigmoid).collect()
-    });
+    let tfe: Option<Vec<f32>> = config.tfe_top_k.map(|k| tfe_scores(&p.clip_logits[..c], k));
     let mut scores = vec![None; nq * c];
     for q in 0..nq {
         for (cls, &obj) in hoi_object.iter().enumerate() {

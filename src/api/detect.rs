@@ -9,15 +9,17 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use image::RgbImage;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::AppState;
 use super::dto::{
-    BoxOut, DetectJson, DetectMultipart, DetectParams, DetectResponse, ImageBytes, ModelOut,
-    ObjectOut, TimingsOut, TripletOut,
+    BoxOut, DetectJson, DetectMultipart, DetectParams, DetectResponse, ExplanationOut, ImageBytes,
+    ModelOut, ObjectOut, TimingsOut, TripletOut,
 };
 use super::error::ApiError;
 use super::extract::{ApiQuery, within_body_timeout};
-use crate::detector::{DetectOptions, Detection, ImageDetections, ModelInfo};
+use crate::detector::{DetectOptions, Detection, ImageDetections, ModelInfo, ScoreTerms};
 use crate::engine::{self, ClassView, EngineError};
 use crate::vision::{decode, probe, render::render};
 
@@ -78,32 +80,18 @@ pub async fn detect(
     let (bytes, params) =
         within_body_timeout(&state, read_image(request, &state, &content_type, query.0)).await??;
     let options = detect_options(&params, &set, &state.0.service.info().vocabulary)?;
-    let limits = state.0.options.decode;
-    let (width, height) = probe(&bytes, limits)?;
-    // Room for the decoded pixels in the global budget before decoding: memory stays
-    // bounded however many large images arrive at once; the rest wait their turn.
-    let pixels = u32::try_from(u64::from(width) * u64::from(height)).unwrap_or(u32::MAX);
-    let permit = tokio::time::timeout_at(
-        deadline.into(),
-        state.0.decode_budget.clone().acquire_many_owned(pixels),
-    )
-    .await
-    .map_err(|_| ApiError::Timeout("waited too long for room to decode the image".into()))?
-    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
     let service = state.0.service.clone();
     let decode_started = Instant::now();
     let render_wanted = params.render.unwrap_or(false);
-    let (image, input, permit) = tokio::task::spawn_blocking(move || {
-        let image = decode(&bytes, limits)?;
+    let (image, input, permit) = decoded(&state, bytes, deadline, move |image, permit| {
         let input = service.prepare(&image);
         // Keep the decoded pixels (and their share of the budget) only when they will be
         // drawn on.
         let kept = render_wanted.then_some((image, permit));
         let (image, permit) = kept.unzip();
-        Ok::<_, crate::vision::VisionError>((image, input, permit))
+        Ok::<_, ApiError>((image, input, permit))
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await?;
     let decode_ms = decode_started.elapsed().as_secs_f64() * 1000.0;
 
     let infer_started = Instant::now();
@@ -160,6 +148,7 @@ pub fn detect_options(
             .unwrap_or(false)
             .then_some(10),
         classes: select_classes(set, params, own_pack)?,
+        explain: params.explain.unwrap_or(false),
     })
 }
 
@@ -174,6 +163,7 @@ pub fn response(
         .detections
         .into_iter()
         .map(|d| TripletOut {
+            explanation: d.terms.map(|t| explanation(set, d.interaction_index, t)),
             human: BoxOut { bbox: d.human.bbox },
             object: ObjectOut {
                 bbox: d.object.bbox,
@@ -196,6 +186,29 @@ pub fn response(
             trained: info.trained,
         },
         timings,
+    }
+}
+
+/// A triplet's score terms with the sources of the rows behind them.
+fn explanation(set: &ClassView, class: usize, t: ScoreTerms) -> ExplanationOut {
+    let row = &set.rows[class];
+    let sources = &set.sources;
+    ExplanationOut {
+        text_logit: t.text_logit,
+        interaction_row: sources
+            .interactions
+            .get(&row.interaction_id)
+            .map(|&s| s.into()),
+        verb_logit: t.verb_logit,
+        verb_row: sources.verbs.get(&row.verb_id).map(|&s| s.into()),
+        interaction_score: t.interaction,
+        tfe_score: t.tfe,
+        object_logit: t.object_logit,
+        object_row: row
+            .object_id
+            .and_then(|o| sources.objects.get(&o))
+            .map(|&s| s.into()),
+        object_score: t.object,
     }
 }
 
@@ -234,16 +247,10 @@ async fn read_image(
             .map_err(|e| body_error(e.status(), &e.body_text()))?;
         let json: DetectJson = serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
-        // Line-wrapped base64 (76 columns, as `base64` and MIME write it) is fine.
-        let compact: Vec<u8> = json
-            .image
-            .bytes()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&compact)
-            .map_err(|e| ApiError::BadRequest(format!("`image` is not valid base64: {e}")))?;
-        Ok((Bytes::from(bytes), merge(query, json.params)))
+        Ok((
+            base64_image("image", &json.image)?,
+            merge(query, json.params),
+        ))
     } else if content_type.starts_with("image/")
         || content_type.starts_with("application/octet-stream")
     {
@@ -256,6 +263,41 @@ async fn read_image(
             "content type `{content_type}`: send multipart/form-data, image/jpeg|png|webp or application/json"
         )))
     }
+}
+
+/// Image bytes from base64 text (standard alphabet); line-wrapped base64 (76 columns, as
+/// `base64` and MIME write it) is fine.
+pub(super) fn base64_image(field: &str, text: &str) -> Result<Bytes, ApiError> {
+    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::BadRequest(format!("`{field}` is not valid base64: {e}")))
+}
+
+/// Decodes an image within the server's decode limits and pixel budget, then runs `then`
+/// on it off the async threads. The budget is taken before decoding, so memory stays
+/// bounded however many large images arrive at once (the rest wait their turn, until
+/// `deadline`); `then` gets the permit and decides how long to hold it.
+pub(super) async fn decoded<T: Send + 'static>(
+    state: &AppState,
+    bytes: Bytes,
+    deadline: Instant,
+    then: impl FnOnce(RgbImage, OwnedSemaphorePermit) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let limits = state.0.options.decode;
+    let (width, height) = probe(&bytes, limits)?;
+    let pixels = u32::try_from(u64::from(width) * u64::from(height)).unwrap_or(u32::MAX);
+    let permit = tokio::time::timeout_at(
+        deadline.into(),
+        state.0.decode_budget.clone().acquire_many_owned(pixels),
+    )
+    .await
+    .map_err(|_| ApiError::Timeout("waited too long for room to decode the image".into()))?
+    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+    tokio::task::spawn_blocking(move || then(decode(&bytes, limits)?, permit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// Most triplets one answer may carry.
@@ -293,12 +335,12 @@ fn check_params(params: &DetectParams) -> Result<(), ApiError> {
 }
 
 /// A multipart body that could not be parsed (or exceeded the body limit).
-fn multipart_error(status: axum::http::StatusCode, message: &str) -> ApiError {
+pub(super) fn multipart_error(status: axum::http::StatusCode, message: &str) -> ApiError {
     body_error(status, &format!("bad multipart body: {message}"))
 }
 
 /// A body that could not be read: too large (the body limit) or broken.
-fn body_error(status: axum::http::StatusCode, message: &str) -> ApiError {
+pub(super) fn body_error(status: axum::http::StatusCode, message: &str) -> ApiError {
     if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge(format!("request body too large: {message}"))
     } else {
@@ -317,6 +359,7 @@ fn merge(query: DetectParams, body: DetectParams) -> DetectParams {
             .training_free_enhancement
             .or(query.training_free_enhancement),
         render: body.render.or(query.render),
+        explain: body.explain.or(query.explain),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct DetectParams {
     pub training_free_enhancement: Option<bool>,
     /// Answer with a PNG with the detections drawn instead of JSON.
     pub render: Option<bool>,
+    /// Give each triplet its score terms and the source of each row they come from.
+    pub explain: Option<bool>,
 }
 
 /// `POST /detect` with a JSON body: the image as base64, plus options.
@@ -79,6 +81,37 @@ pub struct TripletOut {
     /// Id of the interaction in the vocabulary (`/interactions/{id}`).
     pub interaction_id: i64,
     pub score: f32,
+    /// What the score is made of (`explain=true` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<ExplanationOut>,
+}
+
+/// A triplet's score terms: `score` = `interaction_score` + `tfe_score` (when on) +
+/// `object_score`; verb-level output (`output` = `verbs`) scores 0 instead when the verb
+/// does not go with the pair's predicted object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplanationOut {
+    /// HOI text term of the interaction logit: logit scale x (cosine of the pair's
+    /// interaction feature with the interaction's row + the row's bias).
+    pub text_logit: f32,
+    /// Where the interaction's row comes from.
+    pub interaction_row: Option<RowSourceOut>,
+    /// Verb term of the interaction logit: verb weight x logit scale x the cosine of the
+    /// pair's verb feature with the verb's row (through the verb-to-interaction map).
+    pub verb_logit: f32,
+    /// Where the verb's row comes from.
+    pub verb_row: Option<RowSourceOut>,
+    /// sigmoid(text_logit + verb_logit).
+    pub interaction_score: f32,
+    /// Training-free enhancement term (`training_free_enhancement=true` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tfe_score: Option<f32>,
+    /// The object classifier's logit for the interaction's object.
+    pub object_logit: f32,
+    /// Where the object's row comes from.
+    pub object_row: Option<RowSourceOut>,
+    /// sigmoid(object_logit)^2.
+    pub object_score: f32,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -162,6 +195,47 @@ pub struct NewInteractionIn {
     pub pack: Option<String>,
 }
 
+/// Where a classifier row comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RowKind {
+    /// The checkpoint's trained row.
+    Trained,
+    /// Visual semantic arithmetic on stored example images (verbs only).
+    Examples,
+    /// The CLIP text embedding of the prompt (zero-shot).
+    Text,
+}
+
+/// The row a verb, object or interaction is scored with in the classifier in service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RowSourceOut {
+    pub kind: RowKind,
+    /// How many example images the row rests on (`kind` = `examples` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub examples: Option<usize>,
+}
+
+impl From<crate::classifier::RowSource> for RowSourceOut {
+    fn from(s: crate::classifier::RowSource) -> Self {
+        use crate::classifier::RowSource;
+        match s {
+            RowSource::Trained => Self {
+                kind: RowKind::Trained,
+                examples: None,
+            },
+            RowSource::Examples { examples } => Self {
+                kind: RowKind::Examples,
+                examples: Some(examples),
+            },
+            RowSource::Text => Self {
+                kind: RowKind::Text,
+                examples: None,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerbOut {
     pub id: i64,
@@ -169,6 +243,9 @@ pub struct VerbOut {
     pub ing: String,
     /// `seed` (official packs) or `user`.
     pub origin: String,
+    /// Its row in the classifier in service; absent while that set does not include it
+    /// (before the first build, or a row that cannot be embedded).
+    pub row_source: Option<RowSourceOut>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -177,6 +254,8 @@ pub struct ObjectRecordOut {
     pub name: String,
     pub prompt: String,
     pub origin: String,
+    /// Its row in the classifier in service (`trained` or `text`).
+    pub row_source: Option<RowSourceOut>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -192,6 +271,95 @@ pub struct InteractionOut {
     /// trained without (a zero-shot checkpoint's unseen classes, `GET /info`'s
     /// `zero_shot`); its HOI row is CLIP's text embedding, like a user interaction's.
     pub unseen_in_training: bool,
+    /// Its HOI row in the classifier in service (`trained` or `text`).
+    pub row_source: Option<RowSourceOut>,
+}
+
+/// `POST /verbs/{id}/examples` with a JSON body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ExamplesIn {
+    /// 1 to 16 examples.
+    #[schema(min_items = 1, max_items = 16)]
+    pub examples: Vec<ExampleIn>,
+}
+
+/// Options of `POST /verbs/{id}/examples`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExamplesParams {
+    /// Replace the verb's earlier examples with these, in one step (default: add them).
+    pub replace: Option<bool>,
+}
+
+/// One example image of a verb: a person doing it to an object.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ExampleIn {
+    /// JPEG, PNG or WebP bytes, base64-encoded (standard alphabet; line breaks allowed).
+    #[schema(min_length = 1)]
+    pub image: String,
+    /// `[x1, y1, x2, y2]` of the person, in the image's pixels.
+    pub human_box: [f32; 4],
+    /// `[x1, y1, x2, y2]` of the object, in the image's pixels.
+    pub object_box: [f32; 4],
+    /// Name of a registered object (`GET /objects`).
+    #[schema(min_length = 1)]
+    pub object: String,
+}
+
+/// `POST /verbs/{id}/examples` as multipart/form-data: the fields repeat once per
+/// example, and the k-th of each go together.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ExamplesMultipart {
+    /// Image files (JPEG, PNG or WebP).
+    #[schema(value_type = Vec<String>, format = Binary)]
+    pub image: Vec<Vec<u8>>,
+    /// "x1,y1,x2,y2" of each person.
+    pub human_box: Vec<String>,
+    /// "x1,y1,x2,y2" of each object.
+    pub object_box: Vec<String>,
+    /// Name of each object.
+    pub object: Vec<String>,
+}
+
+/// A stored example (its crops' features are kept, not the image).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExampleOut {
+    pub id: i64,
+    pub verb: String,
+    pub object: String,
+    /// Checksum of the source image's bytes.
+    pub image: String,
+    pub human_box: [f32; 4],
+    pub object_box: [f32; 4],
+    pub created_at: String,
+    /// False when its features came from another image tower than the loaded model's
+    /// (they are kept, but not used by this model).
+    pub used_by_model: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedExamples {
+    /// The verb, with the row it is scored with now.
+    pub verb: VerbOut,
+    pub examples: Vec<ExampleOut>,
+    pub vocabulary_version: i64,
+}
+
+/// How many rows of each kind the classifier in service has.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct RowSourceCounts {
+    pub trained: usize,
+    pub examples: usize,
+    pub text: usize,
+}
+
+/// Row sources of the classifier in service.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct RowSourcesOut {
+    pub verbs: RowSourceCounts,
+    pub objects: RowSourceCounts,
+    pub interactions: RowSourceCounts,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -238,6 +406,8 @@ pub struct VocabularyOut {
     /// Rows left out of the classifier because they can no longer be embedded (e.g.
     /// after a tokenizer change), one description each; empty normally.
     pub skipped: Vec<String>,
+    /// Where the rows of the classifier in service come from.
+    pub row_sources: RowSourcesOut,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -231,6 +231,16 @@ impl From<ClassifierError> for ApiError {
     }
 }
 
+impl From<crate::engine::examples::ExampleError> for ApiError {
+    fn from(e: crate::engine::examples::ExampleError) -> Self {
+        use crate::engine::examples::ExampleError;
+        match e {
+            ExampleError::Vocab(v) => v.into(),
+            ExampleError::Engine(e) => e.into(),
+        }
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {

@@ -7,6 +7,7 @@ pub mod context;
 pub mod detect;
 pub mod dto;
 pub mod error;
+pub mod examples;
 pub mod extract;
 pub mod metrics;
 pub mod ops;
@@ -99,16 +100,19 @@ impl AppState {
     paths(
         detect::detect,
         vocab::list_verbs, vocab::get_verb, vocab::create_verb, vocab::delete_verb,
+        examples::add_examples, examples::list_examples, examples::delete_example,
         vocab::list_objects, vocab::get_object, vocab::create_object, vocab::delete_object,
         vocab::list_interactions, vocab::get_interaction, vocab::create_interaction, vocab::delete_interaction,
         vocab::list_packs, vocab::export_pack, vocab::import_pack, vocab::vocabulary,
         ops::live, ops::ready, ops::info, metrics::render,
     ),
     components(schemas(
-        dto::DetectJson, dto::DetectMultipart, dto::ImageBytes, dto::DetectResponse, dto::TripletOut, dto::BoxOut, dto::ObjectOut, dto::ModelOut, dto::TimingsOut,
+        dto::DetectJson, dto::DetectMultipart, dto::ImageBytes, dto::DetectResponse, dto::TripletOut, dto::ExplanationOut, dto::BoxOut, dto::ObjectOut, dto::ModelOut, dto::TimingsOut,
         dto::NewVerbIn, dto::PromptIn, dto::NewObjectIn, dto::NewInteractionIn, dto::VerbOut, dto::ObjectRecordOut,
         dto::InteractionOut, dto::CreatedVerb, dto::CreatedObject, dto::CreatedInteraction, dto::Deleted, dto::PackOut,
-        dto::VocabularyOut, dto::InfoOut, dto::StatusOut, error::Problem,
+        dto::VocabularyOut, dto::InfoOut,
+        dto::RowKind, dto::RowSourceOut, dto::RowSourceCounts, dto::RowSourcesOut,
+        dto::ExamplesIn, dto::ExampleIn, dto::ExamplesMultipart, dto::ExampleOut, dto::CreatedExamples, dto::StatusOut, error::Problem,
         schemas::ScoringDoc, schemas::OutputDoc,
         schemas::PackExportDoc, schemas::ExportVerbDoc, schemas::ExportObjectDoc,
         schemas::ExportInteractionDoc,
@@ -242,6 +246,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/verbs/{id}",
             get(vocab::get_verb).delete(vocab::delete_verb),
+        )
+        .route(
+            "/verbs/{id}/examples",
+            get(examples::list_examples).post(examples::add_examples),
+        )
+        .route(
+            "/verbs/{id}/examples/{example_id}",
+            axum::routing::delete(examples::delete_example),
         )
         .route(
             "/objects",

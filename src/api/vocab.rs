@@ -1,6 +1,8 @@
 //! Vocabulary endpoints. Every write rebuilds the classifier before answering, so the new
 //! categories are detectable in the very next request.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,10 +11,24 @@ use super::AppState;
 use super::dto::*;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::classifier::RowSources;
 use crate::vocab::store::{InteractionRecord, NewVerb, ObjectRecord, PackExport, VerbRecord};
 
-fn verb_out(v: VerbRecord) -> VerbOut {
-    VerbOut {
+/// Row sources of the classifier in service (empty before the first build).
+fn sources(state: &AppState) -> Arc<RowSources> {
+    state
+        .0
+        .service
+        .classes()
+        .map(|set| set.sources)
+        .unwrap_or_default()
+}
+
+/// Verb records as the API shows them, with the row each is scored with now.
+pub(super) fn verb_out(state: &AppState) -> impl Fn(VerbRecord) -> VerbOut + use<> {
+    let sources = sources(state);
+    move |v| VerbOut {
+        row_source: sources.verbs.get(&v.id).map(|&s| s.into()),
         id: v.id,
         name: v.name,
         ing: v.ing,
@@ -20,8 +36,10 @@ fn verb_out(v: VerbRecord) -> VerbOut {
     }
 }
 
-fn object_out(o: ObjectRecord) -> ObjectRecordOut {
-    ObjectRecordOut {
+fn object_out(state: &AppState) -> impl Fn(ObjectRecord) -> ObjectRecordOut + use<> {
+    let sources = sources(state);
+    move |o| ObjectRecordOut {
+        row_source: sources.objects.get(&o.id).map(|&s| s.into()),
         id: o.id,
         name: o.name,
         prompt: o.prompt,
@@ -39,7 +57,9 @@ fn interaction_out(state: &AppState) -> impl Fn(InteractionRecord) -> Interactio
         .and_then(|z| z.unseen.as_ref())
         .map(|u| u.iter().filter_map(|&c| i64::try_from(c).ok()).collect())
         .unwrap_or_default();
+    let sources = sources(state);
     move |i| InteractionOut {
+        row_source: sources.interactions.get(&i.id).map(|&s| s.into()),
         unseen_in_training: i.pack == pack && i.seed_index.is_some_and(|s| unseen.contains(&s)),
         id: i.id,
         pack: i.pack,
@@ -54,7 +74,7 @@ fn interaction_out(state: &AppState) -> impl Fn(InteractionRecord) -> Interactio
 /// Rebuilds the classifier after a committed write. The write stands either way (it was
 /// validated in full before committing); a failed rebuild is logged, keeps the previous
 /// set serving, and turns /health/ready to 503 until a retry succeeds.
-async fn rebuild(state: &AppState) {
+pub(super) async fn rebuild(state: &AppState) {
     if let Err(e) = state.0.service.refresh().await {
         tracing::error!(error = %e, "classifier rebuild after a vocabulary write failed");
     }
@@ -71,7 +91,7 @@ pub async fn list_verbs(State(state): State<AppState>) -> Result<Json<Vec<VerbOu
             .verbs()
             .await?
             .into_iter()
-            .map(verb_out)
+            .map(verb_out(&state))
             .collect(),
     ))
 }
@@ -83,7 +103,9 @@ pub async fn get_verb(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<VerbOut>, ApiError> {
-    Ok(Json(verb_out(state.0.service.store().verb(id).await?)))
+    Ok(Json(verb_out(&state)(
+        state.0.service.store().verb(id).await?,
+    )))
 }
 
 /// Register a verb and its interactions; they are detectable in the next request.
@@ -116,7 +138,7 @@ pub async fn create_verb(
     Ok((
         StatusCode::CREATED,
         Json(CreatedVerb {
-            verb: verb_out(verb),
+            verb: verb_out(&state)(verb),
             interactions: interactions
                 .into_iter()
                 .map(interaction_out(&state))
@@ -154,7 +176,7 @@ pub async fn list_objects(
             .objects()
             .await?
             .into_iter()
-            .map(object_out)
+            .map(object_out(&state))
             .collect(),
     ))
 }
@@ -166,7 +188,9 @@ pub async fn get_object(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ObjectRecordOut>, ApiError> {
-    Ok(Json(object_out(state.0.service.store().object(id).await?)))
+    Ok(Json(object_out(&state)(
+        state.0.service.store().object(id).await?,
+    )))
 }
 
 /// Register an object (a new row of the object classifier).
@@ -187,7 +211,7 @@ pub async fn create_object(
     Ok((
         StatusCode::CREATED,
         Json(CreatedObject {
-            object: object_out(object),
+            object: object_out(&state)(object),
             vocabulary_version: version,
         }),
     ))
@@ -344,5 +368,27 @@ pub async fn vocabulary(State(state): State<AppState>) -> Result<Json<Vocabulary
         interactions: store.interactions(None).await?.len(),
         packs: store.packs().await?.len(),
         skipped: state.0.service.skipped_rows(),
+        row_sources: row_source_counts(&sources(&state)),
     }))
+}
+
+/// How many rows of each kind a set has.
+fn row_source_counts(sources: &RowSources) -> RowSourcesOut {
+    use crate::classifier::RowSource;
+    let count = |map: &std::collections::HashMap<i64, RowSource>| {
+        let mut counts = RowSourceCounts::default();
+        for source in map.values() {
+            match source {
+                RowSource::Trained => counts.trained += 1,
+                RowSource::Examples { .. } => counts.examples += 1,
+                RowSource::Text => counts.text += 1,
+            }
+        }
+        counts
+    };
+    RowSourcesOut {
+        verbs: count(&sources.verbs),
+        objects: count(&sources.objects),
+        interactions: count(&sources.interactions),
+    }
 }

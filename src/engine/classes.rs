@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use burn::prelude::*;
 
-use crate::classifier::{ClassRow, ClassifierSet};
+use crate::classifier::{ClassRow, ClassifierSet, LearnedRow, RowSources};
 use crate::vocab::store::VocabSnapshot;
 
 /// Identity of one registered set: the allocation, compared by address (an address is
@@ -25,6 +25,8 @@ pub struct ClassView {
     pub rows: Arc<Vec<ClassRow>>,
     /// Vocabulary rows the set leaves out because they cannot be embedded.
     pub skipped: Arc<Vec<String>>,
+    /// Where each verb, object and interaction row of the set came from.
+    pub sources: Arc<RowSources>,
     key: Arc<SetKey>,
 }
 
@@ -36,6 +38,7 @@ impl ClassView {
             version,
             rows: Arc::new(rows),
             skipped: Arc::new(Vec::new()),
+            sources: Arc::default(),
             key: Arc::new(SetKey),
         }
     }
@@ -52,7 +55,7 @@ pub enum SetSource {
         embeddings: Arc<HashMap<String, Vec<f32>>>,
         /// Verb rows made from stored examples, by verb id (verbs without trained rows
         /// take these before their text rows).
-        verb_rows: Arc<HashMap<i64, Vec<f32>>>,
+        verb_rows: Arc<HashMap<i64, LearnedRow>>,
     },
 }
 
@@ -88,6 +91,7 @@ impl<B: Backend> SetRegistry<B> {
             version: set.version,
             rows: set.rows.clone(),
             skipped: Arc::new(set.skipped.clone()),
+            sources: set.sources.clone(),
             key: key.clone(),
         };
         let mut entries = self.lock();

@@ -12,6 +12,7 @@
 //! runner fails that command's callers only; the worker goes on.
 
 mod classes;
+pub mod examples;
 mod runner;
 mod service;
 mod vocabulary;

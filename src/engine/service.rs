@@ -32,6 +32,10 @@ pub trait Inference: Send + Sync {
     fn engine(&self) -> &Engine;
     fn store(&self) -> &VocabStore;
     fn text_fingerprint(&self) -> &str;
+    /// Example features are stored under this (the image tower's weights).
+    fn vision_fingerprint(&self) -> &str;
+    /// Side of the square CLIP input that example crops are prepared at.
+    fn clip_resolution(&self) -> usize;
     /// Rebuilds the classifier set if the vocabulary moved.
     fn refresh(&self) -> BoxFuture<'_, Result<ClassView, RebuildError>>;
     /// Why the last rebuild failed, when it did (the set in service lags the vocabulary).
@@ -169,6 +173,14 @@ impl<B: Backend> Inference for Service<B> {
 
     fn text_fingerprint(&self) -> &str {
         self.classifiers.fingerprint()
+    }
+
+    fn vision_fingerprint(&self) -> &str {
+        self.detector.vision_fingerprint()
+    }
+
+    fn clip_resolution(&self) -> usize {
+        self.detector.clip_resolution()
     }
 
     fn rebuild_error(&self) -> Option<String> {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arc_swap::ArcSwapOption;
 
 use super::{ClassView, Engine, EngineError, SetSource, TEXT_BATCH};
-use crate::classifier::{ClassifierError, prompts_needed};
+use crate::classifier::{ClassifierError, LearnedRow, prompts_needed};
 use crate::model::clip::tokenizer::ClipTokenizer;
 use crate::vocab::store::{VocabError, VocabSnapshot, VocabStore};
 
@@ -86,7 +86,7 @@ impl ClassifierService {
     async fn example_rows(
         &self,
         snapshot: &VocabSnapshot,
-    ) -> Result<HashMap<i64, Vec<f32>>, RebuildError> {
+    ) -> Result<HashMap<i64, LearnedRow>, RebuildError> {
         let Some(fingerprint) = &self.vision_fingerprint else {
             return Ok(HashMap::new());
         };
@@ -96,9 +96,19 @@ impl ClassifierService {
             .iter()
             .find(|o| o.name == "person")
             .map(|o| o.id);
-        Ok(crate::classifier::arithmetic::rows_by_verb(
-            &examples, person,
-        ))
+        let mut counts: HashMap<i64, usize> = HashMap::new();
+        for e in &examples {
+            *counts.entry(e.verb_id).or_default() += 1;
+        }
+        Ok(
+            crate::classifier::arithmetic::rows_by_verb(&examples, person)
+                .into_iter()
+                .map(|(verb, row)| {
+                    let examples = counts.get(&verb).copied().unwrap_or(0);
+                    (verb, LearnedRow { row, examples })
+                })
+                .collect(),
+        )
     }
 
     pub fn store(&self) -> &VocabStore {

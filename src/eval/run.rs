@@ -60,6 +60,7 @@ pub async fn predict<B: Backend>(
         max_results: 100,
         tfe_top_k: options.tfe_top_k,
         classes: None,
+        explain: false,
     };
     let model = detector.info();
     let mut out = PredictionFile::new(

@@ -315,6 +315,9 @@ pub struct Classifier<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct Predictions<B: Backend> {
     pub hoi_logits: Tensor<B, 3>,
+    /// The HOI text term of `hoi_logits` alone (the rest is the verb term): read only to
+    /// explain a score.
+    pub hoi_text_logits: Tensor<B, 3>,
     pub obj_logits: Tensor<B, 3>,
     pub sub_boxes: Tensor<B, 3>,
     pub obj_boxes: Tensor<B, 3>,
@@ -466,7 +469,8 @@ impl<B: Backend> Hoiclip<B> {
             * scale.clone();
         let g = l2_normalize(self.inter2verb.forward(features.inter_hs.clone()));
         let verb = matmul3(g, classifier.verb_weight.clone()) * scale;
-        let hoi_logits = hoi + matmul3(verb, classifier.verb2hoi.clone()) * self.verb_weight;
+        let hoi_logits =
+            hoi.clone() + matmul3(verb, classifier.verb2hoi.clone()) * self.verb_weight;
         let obj_logits = (matmul3(features.obj_feat.clone(), classifier.obj_weight.clone())
             + classifier.obj_bias.clone().reshape([1, 1, k]))
             * obj_scale;
@@ -474,6 +478,7 @@ impl<B: Backend> Hoiclip<B> {
             l2_normalize(features.clip_cls.clone()).matmul(classifier.hoi_weight.clone());
         Predictions {
             hoi_logits,
+            hoi_text_logits: hoi,
             obj_logits,
             sub_boxes: features.sub_boxes.clone(),
             obj_boxes: features.obj_boxes.clone(),

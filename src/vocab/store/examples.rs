@@ -112,6 +112,30 @@ impl VocabStore {
         fingerprint: &str,
         examples: &[NewExample],
     ) -> Result<(Vec<ExampleRecord>, i64), VocabError> {
+        self.store_examples(verb_id, fingerprint, examples, false)
+            .await
+    }
+
+    /// As [`Self::add_examples`], removing the verb's earlier examples in the same
+    /// transaction: the verb goes from its old examples to the new ones with no state
+    /// in between, and keeps the old ones if the new ones are refused.
+    pub async fn replace_examples(
+        &self,
+        verb_id: i64,
+        fingerprint: &str,
+        examples: &[NewExample],
+    ) -> Result<(Vec<ExampleRecord>, i64), VocabError> {
+        self.store_examples(verb_id, fingerprint, examples, true)
+            .await
+    }
+
+    async fn store_examples(
+        &self,
+        verb_id: i64,
+        fingerprint: &str,
+        examples: &[NewExample],
+        replace: bool,
+    ) -> Result<(Vec<ExampleRecord>, i64), VocabError> {
         let Some(first) = examples.first() else {
             return Err(VocabError::Invalid {
                 field: "examples",
@@ -126,6 +150,12 @@ impl VocabStore {
         let mut object_ids = Vec::with_capacity(examples.len());
         for e in examples {
             object_ids.push(Self::object_id(&mut tx, &e.object).await?);
+        }
+        if replace {
+            sqlx::query("DELETE FROM verb_examples WHERE verb_id = ?")
+                .bind(verb_id)
+                .execute(&mut *tx)
+                .await?;
         }
         let mut ids = Vec::with_capacity(examples.len());
         for (e, object_id) in examples.iter().zip(object_ids) {
@@ -185,6 +215,22 @@ impl VocabStore {
                 })
             })
             .collect()
+    }
+
+    /// Checks, writing nothing, that verb `verb_id` and every named object exist: callers
+    /// run it before the costly crop embedding (`add_examples` checks again as it writes).
+    pub async fn check_example_targets(
+        &self,
+        verb_id: i64,
+        objects: &[&str],
+    ) -> Result<(), VocabError> {
+        let mut tx = self.pool.begin().await?;
+        Self::verb_name(&mut tx, verb_id).await?;
+        for object in objects {
+            Self::object_id(&mut tx, object).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The examples of verb `verb_id`, oldest first.
