@@ -51,6 +51,7 @@ use hoiclip::engine::{BatchPolicy, EngineOptions, Inference, Request};
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::model::clip::{ClipConfig, l2_normalize};
 use hoiclip::model::weights::{Checkpoint, LoadPlan};
+use hoiclip::vision::decode::{exif_orientation, orient};
 use hoiclip::vision::{DecodeLimits, decode};
 
 #[derive(Parser, Debug)]
@@ -119,6 +120,10 @@ enum Command {
         /// `explain=true`).
         #[arg(long)]
         explain: bool,
+        /// Keep the stored orientation instead of turning each image as its EXIF
+        /// orientation says (as `auto_orient=false`; what the official evaluation sees).
+        #[arg(long)]
+        keep_orientation: bool,
     },
     /// Convert an official checkpoint into a native file that loads without pickle parsing,
     /// fp16 widening or layout conversion (outputs are bit-identical).
@@ -464,11 +469,18 @@ fn detect(
                 answers.print_oldest().await?;
             }
             let started = std::time::Instant::now();
-            let image = match std::fs::read(path)
+            let (image, exif_orientation, oriented) = match std::fs::read(path)
                 .with_context(|| format!("cannot read {}", path.display()))
                 .and_then(|bytes| {
-                    decode(&bytes, settings.api.decode)
-                        .with_context(|| format!("{}", path.display()))
+                    let exif = exif_orientation(&bytes);
+                    let oriented = params.auto_orient.unwrap_or(true) && exif != 1;
+                    let image = decode(&bytes, settings.api.decode)
+                        .with_context(|| format!("{}", path.display()))?;
+                    Ok((
+                        if oriented { orient(image, exif) } else { image },
+                        exif,
+                        oriented,
+                    ))
                 }) {
                 Ok(image) => image,
                 Err(e) => {
@@ -491,6 +503,8 @@ fn detect(
                 path: path.clone(),
                 started,
                 decode_ms,
+                exif_orientation,
+                oriented,
                 submitted: std::time::Instant::now(),
                 ticket,
             });
@@ -510,6 +524,8 @@ struct Pending {
     path: PathBuf,
     started: std::time::Instant,
     decode_ms: f64,
+    exif_orientation: u8,
+    oriented: bool,
     submitted: std::time::Instant,
     ticket: hoiclip::engine::Ticket,
 }
@@ -549,7 +565,9 @@ impl Answers<'_> {
             inference_ms: pending.submitted.elapsed().as_secs_f64() * 1000.0,
             total_ms: pending.started.elapsed().as_secs_f64() * 1000.0,
         };
-        let answer = response(self.service.info(), self.set, result, timings);
+        let mut answer = response(self.service.info(), self.set, result, timings);
+        answer.exif_orientation = pending.exif_orientation;
+        answer.oriented = pending.oriented;
         let mut line = serde_json::to_value(answer)?;
         if let Some(object) = line.as_object_mut() {
             object.insert("image".into(), pending.path.display().to_string().into());
@@ -589,6 +607,10 @@ enum VocabCommand {
         /// Replace the verb's earlier examples with these, in one step.
         #[arg(long)]
         replace: bool,
+        /// Boxes are in the stored pixels, not in the image turned to its EXIF
+        /// orientation (as the API's `auto_orient=false`).
+        #[arg(long)]
+        keep_orientation: bool,
         #[command(flatten)]
         model: VocabModelArgs,
     },
@@ -679,7 +701,7 @@ fn vocab(database_url: &str, command: VocabCommand) -> anyhow::Result<()> {
                     _ => store.interactions(pack.as_deref()).await?.into_iter().for_each(|i| print(with_source(serde_json::json!(i), i.id, |s| &s.interactions))),
                 }
             }
-            VocabCommand::AddExamples { verb, examples, replace, model } => {
+            VocabCommand::AddExamples { verb, examples, replace, keep_orientation, model } => {
                 let settings = model.settings(database_url);
                 let verb_id = verb_id(&store, &verb).await?;
                 let service = hoiclip::app::service(&settings).await?;
@@ -691,6 +713,10 @@ fn vocab(database_url: &str, command: VocabCommand) -> anyhow::Result<()> {
                     };
                     let bytes = std::fs::read(image).with_context(|| format!("cannot read {image}"))?;
                     let decoded = decode(&bytes, settings.api.decode).with_context(|| image.clone())?;
+                    let decoded = match keep_orientation {
+                        true => decoded,
+                        false => orient(decoded, exif_orientation(&bytes)),
+                    };
                     crops.push(ExampleCrops::new(&decoded, image_id(&bytes), parse_box(human)?, parse_box(object_box)?, object.clone(), res)
                         .with_context(|| image.clone())?);
                 }
@@ -831,6 +857,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             verbs,
             tfe,
             explain,
+            keep_orientation,
         } => {
             let params = DetectParams {
                 score_threshold,
@@ -838,6 +865,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 pack,
                 verbs,
                 explain: Some(explain),
+                auto_orient: Some(!keep_orientation),
                 ..DetectParams::default()
             };
             detect(

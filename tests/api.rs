@@ -727,3 +727,58 @@ async fn remaining_vocabulary_routes_and_docs_answer() {
     assert_eq!(status, StatusCode::OK);
     assert!(ct.starts_with("text/html"));
 }
+
+/// The web page and its two files are served from the binary with a strict policy, and
+/// the page refers only to files that are served.
+#[tokio::test]
+async fn the_web_page_is_served_with_its_files() {
+    let s = state(ServeOptions::default()).await;
+    let get = |uri: &'static str| {
+        let s = s.clone();
+        async move {
+            let response = router(s)
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let headers = response.headers().clone();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (headers, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let (headers, page) = get("/").await;
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    for (file, kind) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        assert!(
+            page.contains(&format!("\"{file}\"")),
+            "the page does not load {file}"
+        );
+        let (headers, body) = get(file).await;
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        assert!(!body.is_empty());
+    }
+    // The script calls only public API routes documented in the OpenAPI document.
+    let (_, script) = get("/ui/app.js").await;
+    let document = hoiclip::api::openapi_json();
+    for route in ["/info", "/packs", "/detect", "/verbs", "/examples"] {
+        assert!(
+            script.contains(route) && document.contains(route),
+            "{route}"
+        );
+    }
+}

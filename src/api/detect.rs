@@ -21,6 +21,7 @@ use super::error::ApiError;
 use super::extract::{ApiQuery, within_body_timeout};
 use crate::detector::{DetectOptions, Detection, ImageDetections, ModelInfo, ScoreTerms};
 use crate::engine::{self, ClassView, EngineError};
+use crate::vision::decode::{exif_orientation, orient};
 use crate::vision::{decode, probe, render::render};
 
 /// Detect human-object interactions in one image.
@@ -83,7 +84,13 @@ pub async fn detect(
     let service = state.0.service.clone();
     let decode_started = Instant::now();
     let render_wanted = params.render.unwrap_or(false);
+    let exif_orientation = exif_orientation(&bytes);
+    let oriented = params.auto_orient.unwrap_or(true) && exif_orientation != 1;
     let (image, input, permit) = decoded(&state, bytes, deadline, move |image, permit| {
+        let image = match oriented {
+            true => orient(image, exif_orientation),
+            false => image,
+        };
         let input = service.prepare(&image);
         // Keep the decoded pixels (and their share of the budget) only when they will be
         // drawn on.
@@ -129,7 +136,10 @@ pub async fn detect(
         inference_ms,
         total_ms: started.elapsed().as_secs_f64() * 1000.0,
     };
-    Ok(axum::Json(response(state.0.service.info(), &set, result, timings)).into_response())
+    let mut answer = response(state.0.service.info(), &set, result, timings);
+    answer.exif_orientation = exif_orientation;
+    answer.oriented = oriented;
+    Ok(axum::Json(answer).into_response())
 }
 
 /// A request's options checked and turned into what the engine runs: the CLI uses this
@@ -178,6 +188,8 @@ pub fn response(
     DetectResponse {
         width: result.width,
         height: result.height,
+        exif_orientation: 1,
+        oriented: false,
         output: info.scoring.output,
         triplets,
         vocabulary_version: set.version,
@@ -360,6 +372,7 @@ fn merge(query: DetectParams, body: DetectParams) -> DetectParams {
             .or(query.training_free_enhancement),
         render: body.render.or(query.render),
         explain: body.explain.or(query.explain),
+        auto_orient: body.auto_orient.or(query.auto_orient),
     }
 }
 

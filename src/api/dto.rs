@@ -30,6 +30,10 @@ pub struct DetectParams {
     pub render: Option<bool>,
     /// Give each triplet its score terms and the source of each row they come from.
     pub explain: Option<bool>,
+    /// Turn the image as its EXIF orientation says it is shown (default true: boxes are
+    /// in the picture the user sees); false keeps the stored orientation, as the official
+    /// evaluation reads dataset images.
+    pub auto_orient: Option<bool>,
 }
 
 /// `POST /detect` with a JSON body: the image as base64, plus options.
@@ -130,8 +134,14 @@ pub struct TimingsOut {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DetectResponse {
+    /// Size of the image as the model saw it (turned, when `auto_orient` applied an EXIF
+    /// orientation); boxes are in its pixels.
     pub width: u32,
     pub height: u32,
+    /// The file's EXIF orientation (1: as stored; 2 to 8: mirrored and/or turned).
+    pub exif_orientation: u8,
+    /// Whether the image was turned to its EXIF orientation before detection.
+    pub oriented: bool,
     /// What each triplet is: `interactions` (HICO-DET models: one per HOI class, after
     /// triplet NMS) or `verbs` (V-COCO models, as V-COCO's evaluation scores them: one per
     /// (human-object pair, verb), the best of the verb's interactions times the verb's
@@ -289,6 +299,9 @@ pub struct ExamplesIn {
 pub struct ExamplesParams {
     /// Replace the verb's earlier examples with these, in one step (default: add them).
     pub replace: Option<bool>,
+    /// Boxes are in the image as its EXIF orientation shows it (default true), as
+    /// `POST /detect` answers them; false: in the stored pixels.
+    pub auto_orient: Option<bool>,
 }
 
 /// One example image of a verb: a person doing it to an object.

@@ -19,6 +19,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiPath, ApiQuery, within_body_timeout};
 use super::vocab::{rebuild, verb_out};
 use crate::engine::examples::{ExampleCrops, MAX_EXAMPLES, check_count, image_id, learn};
+use crate::vision::decode::{exif_orientation, orient};
 use crate::vocab::store::ExampleRecord;
 
 /// One example as received, before its image is decoded.
@@ -88,13 +89,19 @@ pub async fn add_examples(
         .check_example_targets(verb_id, &objects)
         .await?;
     let res = state.0.service.clip_resolution();
+    let auto_orient = params.auto_orient.unwrap_or(true);
     let mut crops = Vec::with_capacity(received.len());
     // One image at a time: only its crops outlive the decode.
     for r in received {
         let id = image_id(&r.image);
         let (human_box, object_box, object) = (r.human_box, r.object_box, r.object);
+        let orientation = match auto_orient {
+            true => exif_orientation(&r.image),
+            false => 1,
+        };
         crops.push(
             decoded(&state, r.image, deadline, move |image, _permit| {
+                let image = orient(image, orientation);
                 Ok(ExampleCrops::new(
                     &image, id, human_box, object_box, object, res,
                 )?)

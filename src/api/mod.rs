@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod ops;
 pub mod schemas;
 pub mod server;
+pub mod ui;
 pub mod vocab;
 
 use std::sync::Arc;
@@ -278,6 +279,9 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .merge(guarded(detection, guard(Scope::Detect), &limit))
         .merge(guarded(vocabulary, guard(Scope::AdminWrites), &limit))
+        .route("/", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/style.css", get(ui::style))
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/info", get(ops::info))

@@ -2,7 +2,8 @@
 
 use std::io::Cursor;
 
-use image::{ImageFormat, ImageReader, Limits, RgbImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VisionError {
@@ -68,6 +69,30 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), VisionError> {
     }
 }
 
+/// How an image file says it is to be shown: its EXIF orientation (1: as stored; 2 to 8:
+/// mirrored and/or turned), read from the header; 1 when it has none or it cannot be read.
+pub fn exif_orientation(bytes: &[u8]) -> u8 {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|reader| reader.into_decoder().ok())
+        .and_then(|mut decoder| decoder.orientation().ok())
+        .map_or(1, Orientation::to_exif)
+}
+
+/// A decoded image turned and mirrored the way its EXIF `orientation` says it is shown
+/// (phone cameras store pixels as the sensor reads them and set this tag).
+pub fn orient(image: RgbImage, orientation: u8) -> RgbImage {
+    match Orientation::from_exif(orientation) {
+        Some(Orientation::NoTransforms) | None => image,
+        Some(o) => {
+            let mut turned = DynamicImage::ImageRgb8(image);
+            turned.apply_orientation(o);
+            turned.into_rgb8()
+        }
+    }
+}
+
 /// Checks format and size from the header alone (no pixel is decoded) and returns the
 /// image's `(width, height)`: what a decode will cost is known before it starts.
 pub fn probe(bytes: &[u8], limits: DecodeLimits) -> Result<(u32, u32), VisionError> {
@@ -128,4 +153,59 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionErro
         other => VisionError::Corrupt(other.to_string()),
     })?;
     Ok(image.to_rgb8())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 3x2 image whose pixels are numbered 0..6 row by row (in the red channel).
+    fn numbered() -> RgbImage {
+        RgbImage::from_fn(3, 2, |x, y| image::Rgb([(y * 3 + x) as u8, 0, 0]))
+    }
+
+    fn rows(image: &RgbImage) -> Vec<Vec<u8>> {
+        (0..image.height())
+            .map(|y| {
+                (0..image.width())
+                    .map(|x| image.get_pixel(x, y)[0])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_exif_orientation_turns_as_viewers_show_it() {
+        // Stored 0 1 2 / 3 4 5; what a viewer shows for each tag.
+        let shown: [(u8, Vec<Vec<u8>>); 8] = [
+            (1, vec![vec![0, 1, 2], vec![3, 4, 5]]),
+            (2, vec![vec![2, 1, 0], vec![5, 4, 3]]),
+            (3, vec![vec![5, 4, 3], vec![2, 1, 0]]),
+            (4, vec![vec![3, 4, 5], vec![0, 1, 2]]),
+            (5, vec![vec![0, 3], vec![1, 4], vec![2, 5]]),
+            (6, vec![vec![3, 0], vec![4, 1], vec![5, 2]]),
+            (7, vec![vec![5, 2], vec![4, 1], vec![3, 0]]),
+            (8, vec![vec![2, 5], vec![1, 4], vec![0, 3]]),
+        ];
+        for (tag, expected) in shown {
+            assert_eq!(
+                rows(&orient(numbered(), tag)),
+                expected,
+                "orientation {tag}"
+            );
+        }
+        // Out-of-range tags leave the image as stored.
+        assert_eq!(rows(&orient(numbered(), 0)), rows(&numbered()));
+        assert_eq!(rows(&orient(numbered(), 9)), rows(&numbered()));
+    }
+
+    #[test]
+    fn files_without_exif_are_as_stored() {
+        let mut png = Cursor::new(Vec::new());
+        numbered()
+            .write_to(&mut png, ImageFormat::Png)
+            .expect("encode");
+        assert_eq!(exif_orientation(png.get_ref()), 1);
+        assert_eq!(exif_orientation(b"not an image"), 1);
+    }
 }
