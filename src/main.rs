@@ -90,7 +90,7 @@ enum Command {
     /// the demo model (random weights, `"trained": false`): its detections are
     /// meaningless and only show the pipeline working.
     Detect {
-        /// Images (JPEG, PNG or WebP).
+        /// Images (JPEG, PNG, WebP, GIF, BMP or TIFF).
         #[arg(required = true)]
         images: Vec<PathBuf>,
         #[command(flatten)]

@@ -782,3 +782,172 @@ async fn the_web_page_is_served_with_its_files() {
         );
     }
 }
+
+/// GIF (first frame), BMP and TIFF are decoded within the same limits; another format is
+/// a 415 that names the accepted ones.
+#[tokio::test]
+async fn gif_bmp_and_tiff_are_accepted_and_other_formats_named() {
+    let s = state(ServeOptions::default()).await;
+    let picture = image::load_from_memory(&png()).unwrap();
+    for format in [
+        image::ImageFormat::Gif,
+        image::ImageFormat::Bmp,
+        image::ImageFormat::Tiff,
+    ] {
+        let mut out = Cursor::new(Vec::new());
+        picture.write_to(&mut out, format).unwrap();
+        let (status, _, body) = send(
+            &s,
+            raw(
+                "/detect?top_k=3",
+                "application/octet-stream",
+                out.into_inner(),
+            ),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{format:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let v = json(&body);
+        assert_eq!(
+            (v["width"].as_u64(), v["height"].as_u64()),
+            (Some(90), Some(60)),
+            "{format:?}"
+        );
+    }
+    // A portable pixmap: decodable in principle, not accepted.
+    let ppm = b"P6\n2 2\n255\n\0\0\0\0\0\0\0\0\0\0\0\0".to_vec();
+    let (status, ct, body) = send(&s, raw("/detect", "application/octet-stream", ppm)).await;
+    assert_problem(
+        status,
+        &ct,
+        &body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+    );
+    let detail = json(&body)["detail"].as_str().unwrap().to_string();
+    for name in ["JPEG", "PNG", "WebP", "GIF", "BMP", "TIFF"] {
+        assert!(detail.contains(name), "{detail}");
+    }
+}
+
+/// `POST /detect/batch`: one answer per image, in order, each equal to the image's own
+/// `/detect` answer; images of one size share a forward pass; a bad image refuses the
+/// whole request and names itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_each_image_in_order() {
+    use base64::Engine;
+    let s = state(ServeOptions::default()).await;
+    let other = std::fs::read(common::fixture("hoiclip/img1.png")).unwrap();
+    let images = [png(), other.clone(), png()];
+    let boundary = "XbatchX";
+    let mut body = Vec::new();
+    for image in &images {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"i.png\"\r\nContent-Type: image/png\r\n\r\n").into_bytes());
+        body.extend(image);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").into_bytes());
+    let batches_before =
+        s.0.service
+            .engine()
+            .stats()
+            .largest_batch
+            .load(std::sync::atomic::Ordering::Relaxed);
+    let (status, _, answer) = send(
+        &s,
+        raw(
+            "/detect/batch?top_k=7",
+            &format!("multipart/form-data; boundary={boundary}"),
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let results = json(&answer)["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 3);
+    for (result, image) in results.iter().zip(&images) {
+        let (status, _, single) =
+            send(&s, raw("/detect?top_k=7", "image/png", image.clone())).await;
+        assert_eq!(status, StatusCode::OK);
+        let single = json(&single);
+        assert_eq!(result["width"], single["width"]);
+        assert_eq!(result["triplets"], single["triplets"]);
+    }
+    assert_eq!(results[1]["width"], 70);
+    assert!(
+        s.0.service
+            .engine()
+            .stats()
+            .largest_batch
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2.max(batches_before),
+        "the two images of one size did not share a pass"
+    );
+
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let (status, _, answer) = send(
+        &s,
+        post_json(
+            "/detect/batch",
+            serde_json::json!({"images": [b64(&png()), b64(&other)], "top_k": 2}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        json(&answer)["results"][1]["triplets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let cases = [
+        (
+            serde_json::json!({"images": [b64(&png()), b64(&png()[..100])]}),
+            StatusCode::BAD_REQUEST,
+            "invalid-image",
+            Some("images[1]"),
+        ),
+        (
+            serde_json::json!({"images": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+            None,
+        ),
+        (
+            serde_json::json!({"images": vec![b64(&png()); 17]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+            None,
+        ),
+        (
+            serde_json::json!({"images": [b64(&png())], "render": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+            None,
+        ),
+        (
+            serde_json::json!({"images": [b64(&png())], "top_k": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+            None,
+        ),
+    ];
+    for (body, expected, kind, named) in cases {
+        let (status, ct, answer) = send(&s, post_json("/detect/batch", body)).await;
+        assert_problem(status, &ct, &answer, expected, kind);
+        if let Some(name) = named {
+            assert!(json(&answer)["detail"].as_str().unwrap().starts_with(name));
+        }
+    }
+}

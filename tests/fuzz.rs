@@ -25,6 +25,14 @@ fn small_jpeg() -> Vec<u8> {
     out.into_inner()
 }
 
+/// The PNG fixture re-encoded in another format.
+fn encoded(format: image::ImageFormat) -> Vec<u8> {
+    let image = image::load_from_memory(&small_png()).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
 fn jpeg_fixture(name: &str) -> Vec<u8> {
     std::fs::read(common::fixture(&format!("jpeg/{name}.jpg"))).unwrap()
 }
@@ -48,7 +56,7 @@ proptest! {
 
     #[test]
     fn decoding_damaged_images_never_panics(
-        seed in 0usize..5,
+        seed in 0usize..8,
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
         cut in any::<prop::sample::Index>(),
     ) {
@@ -58,6 +66,9 @@ proptest! {
             1 => jpeg_fixture("progressive_420"),
             2 => jpeg_fixture("grey"),
             3 => jpeg_fixture("cmyk"),
+            4 => encoded(image::ImageFormat::Gif),
+            5 => encoded(image::ImageFormat::Bmp),
+            6 => encoded(image::ImageFormat::Tiff),
             _ => small_png(),
         };
         for (at, value) in flips {

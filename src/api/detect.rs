@@ -31,7 +31,7 @@ use crate::vision::{decode, probe, render::render};
     tag = "detection",
     params(DetectParams),
     request_body(
-        description = "multipart/form-data with an `image` file field; raw image bytes (application/octet-stream, or image/jpeg|png|webp); or application/json `{\"image\": base64, ...options}`",
+        description = "multipart/form-data with an `image` file field; raw image bytes (application/octet-stream, or image/*: JPEG, PNG, WebP, GIF, BMP, TIFF); or application/json `{\"image\": base64, ...options}`",
         content(
             (DetectJson = "application/json"),
             (DetectMultipart = "multipart/form-data"),
@@ -272,7 +272,7 @@ async fn read_image(
         Ok((bytes, query))
     } else {
         Err(ApiError::UnsupportedMediaType(format!(
-            "content type `{content_type}`: send multipart/form-data, image/jpeg|png|webp or application/json"
+            "content type `{content_type}`: send multipart/form-data, image/* (JPEG, PNG, WebP, GIF, BMP, TIFF) or application/json"
         )))
     }
 }
@@ -361,7 +361,7 @@ pub(super) fn body_error(status: axum::http::StatusCode, message: &str) -> ApiEr
 }
 
 /// JSON-body options override query options.
-fn merge(query: DetectParams, body: DetectParams) -> DetectParams {
+pub(super) fn merge(query: DetectParams, body: DetectParams) -> DetectParams {
     DetectParams {
         score_threshold: body.score_threshold.or(query.score_threshold),
         top_k: body.top_k.or(query.top_k),

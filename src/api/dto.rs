@@ -39,23 +39,48 @@ pub struct DetectParams {
 /// `POST /detect` with a JSON body: the image as base64, plus options.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DetectJson {
-    /// JPEG, PNG or WebP bytes, base64-encoded (standard alphabet; line breaks allowed).
+    /// JPEG, PNG, WebP, GIF (first frame), BMP or TIFF bytes, base64-encoded (standard alphabet; line breaks allowed).
     #[schema(min_length = 1)]
     pub image: String,
     #[serde(flatten)]
     pub params: DetectParams,
 }
 
+/// `POST /detect/batch` with a JSON body: the images as base64, plus options for all.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DetectBatchJson {
+    /// 1 to 16 images: JPEG, PNG, WebP, GIF (first frame), BMP or TIFF bytes, base64.
+    #[schema(min_items = 1, max_items = 16)]
+    pub images: Vec<String>,
+    #[serde(flatten)]
+    pub params: DetectParams,
+}
+
+/// `POST /detect/batch` as multipart/form-data: one `image` field per image.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct DetectBatchMultipart {
+    /// 1 to 16 image files, in the order the results come back.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    pub image: Vec<Vec<u8>>,
+}
+
+/// One answer per image, in the order they were sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DetectBatchResponse {
+    pub results: Vec<DetectResponse>,
+}
+
 /// `POST /detect` as multipart/form-data.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct DetectMultipart {
-    /// The image file (JPEG, PNG or WebP).
+    /// The image file (JPEG, PNG, WebP, GIF, BMP or TIFF).
     #[schema(value_type = String, format = Binary)]
     pub image: Vec<u8>,
 }
 
-/// Raw image bytes (JPEG, PNG or WebP).
+/// Raw image bytes (JPEG, PNG, WebP, GIF, BMP or TIFF).
 #[derive(Debug, ToSchema)]
 #[schema(value_type = String, format = Binary)]
 #[allow(dead_code)]
@@ -307,7 +332,7 @@ pub struct ExamplesParams {
 /// One example image of a verb: a person doing it to an object.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ExampleIn {
-    /// JPEG, PNG or WebP bytes, base64-encoded (standard alphabet; line breaks allowed).
+    /// JPEG, PNG, WebP, GIF (first frame), BMP or TIFF bytes, base64-encoded (standard alphabet; line breaks allowed).
     #[schema(min_length = 1)]
     pub image: String,
     /// `[x1, y1, x2, y2]` of the person, in the image's pixels.
@@ -324,7 +349,7 @@ pub struct ExampleIn {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct ExamplesMultipart {
-    /// Image files (JPEG, PNG or WebP).
+    /// Image files (JPEG, PNG, WebP, GIF, BMP or TIFF).
     #[schema(value_type = Vec<String>, format = Binary)]
     pub image: Vec<Vec<u8>>,
     /// "x1,y1,x2,y2" of each person.

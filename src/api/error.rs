@@ -64,6 +64,20 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The same error about one item of a request (e.g. `images[2]`): a client error's
+    /// detail starts with the item's name; other errors are left as they are.
+    pub fn for_item(self, item: &str) -> Self {
+        let named = |detail: String| format!("{item}: {detail}");
+        match self {
+            ApiError::BadRequest(d) => ApiError::BadRequest(named(d)),
+            ApiError::InvalidImage(d) => ApiError::InvalidImage(named(d)),
+            ApiError::PayloadTooLarge(d) => ApiError::PayloadTooLarge(named(d)),
+            ApiError::UnsupportedMediaType(d) => ApiError::UnsupportedMediaType(named(d)),
+            ApiError::Unprocessable(d) => ApiError::Unprocessable(named(d)),
+            other => other,
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),

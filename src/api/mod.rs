@@ -3,6 +3,7 @@
 //! bounded queue (`crate::engine`) and await the answer.
 
 pub mod auth;
+pub mod batch;
 pub mod context;
 pub mod detect;
 pub mod dto;
@@ -99,7 +100,7 @@ impl AppState {
 #[openapi(
     info(title = "hoiclip", description = "Human-object interaction detection (HOICLIP) with a vocabulary users grow at run time."),
     paths(
-        detect::detect,
+        detect::detect, batch::detect_batch,
         vocab::list_verbs, vocab::get_verb, vocab::create_verb, vocab::delete_verb,
         examples::add_examples, examples::list_examples, examples::delete_example,
         vocab::list_objects, vocab::get_object, vocab::create_object, vocab::delete_object,
@@ -108,7 +109,7 @@ impl AppState {
         ops::live, ops::ready, ops::info, metrics::render,
     ),
     components(schemas(
-        dto::DetectJson, dto::DetectMultipart, dto::ImageBytes, dto::DetectResponse, dto::TripletOut, dto::ExplanationOut, dto::BoxOut, dto::ObjectOut, dto::ModelOut, dto::TimingsOut,
+        dto::DetectJson, dto::DetectMultipart, dto::ImageBytes, dto::DetectResponse, dto::TripletOut, dto::ExplanationOut, dto::DetectBatchJson, dto::DetectBatchMultipart, dto::DetectBatchResponse, dto::BoxOut, dto::ObjectOut, dto::ModelOut, dto::TimingsOut,
         dto::NewVerbIn, dto::PromptIn, dto::NewObjectIn, dto::NewInteractionIn, dto::VerbOut, dto::ObjectRecordOut,
         dto::InteractionOut, dto::CreatedVerb, dto::CreatedObject, dto::CreatedInteraction, dto::Deleted, dto::PackOut,
         dto::VocabularyOut, dto::InfoOut,
@@ -241,7 +242,9 @@ pub fn router(state: AppState) -> Router {
         scope,
         failures: failures.clone(),
     };
-    let detection = Router::new().route("/detect", post(detect::detect));
+    let detection = Router::new()
+        .route("/detect", post(detect::detect))
+        .route("/detect/batch", post(batch::detect_batch));
     let vocabulary = Router::new()
         .route("/verbs", get(vocab::list_verbs).post(vocab::create_verb))
         .route(

@@ -9,7 +9,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbIma
 pub enum VisionError {
     #[error("the image is empty (0 bytes)")]
     Empty,
-    #[error("unsupported or unrecognised image format (expected JPEG, PNG or WebP)")]
+    #[error("unsupported or unrecognised image format (accepted: JPEG, PNG, WebP, GIF, BMP, TIFF)")]
     UnsupportedFormat,
     #[error(
         "the image is {width}x{height} pixels; at most {max_side} per side and {max_pixels} in all are accepted"
@@ -104,7 +104,13 @@ pub fn probe(bytes: &[u8], limits: DecodeLimits) -> Result<(u32, u32), VisionErr
         .map_err(|e| VisionError::Corrupt(e.to_string()))?;
     match reader.format() {
         Some(ImageFormat::Jpeg) => check_jpeg_complete(bytes)?,
-        Some(ImageFormat::Png | ImageFormat::WebP) => {}
+        Some(
+            ImageFormat::Png
+            | ImageFormat::WebP
+            | ImageFormat::Gif
+            | ImageFormat::Bmp
+            | ImageFormat::Tiff,
+        ) => {}
         _ => return Err(VisionError::UnsupportedFormat),
     }
     // Read the header first so the size check costs nothing.
@@ -134,7 +140,8 @@ pub fn probe(bytes: &[u8], limits: DecodeLimits) -> Result<(u32, u32), VisionErr
 }
 
 /// Decodes JPEG, PNG or WebP bytes to 8-bit RGB: the pixels
-/// `Image.open(path).convert("RGB")` gives in Pillow (HOICLIP's loaders).
+/// `Image.open(path).convert("RGB")` gives in Pillow (HOICLIP's loaders). GIF (its first
+/// frame), BMP and TIFF decode too, through the image crate, within the same limits.
 pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, VisionError> {
     let (width, height) = probe(bytes, limits)?;
     if image::guess_format(bytes).ok() == Some(ImageFormat::Jpeg) {

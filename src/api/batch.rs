@@ -1,0 +1,188 @@
+//! `POST /detect/batch`: several images in one request (multipart `image` fields, or JSON
+//! with base64 `images`), one answer each, in order. Every image is probed and decoded
+//! before any is submitted; then all go to the engine's queue at once, so images of one
+//! size share forward passes.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::header;
+
+use super::AppState;
+use super::detect::{
+    base64_image, body_error, decoded, detect_options, merge, multipart_error, response,
+};
+use super::dto::{
+    DetectBatchJson, DetectBatchMultipart, DetectBatchResponse, DetectParams, TimingsOut,
+};
+use super::error::{ApiError, Problem};
+use super::extract::{ApiQuery, within_body_timeout};
+use crate::engine::{self, EngineError};
+use crate::vision::decode::{exif_orientation, orient};
+
+/// Images one batch request may carry.
+pub const MAX_BATCH_IMAGES: usize = 16;
+
+/// Detect human-object interactions in several images; one answer per image, in order.
+#[utoipa::path(
+    post,
+    path = "/detect/batch",
+    tag = "detection",
+    params(DetectParams),
+    request_body(
+        description = "multipart/form-data with one `image` file field per image, or application/json `{\"images\": [base64, ...], ...options}`; 1 to 16 images; the options apply to every image (`render` is not available here)",
+        content((DetectBatchJson = "application/json"), (DetectBatchMultipart = "multipart/form-data"))
+    ),
+    responses(
+        (status = 200, description = "One answer per image, in order", body = DetectBatchResponse),
+        (status = 400, description = "Bad request or an undecodable image (the detail names which)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "API key missing", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API key wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received in time", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body or an image too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not an accepted content or image type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No images, more than 16, `render`, or an invalid option", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Not enough room in the queue for every image; retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not ready, or timed out", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn detect_batch(
+    State(state): State<AppState>,
+    query: ApiQuery<DetectParams>,
+    request: Request,
+) -> Result<Json<DetectBatchResponse>, ApiError> {
+    let started = Instant::now();
+    let deadline = started + state.0.options.request_timeout;
+    let Some(set) = state.0.service.classes() else {
+        return Err(ApiError::Unavailable("the model is still loading".into()));
+    };
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let (images, params) =
+        within_body_timeout(&state, read_images(request, &state, &content_type, query.0)).await??;
+    check_count(images.len())?;
+    if params.render == Some(true) {
+        return Err(ApiError::Unprocessable(
+            "render is not available for batches: send the image to /detect".into(),
+        ));
+    }
+    let options = detect_options(&params, &set, &state.0.service.info().vocabulary)?;
+    let auto_orient = params.auto_orient.unwrap_or(true);
+
+    // Decode and prepare every image first: a bad one refuses the request before any
+    // forward pass runs. Decoded pixels are dropped once prepared.
+    let mut prepared = Vec::with_capacity(images.len());
+    for (k, bytes) in images.into_iter().enumerate() {
+        let decode_started = Instant::now();
+        let exif = exif_orientation(&bytes);
+        let oriented = auto_orient && exif != 1;
+        let service = state.0.service.clone();
+        let input = decoded(&state, bytes, deadline, move |image, _permit| {
+            let image = if oriented { orient(image, exif) } else { image };
+            Ok(service.prepare(&image))
+        })
+        .await
+        .map_err(|e| e.for_item(&format!("images[{k}]")))?;
+        prepared.push((input, exif, oriented, decode_started.elapsed()));
+    }
+
+    // Every image needs a place in the queue; without room for all, none is taken.
+    let engine = state.0.service.engine();
+    let admissions = (0..prepared.len())
+        .map(|_| engine.admit())
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    let infer_started = Instant::now();
+    let mut tickets = Vec::with_capacity(prepared.len());
+    for ((input, exif, oriented, decode_time), admission) in prepared.into_iter().zip(admissions) {
+        let ticket = engine.submit_admitted(
+            engine::Request {
+                input,
+                options: options.clone(),
+                classes: set.clone(),
+                deadline,
+            },
+            admission,
+        )?;
+        tickets.push((ticket, exif, oriented, decode_time));
+    }
+    let mut results = Vec::with_capacity(tickets.len());
+    for (ticket, exif, oriented, decode_time) in tickets {
+        let result = ticket.wait().await?;
+        let timings = TimingsOut {
+            decode_ms: decode_time.as_secs_f64() * 1000.0,
+            inference_ms: infer_started.elapsed().as_secs_f64() * 1000.0,
+            total_ms: started.elapsed().as_secs_f64() * 1000.0,
+        };
+        let mut answer = response(state.0.service.info(), &set, result, timings);
+        answer.exif_orientation = exif;
+        answer.oriented = oriented;
+        results.push(answer);
+    }
+    Ok(Json(DetectBatchResponse { results }))
+}
+
+fn check_count(n: usize) -> Result<(), ApiError> {
+    if n == 0 || n > MAX_BATCH_IMAGES {
+        return Err(ApiError::Unprocessable(format!(
+            "send between 1 and {MAX_BATCH_IMAGES} images per batch, not {n}"
+        )));
+    }
+    Ok(())
+}
+
+/// The images and options of a multipart or JSON body.
+async fn read_images(
+    request: Request,
+    state: &AppState,
+    content_type: &str,
+    query: DetectParams,
+) -> Result<(Vec<Bytes>, DetectParams), ApiError> {
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, state)
+            .await
+            .map_err(|e| multipart_error(e.status(), &e.body_text()))?;
+        let mut images = Vec::new();
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(e.status(), &e.body_text()))?
+        {
+            if field.name() == Some("image") {
+                images.push(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| body_error(e.status(), &e.body_text()))?,
+                );
+                if images.len() > MAX_BATCH_IMAGES {
+                    check_count(images.len())?;
+                }
+            }
+        }
+        Ok((images, query))
+    } else if content_type.starts_with("application/json") {
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| body_error(e.status(), &e.body_text()))?;
+        let json: DetectBatchJson = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
+        check_count(json.images.len())?;
+        let images = json
+            .images
+            .iter()
+            .enumerate()
+            .map(|(k, text)| base64_image(&format!("images[{k}]"), text))
+            .collect::<Result<_, _>>()?;
+        Ok((images, merge(query, json.params)))
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "content type `{content_type}`: send multipart/form-data or application/json"
+        )))
+    }
+}
