@@ -15,9 +15,12 @@ work="$(mktemp -d)"
 source "$ROOT/.ci/demo-server.sh"
 start_demo_server --rate-limit 0
 cd "$work"
+# One worker: with two, hypothesis describes filter lambdas with ast.parse on two threads,
+# which CPython 3.11 sometimes fails ("AST constructor recursion depth mismatch", a
+# SystemError reported as a runtime error of the run, not of the server).
 if ! "$VENV/bin/st" --config-file "$ROOT/.ci/schemathesis.toml" run "$ROOT/openapi/openapi.json" \
     --url "http://127.0.0.1:$port" --checks all --max-examples "${HOICLIP_ST_EXAMPLES:-40}" \
-    --seed "${HOICLIP_ST_SEED:-1}" --generation-database none --no-color --workers 2; then
+    --seed "${HOICLIP_ST_SEED:-1}" --generation-database none --no-color --workers 1; then
   echo "--- server log (tail)"
   tail -50 "$work/server.log"
   exit 1

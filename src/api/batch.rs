@@ -1,6 +1,6 @@
 //! `POST /detect/batch`: several images in one request (multipart `image` fields, or JSON
-//! with base64 `images`), one answer each, in order. Every image is probed and decoded
-//! before any is submitted; then all go to the engine's queue at once, so images of one
+//! with base64 `images`), one answer each, in order. The request takes a place in the
+//! queue for every image, decodes them all, then submits them at once, so images of one
 //! size share forward passes.
 
 use std::time::Instant;
@@ -58,6 +58,11 @@ pub async fn detect_batch(
     let Some(set) = state.0.service.classes() else {
         return Err(ApiError::Unavailable("the model is still loading".into()));
     };
+    // A full queue answers at once, before the body is read.
+    let engine = state.0.service.engine();
+    if engine.queue_depth() >= engine.options().max_queue {
+        return Err(EngineError::QueueFull(engine.options().max_queue).into());
+    }
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -75,8 +80,15 @@ pub async fn detect_batch(
     let options = detect_options(&params, &set, &state.0.service.info().vocabulary)?;
     let auto_orient = params.auto_orient.unwrap_or(true);
 
-    // Decode and prepare every image first: a bad one refuses the request before any
-    // forward pass runs. Decoded pixels are dropped once prepared.
+    // A place in the queue for every image before any is decoded, as `/detect` takes one
+    // before decoding: prepared inputs stay bounded by the queue however many batches
+    // arrive. Without room for all, none is taken.
+    let admissions = (0..images.len())
+        .map(|_| engine.admit())
+        .collect::<Result<Vec<_>, EngineError>>()?;
+
+    // Decode and prepare every image: a bad one refuses the request before any forward
+    // pass runs. Decoded pixels are dropped once prepared.
     let mut prepared = Vec::with_capacity(images.len());
     for (k, bytes) in images.into_iter().enumerate() {
         let decode_started = Instant::now();
@@ -92,11 +104,6 @@ pub async fn detect_batch(
         prepared.push((input, exif, oriented, decode_started.elapsed()));
     }
 
-    // Every image needs a place in the queue; without room for all, none is taken.
-    let engine = state.0.service.engine();
-    let admissions = (0..prepared.len())
-        .map(|_| engine.admit())
-        .collect::<Result<Vec<_>, EngineError>>()?;
     let infer_started = Instant::now();
     let mut tickets = Vec::with_capacity(prepared.len());
     for ((input, exif, oriented, decode_time), admission) in prepared.into_iter().zip(admissions) {
