@@ -613,7 +613,7 @@ impl<B: Backend> Detector<B> {
                     .as_ref()
                     .filter(|_| options.explain)
                     .map(|t| &t[j * per_hoi..(j + 1) * per_hoi]);
-                let detections = triplets(
+                let kept: Vec<Triplet> = triplets(
                     &p,
                     &set.hoi_object,
                     Some(layout),
@@ -623,22 +623,31 @@ impl<B: Backend> Detector<B> {
                 .into_iter()
                 .filter(|t| t.score >= options.score_threshold)
                 .take(options.max_results)
-                .map(|t| {
-                    let row = &set.rows[t.hoi];
-                    // Verb-level triplets carry the query's predicted object.
-                    let label = t
-                        .object_row
-                        .and_then(|k| set.object_labels.get(k))
-                        .unwrap_or(&row.object);
-                    let label = label.clone();
-                    let terms =
-                        text.map(|text| score_terms(&p, text, &set.hoi_object, &t, &config));
-                    Detection {
-                        terms,
-                        ..Detection::new(t, &row.verb, &label, &row.prompt)
-                    }
-                })
                 .collect();
+                let terms = match text {
+                    Some(text) => score_terms(&p, text, &set.hoi_object, &kept, &config)
+                        .into_iter()
+                        .map(Some)
+                        .collect(),
+                    None => vec![None; kept.len()],
+                };
+                let detections = kept
+                    .into_iter()
+                    .zip(terms)
+                    .map(|(t, terms)| {
+                        let row = &set.rows[t.hoi];
+                        // Verb-level triplets carry the query's predicted object.
+                        let label = t
+                            .object_row
+                            .and_then(|k| set.object_labels.get(k))
+                            .unwrap_or(&row.object);
+                        let label = label.clone();
+                        Detection {
+                            terms,
+                            ..Detection::new(t, &row.verb, &label, &row.prompt)
+                        }
+                    })
+                    .collect();
                 ImageDetections {
                     width: size.0,
                     height: size.1,

@@ -720,7 +720,7 @@ fn vocab(database_url: &str, command: VocabCommand) -> anyhow::Result<()> {
                     crops.push(ExampleCrops::new(&decoded, image_id(&bytes), parse_box(human)?, parse_box(object_box)?, object.clone(), res)
                         .with_context(|| image.clone())?);
                 }
-                let (records, version) = learn(service.as_ref(), verb_id, crops, replace).await?;
+                let (records, version) = learn(service.as_ref(), verb_id, crops, replace, std::time::Instant::now() + Duration::from_secs(24 * 3600)).await?;
                 let set = service.refresh().await?;
                 print(serde_json::json!({"examples": records, "row_source": set.sources.verbs.get(&verb_id), "version": version}));
             }

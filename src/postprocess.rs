@@ -117,32 +117,36 @@ pub struct ScoreTerms {
     pub object: f32,
 }
 
-/// The terms of triplet `t`'s score, from the predictions it came from and the HOI text
-/// term alone (`text_logits`, `[Nq, C]`).
+/// The terms of each triplet's score, from the predictions they came from and the HOI
+/// text term alone (`text_logits`, `[Nq, C]`).
 pub fn score_terms(
     p: &ImagePredictions<'_>,
     text_logits: &[f32],
     hoi_object: &[usize],
-    t: &Triplet,
+    triplets: &[Triplet],
     config: &PostprocessConfig,
-) -> ScoreTerms {
+) -> Vec<ScoreTerms> {
     let c = hoi_object.len();
     let nq = p.hoi_logits.len().checked_div(c).unwrap_or(0);
     let k1 = p.obj_logits.len().checked_div(nq).unwrap_or(0);
-    let at = t.query * c + t.hoi;
-    let logit = p.hoi_logits[at];
-    let text = text_logits[at];
-    let object_logit = p.obj_logits[t.query * k1 + hoi_object[t.hoi]];
-    ScoreTerms {
-        text_logit: text,
-        verb_logit: logit - text,
-        interaction: sigmoid(logit),
-        tfe: config
-            .tfe_top_k
-            .map(|k| tfe_scores(&p.clip_logits[..c], k)[t.hoi]),
-        object_logit,
-        object: sigmoid(object_logit).powi(2),
-    }
+    let tfe = config.tfe_top_k.map(|k| tfe_scores(&p.clip_logits[..c], k));
+    triplets
+        .iter()
+        .map(|t| {
+            let at = t.query * c + t.hoi;
+            let logit = p.hoi_logits[at];
+            let text = text_logits[at];
+            let object_logit = p.obj_logits[t.query * k1 + hoi_object[t.hoi]];
+            ScoreTerms {
+                text_logit: text,
+                verb_logit: logit - text,
+                interaction: sigmoid(logit),
+                tfe: tfe.as_ref().map(|g| g[t.hoi]),
+                object_logit,
+                object: sigmoid(object_logit).powi(2),
+            }
+        })
+        .collect()
 }
 
 /// Training-free enhancement: sigmoid of CLIP's cosine for the top-K classes, sigmoid(0)

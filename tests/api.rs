@@ -121,7 +121,17 @@ async fn detect_errors_are_problem_json_with_the_right_status() {
             "invalid-image",
         ),
         (
+            // A GIF is accepted; a cut-off one is an undecodable image.
             raw("/detect", "image/gif", b"GIF89a\x01\x00\x01\x00".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "invalid-image",
+        ),
+        (
+            raw(
+                "/detect",
+                "image/x-portable-pixmap",
+                b"P6\n1 1\n255\n\0\0\0".to_vec(),
+            ),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
         ),

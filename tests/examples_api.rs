@@ -522,7 +522,26 @@ async fn refused_examples_store_nothing() {
             "{what} stored an example"
         );
     }
-    let (status, ct, body) = delete(&s, &format!("{uri}/1")).await;
+    // With every learning slot taken, an upload is 429 at once and stores nothing.
+    let slots =
+        s.0.learning
+            .clone()
+            .try_acquire_many_owned(hoiclip::api::LEARNING_AT_ONCE as u32)
+            .unwrap();
+    let (status, ct, body) = send(&s, post_json(&uri, with(vec![good.clone()]))).await;
+    assert_problem(
+        status,
+        &ct,
+        &body,
+        StatusCode::TOO_MANY_REQUESTS,
+        "queue-full",
+    );
+    drop(slots);
+    assert_eq!(get_json(&s, &uri).await, serde_json::json!([]));
+    let (status, _, _) = send(&s, post_json(&uri, with(vec![good.clone()]))).await;
+    assert_eq!(status, StatusCode::CREATED, "a freed slot is usable again");
+
+    let (status, ct, body) = delete(&s, &format!("{uri}/999999")).await;
     assert_problem(status, &ct, &body, StatusCode::NOT_FOUND, "not-found");
     let (status, ct, body) = send(
         &s,

@@ -40,14 +40,18 @@ fn empty_input() {
 
 #[test]
 fn unsupported_formats() {
-    let bmp = [b"BM".to_vec(), vec![0u8; 60]].concat();
     for bytes in [
-        bmp,
-        b"GIF89a........".to_vec(),
+        b"P6\n1 1\n255\n\0\0\0".to_vec(),
         b"hello, I am text".to_vec(),
     ] {
         let err = decode(&bytes, DecodeLimits::default()).unwrap_err();
         assert!(matches!(err, VisionError::UnsupportedFormat), "{err:?}");
+    }
+    // Accepted formats with broken contents are corrupt, not unsupported.
+    let bmp = [b"BM".to_vec(), vec![0u8; 60]].concat();
+    for bytes in [bmp, b"GIF89a........".to_vec()] {
+        let err = decode(&bytes, DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, VisionError::Corrupt(_)), "{err:?}");
     }
 }
 

@@ -137,6 +137,8 @@ function draw() {
   canvas.height = Math.round(bitmap.height * scale);
   const g = canvas.getContext("2d");
   g.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  // Boxes are in the pixels of the image the server used (its size is in the answer).
+  const boxScale = canvas.width / ((state.answer && state.answer.width) || bitmap.width);
   const font = Math.max(13, Math.round(canvas.width / 55));
   g.font = `${font}px system-ui, sans-serif`;
   g.textBaseline = "top";
@@ -147,7 +149,7 @@ function draw() {
     g.strokeStyle = pair.colour;
     g.lineWidth = state.active === i ? 4 : 2;
     for (const box of [pair.human, pair.object]) {
-      const [x1, y1, x2, y2] = box.map((v) => v * scale);
+      const [x1, y1, x2, y2] = box.map((v) => v * boxScale);
       g.strokeRect(x1, y1, x2 - x1, y2 - y1);
     }
     // The label goes at the object box's top left, moved down until it covers no other.
@@ -155,8 +157,8 @@ function draw() {
     const text = `${best.verb} ${best.object.label} ${best.score.toFixed(2)}`;
     const w = g.measureText(text).width + 8;
     const h = font + 6;
-    let x = Math.min(Math.max(0, pair.object[0] * scale), canvas.width - w);
-    let y = Math.max(0, pair.object[1] * scale - h);
+    let x = Math.min(Math.max(0, pair.object[0] * boxScale), canvas.width - w);
+    let y = Math.max(0, pair.object[1] * boxScale - h);
     while (placed.some((r) => x < r.x + r.w && r.x < x + w && y < r.y + r.h && r.y < y + h)) {
       y += h;
     }
@@ -229,8 +231,9 @@ function highlight(i) {
 function pairAt(event) {
   const canvas = $("#canvas");
   const scale = canvas.width / canvas.getBoundingClientRect().width;
-  const x = (event.offsetX * scale) / (canvas.width / state.bitmap.width);
-  const y = (event.offsetY * scale) / (canvas.height / state.bitmap.height);
+  const used = state.answer || state.bitmap;
+  const x = (event.offsetX * scale) / (canvas.width / used.width);
+  const y = (event.offsetY * scale) / (canvas.height / used.height);
   let best = null;
   let bestArea = Infinity;
   state.pairs.forEach((pair, i) => {
@@ -337,6 +340,7 @@ function openTeach(pair, triplet) {
   state.teaching = { pair, triplet };
   $("#teach-pair").textContent = `a person and the ${triplet.object.label}`;
   $("#teach-verb").value = "";
+  $("#teach").returnValue = "";
   api("/verbs").then(fillVerbNames).catch(fail);
   $("#teach").showModal();
 }
@@ -348,10 +352,15 @@ async function teach() {
     const verbs = await api("/verbs");
     const verb = verbs.find((v) => v.name === name);
     if (!verb) throw new Error(`no verb "${name}": add it first`);
+    // Detected boxes may reach past the frame; examples must lie inside the image.
+    const { width, height } = state.answer;
+    const inside = ([x1, y1, x2, y2]) => [
+      Math.max(0, x1), Math.max(0, y1), Math.min(width, x2), Math.min(height, y2),
+    ];
     const example = {
       image: await base64(state.file),
-      human_box: pair.human,
-      object_box: pair.object,
+      human_box: inside(pair.human),
+      object_box: inside(pair.object),
       object: triplet.object.label,
     };
     const taught = await api(`/verbs/${verb.id}/examples`, {

@@ -20,7 +20,7 @@ use super::dto::{
 use super::error::{ApiError, Problem};
 use super::extract::{ApiQuery, within_body_timeout};
 use crate::engine::{self, EngineError};
-use crate::vision::decode::{exif_orientation, orient};
+use crate::vision::decode::orient;
 
 /// Images one batch request may carry.
 pub const MAX_BATCH_IMAGES: usize = 16;
@@ -72,6 +72,13 @@ pub async fn detect_batch(
     let (images, params) =
         within_body_timeout(&state, read_images(request, &state, &content_type, query.0)).await??;
     check_count(images.len())?;
+    let max_queue = engine.options().max_queue;
+    if images.len() > max_queue {
+        // It could never be admitted: 429 would invite retries without end.
+        return Err(ApiError::Unprocessable(format!(
+            "this server queues at most {max_queue} images (--max-queue); send at most that many per batch"
+        )));
+    }
     if params.render == Some(true) {
         return Err(ApiError::Unprocessable(
             "render is not available for batches: send the image to /detect".into(),
@@ -92,15 +99,15 @@ pub async fn detect_batch(
     let mut prepared = Vec::with_capacity(images.len());
     for (k, bytes) in images.into_iter().enumerate() {
         let decode_started = Instant::now();
-        let exif = exif_orientation(&bytes);
-        let oriented = auto_orient && exif != 1;
         let service = state.0.service.clone();
-        let input = decoded(&state, bytes, deadline, move |image, _permit| {
-            let image = if oriented { orient(image, exif) } else { image };
-            Ok(service.prepare(&image))
-        })
-        .await
-        .map_err(|e| e.for_item(&format!("images[{k}]")))?;
+        let (input, exif, oriented) =
+            decoded(&state, bytes, deadline, move |image, exif, _permit| {
+                let oriented = auto_orient && exif != 1;
+                let image = if oriented { orient(image, exif) } else { image };
+                Ok((service.prepare(&image), exif, oriented))
+            })
+            .await
+            .map_err(|e| e.for_item(&format!("images[{k}]")))?;
         prepared.push((input, exif, oriented, decode_started.elapsed()));
     }
 

@@ -84,21 +84,22 @@ pub async fn detect(
     let service = state.0.service.clone();
     let decode_started = Instant::now();
     let render_wanted = params.render.unwrap_or(false);
-    let exif_orientation = exif_orientation(&bytes);
-    let oriented = params.auto_orient.unwrap_or(true) && exif_orientation != 1;
-    let (image, input, permit) = decoded(&state, bytes, deadline, move |image, permit| {
-        let image = match oriented {
-            true => orient(image, exif_orientation),
-            false => image,
-        };
-        let input = service.prepare(&image);
-        // Keep the decoded pixels (and their share of the budget) only when they will be
-        // drawn on.
-        let kept = render_wanted.then_some((image, permit));
-        let (image, permit) = kept.unzip();
-        Ok::<_, ApiError>((image, input, permit))
-    })
-    .await?;
+    let auto_orient = params.auto_orient.unwrap_or(true);
+    let (image, input, permit, exif, oriented) =
+        decoded(&state, bytes, deadline, move |image, exif, permit| {
+            let oriented = auto_orient && exif != 1;
+            let image = match oriented {
+                true => orient(image, exif),
+                false => image,
+            };
+            let input = service.prepare(&image);
+            // Keep the decoded pixels (and their share of the budget) only when they will be
+            // drawn on.
+            let kept = render_wanted.then_some((image, permit));
+            let (image, permit) = kept.unzip();
+            Ok::<_, ApiError>((image, input, permit, exif, oriented))
+        })
+        .await?;
     let decode_ms = decode_started.elapsed().as_secs_f64() * 1000.0;
 
     let infer_started = Instant::now();
@@ -137,7 +138,7 @@ pub async fn detect(
         total_ms: started.elapsed().as_secs_f64() * 1000.0,
     };
     let mut answer = response(state.0.service.info(), &set, result, timings);
-    answer.exif_orientation = exif_orientation;
+    answer.exif_orientation = exif;
     answer.oriented = oriented;
     Ok(axum::Json(answer).into_response())
 }
@@ -288,14 +289,15 @@ pub(super) fn base64_image(field: &str, text: &str) -> Result<Bytes, ApiError> {
 }
 
 /// Decodes an image within the server's decode limits and pixel budget, then runs `then`
-/// on it off the async threads. The budget is taken before decoding, so memory stays
-/// bounded however many large images arrive at once (the rest wait their turn, until
-/// `deadline`); `then` gets the permit and decides how long to hold it.
+/// on it, with the file's EXIF orientation, off the async threads (header parsing
+/// included). The budget is taken before decoding, so memory stays bounded however many
+/// large images arrive at once (the rest wait their turn, until `deadline`); `then` gets
+/// the permit and decides how long to hold it.
 pub(super) async fn decoded<T: Send + 'static>(
     state: &AppState,
     bytes: Bytes,
     deadline: Instant,
-    then: impl FnOnce(RgbImage, OwnedSemaphorePermit) -> Result<T, ApiError> + Send + 'static,
+    then: impl FnOnce(RgbImage, u8, OwnedSemaphorePermit) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let limits = state.0.options.decode;
     let (width, height) = probe(&bytes, limits)?;
@@ -307,9 +309,12 @@ pub(super) async fn decoded<T: Send + 'static>(
     .await
     .map_err(|_| ApiError::Timeout("waited too long for room to decode the image".into()))?
     .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
-    tokio::task::spawn_blocking(move || then(decode(&bytes, limits)?, permit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(move || {
+        let image = decode(&bytes, limits)?;
+        then(image, exif_orientation(&bytes), permit)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// Most triplets one answer may carry.

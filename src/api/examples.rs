@@ -19,7 +19,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiPath, ApiQuery, within_body_timeout};
 use super::vocab::{rebuild, verb_out};
 use crate::engine::examples::{ExampleCrops, MAX_EXAMPLES, check_count, image_id, learn};
-use crate::vision::decode::{exif_orientation, orient};
+use crate::vision::decode::orient;
 use crate::vocab::store::ExampleRecord;
 
 /// One example as received, before its image is decoded.
@@ -62,6 +62,7 @@ fn example_out(fingerprint: &str) -> impl Fn(ExampleRecord) -> ExampleOut + '_ {
         (status = 413, description = "Body or image too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an accepted content or image type", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No examples, more than 16, or a box outside its image or under a pixel", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Other example uploads are being processed; retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Not ready, or timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_examples(
@@ -80,6 +81,13 @@ pub async fn add_examples(
     let received =
         within_body_timeout(&state, read_examples(request, &state, &content_type)).await??;
     check_count(received.len())?;
+    // Bounded work at once: each upload holds up to 48 crops and the worker's passes.
+    let _learning = state.0.learning.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Busy(format!(
+            "{} example uploads are being processed; retry shortly",
+            super::LEARNING_AT_ONCE
+        ))
+    })?;
     // Names first: a wrong verb or object must not cost decoding and image-tower passes.
     let objects: Vec<&str> = received.iter().map(|r| r.object.as_str()).collect();
     state
@@ -95,13 +103,12 @@ pub async fn add_examples(
     for r in received {
         let id = image_id(&r.image);
         let (human_box, object_box, object) = (r.human_box, r.object_box, r.object);
-        let orientation = match auto_orient {
-            true => exif_orientation(&r.image),
-            false => 1,
-        };
         crops.push(
-            decoded(&state, r.image, deadline, move |image, _permit| {
-                let image = orient(image, orientation);
+            decoded(&state, r.image, deadline, move |image, exif, _permit| {
+                let image = match auto_orient {
+                    true => orient(image, exif),
+                    false => image,
+                };
                 Ok(ExampleCrops::new(
                     &image, id, human_box, object_box, object, res,
                 )?)
@@ -110,8 +117,11 @@ pub async fn add_examples(
         );
     }
     let replace = params.replace.unwrap_or(false);
-    let (records, version) = learn(state.0.service.as_ref(), verb_id, crops, replace).await?;
-    rebuild(&state).await;
+    let (records, version) =
+        learn(state.0.service.as_ref(), verb_id, crops, replace, deadline).await?;
+    // Stored: the answer is 201 whatever happens next. The rebuild runs detached, so
+    // waiting is only bounded here, not cut short.
+    let _ = tokio::time::timeout_at(deadline.into(), rebuild(&state)).await;
     let verb = state.0.service.store().verb(verb_id).await?;
     let fingerprint = state.0.service.vision_fingerprint();
     Ok((

@@ -74,7 +74,13 @@ pub struct Inner {
     pub ready: AtomicBool,
     /// Permits are decoded pixels (see [`ServeOptions::decode_budget_pixels`]).
     pub decode_budget: Arc<Semaphore>,
+    /// Example uploads being decoded and embedded at once (each holds up to 48 crops and
+    /// many image-tower passes); more get 429.
+    pub learning: Arc<Semaphore>,
 }
+
+/// Example uploads (`POST /verbs/{id}/examples`) processed at once.
+pub const LEARNING_AT_ONCE: usize = 2;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -92,6 +98,7 @@ impl AppState {
             options,
             ready: AtomicBool::new(false),
             decode_budget: Arc::new(Semaphore::new(budget)),
+            learning: Arc::new(Semaphore::new(LEARNING_AT_ONCE)),
         }))
     }
 }

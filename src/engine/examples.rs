@@ -3,6 +3,8 @@
 //! share batched passes), and their features are stored under the tower's fingerprint.
 //! The next rebuild turns them into the verb's row (`classifier::arithmetic`).
 
+use std::time::Instant;
+
 use image::RgbImage;
 
 use super::{EngineError, Inference};
@@ -109,12 +111,13 @@ impl ExampleCrops {
 /// not cost image-tower passes), embeds every crop in one engine command, then stores
 /// the features, all or none (with `replace`, in place of the verb's earlier examples).
 /// Returns the stored examples and the vocabulary version; the caller rebuilds the
-/// classifier.
+/// classifier. The image tower's passes must end before `deadline`, or nothing is stored.
 pub async fn learn(
     service: &dyn Inference,
     verb_id: i64,
     examples: Vec<ExampleCrops>,
     replace: bool,
+    deadline: Instant,
 ) -> Result<(Vec<ExampleRecord>, i64), ExampleError> {
     check_count(examples.len())?;
     let objects: Vec<&str> = examples.iter().map(|e| e.object.as_str()).collect();
@@ -129,7 +132,10 @@ pub async fn learn(
         crops.extend([h, o, u]);
         kept.push((e.object, e.image, e.human_box, e.object_box));
     }
-    let features = service.engine().embed_images(crops).await?;
+    // Past the deadline nothing is stored: the caller answers "timed out" and means it.
+    let features = tokio::time::timeout_at(deadline.into(), service.engine().embed_images(crops))
+        .await
+        .map_err(|_| EngineError::DeadlineExceeded)??;
     if features.len() != 3 * kept.len() {
         return Err(EngineError::Failed(format!(
             "{} crops gave {} features",
