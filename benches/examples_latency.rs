@@ -11,14 +11,12 @@
 use std::time::Instant;
 
 use base64::Engine;
-use hoiclip::config::{ModelSource, Settings};
-use hoiclip::model::hoiclip::HoiclipConfig;
 use hoiclip::vision::preprocess::clip_crop;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 mod common;
-use common::{bench_api_options, listen, request, test_image};
+use common::{listen, random_model_settings, request, test_image};
 
 const RUNS: usize = 3;
 
@@ -32,16 +30,7 @@ fn main() {
 }
 
 async fn run(demo: bool) {
-    let settings = Settings {
-        model: ModelSource::Random(Box::new(if demo {
-            HoiclipConfig::demo()
-        } else {
-            HoiclipConfig::hico_det()
-        })),
-        database_url: "sqlite::memory:".into(),
-        api: bench_api_options(),
-        ..Settings::default()
-    };
+    let settings = random_model_settings(!demo);
     let app = hoiclip::app::build(&settings).await.expect("server");
     let service = app.service().clone();
     let addr = listen(&app).await;

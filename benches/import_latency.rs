@@ -11,15 +11,13 @@
 
 use std::time::Instant;
 
-use hoiclip::config::{ModelSource, Settings};
 use hoiclip::engine::{TEXT_BATCH, TEXT_SLICE};
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
-use hoiclip::model::hoiclip::HoiclipConfig;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 mod common;
-use common::{bench_api_options, listen, percentile, request, test_image};
+use common::{listen, percentile, random_model_settings, request, test_image};
 
 fn main() {
     let full = std::env::args().any(|a| a == "--full");
@@ -31,16 +29,7 @@ fn main() {
 }
 
 async fn run(full: bool) {
-    let settings = Settings {
-        model: ModelSource::Random(Box::new(if full {
-            HoiclipConfig::hico_det()
-        } else {
-            HoiclipConfig::demo()
-        })),
-        database_url: "sqlite::memory:".into(),
-        api: bench_api_options(),
-        ..Settings::default()
-    };
+    let settings = random_model_settings(full);
     let app = hoiclip::app::build(&settings).await.expect("server");
     let service = app.service().clone();
     let addr = listen(&app).await;

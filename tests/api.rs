@@ -961,3 +961,35 @@ async fn a_batch_answers_each_image_in_order() {
         }
     }
 }
+
+/// A batch with more images than the queue can ever hold is a 422 naming the limit (a
+/// 429 would invite retries without end); the engine never sees it.
+#[tokio::test]
+async fn a_batch_larger_than_the_queue_is_refused() {
+    use base64::Engine;
+    let engine = EngineOptions {
+        max_queue: 2,
+        ..EngineOptions::default()
+    };
+    let (s, _gate, _batches) = held_state(ServeOptions::default(), engine).await;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png());
+    let (status, ct, body) = send(
+        &s,
+        post_json("/detect/batch", serde_json::json!({"images": vec![b64; 3]})),
+    )
+    .await;
+    assert_problem(
+        status,
+        &ct,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    );
+    assert!(
+        json(&body)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2")
+    );
+    assert_eq!(s.0.service.engine().queue_depth(), 0, "no place was kept");
+}

@@ -38,6 +38,22 @@ pub fn bench_api_options() -> ServeOptions {
     }
 }
 
+/// Server settings for a benchmark: random weights of the full-size model (`full`) or
+/// the demo config, an in-memory vocabulary, [`bench_api_options`].
+pub fn random_model_settings(full: bool) -> hoiclip::config::Settings {
+    use hoiclip::model::hoiclip::HoiclipConfig;
+    hoiclip::config::Settings {
+        model: hoiclip::config::ModelSource::Random(Box::new(if full {
+            HoiclipConfig::hico_det()
+        } else {
+            HoiclipConfig::demo()
+        })),
+        database_url: "sqlite::memory:".into(),
+        api: bench_api_options(),
+        ..hoiclip::config::Settings::default()
+    }
+}
+
 /// The `p` quantile (0..=1) of sorted values; NaN when there are none.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -8,11 +8,11 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::header;
 
 use super::AppState;
 use super::detect::{
-    base64_image, body_error, decoded, detect_options, merge, multipart_error, response,
+    base64_image, body_error, content_type, decoded, detect_options, merge, multipart_error,
+    read_json, refuse_if_queue_full, response,
 };
 use super::dto::{
     DetectBatchJson, DetectBatchMultipart, DetectBatchResponse, DetectParams, TimingsOut,
@@ -58,17 +58,9 @@ pub async fn detect_batch(
     let Some(set) = state.0.service.classes() else {
         return Err(ApiError::Unavailable("the model is still loading".into()));
     };
-    // A full queue answers at once, before the body is read.
     let engine = state.0.service.engine();
-    if engine.queue_depth() >= engine.options().max_queue {
-        return Err(EngineError::QueueFull(engine.options().max_queue).into());
-    }
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    refuse_if_queue_full(engine)?;
+    let content_type = content_type(&request);
     let (images, params) =
         within_body_timeout(&state, read_images(request, &state, &content_type, query.0)).await??;
     check_count(images.len())?;
@@ -181,11 +173,7 @@ async fn read_images(
         }
         Ok((images, query))
     } else if content_type.starts_with("application/json") {
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| body_error(e.status(), &e.body_text()))?;
-        let json: DetectBatchJson = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
+        let json: DetectBatchJson = read_json(request, state).await?;
         check_count(json.images.len())?;
         let images = json
             .images

@@ -66,18 +66,10 @@ pub async fn detect(
         return Err(ApiError::Unavailable("the model is still loading".into()));
     };
     let engine = state.0.service.engine();
-    // A full queue answers at once, before the body is read. No place is reserved here:
-    // a slow upload must not hold one (it is taken below, once the image is decoded).
-    if engine.queue_depth() >= engine.options().max_queue {
-        metrics::counter!("hoiclip_detect_rejected_total", "reason" => "queue_full").increment(1);
-        return Err(EngineError::QueueFull(engine.options().max_queue).into());
-    }
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    // No place is reserved here: a slow upload must not hold one (it is taken below, once
+    // the image is decoded).
+    refuse_if_queue_full(engine)?;
+    let content_type = content_type(&request);
     let (bytes, params) =
         within_body_timeout(&state, read_image(request, &state, &content_type, query.0)).await??;
     let options = detect_options(&params, &set, &state.0.service.info().vocabulary)?;
@@ -255,11 +247,7 @@ async fn read_image(
             .ok_or_else(|| ApiError::BadRequest("multipart body has no `image` field".into()))?;
         Ok((image, query))
     } else if content_type.starts_with("application/json") {
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| body_error(e.status(), &e.body_text()))?;
-        let json: DetectJson = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
+        let json: DetectJson = read_json(request, state).await?;
         Ok((
             base64_image("image", &json.image)?,
             merge(query, json.params),
@@ -276,6 +264,36 @@ async fn read_image(
             "content type `{content_type}`: send multipart/form-data, image/* (JPEG, PNG, WebP, GIF, BMP, TIFF) or application/json"
         )))
     }
+}
+
+/// A full queue answers at once, before the body is read.
+pub(super) fn refuse_if_queue_full(engine: &engine::Engine) -> Result<(), ApiError> {
+    if engine.queue_depth() >= engine.options().max_queue {
+        metrics::counter!("hoiclip_detect_rejected_total", "reason" => "queue_full").increment(1);
+        return Err(EngineError::QueueFull(engine.options().max_queue).into());
+    }
+    Ok(())
+}
+
+/// The request's content type, lower-case ("" when it has none or it is not text).
+pub(super) fn content_type(request: &Request) -> String {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// A JSON body read whole (within the body limit) and parsed; a malformed one is a 400.
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+    request: Request,
+    state: &AppState,
+) -> Result<T, ApiError> {
+    let body = Bytes::from_request(request, state)
+        .await
+        .map_err(|e| body_error(e.status(), &e.body_text()))?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))
 }
 
 /// Image bytes from base64 text (standard alphabet); line-wrapped base64 (76 columns, as

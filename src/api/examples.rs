@@ -8,10 +8,10 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 
 use super::AppState;
-use super::detect::{base64_image, body_error, decoded, multipart_error};
+use super::detect::{base64_image, body_error, content_type, decoded, multipart_error, read_json};
 use super::dto::{
     CreatedExamples, Deleted, ExampleOut, ExamplesIn, ExamplesMultipart, ExamplesParams,
 };
@@ -72,12 +72,7 @@ pub async fn add_examples(
     request: Request,
 ) -> Result<(StatusCode, Json<CreatedExamples>), ApiError> {
     let deadline = Instant::now() + state.0.options.request_timeout;
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = content_type(&request);
     let received =
         within_body_timeout(&state, read_examples(request, &state, &content_type)).await??;
     check_count(received.len())?;
@@ -179,11 +174,7 @@ async fn read_examples(
     content_type: &str,
 ) -> Result<Vec<Received>, ApiError> {
     if content_type.starts_with("application/json") {
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| body_error(e.status(), &e.body_text()))?;
-        let json: ExamplesIn = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?;
+        let json: ExamplesIn = read_json(request, state).await?;
         check_count(json.examples.len())?;
         json.examples
             .into_iter()
