@@ -13,7 +13,7 @@ work="$(mktemp -d)"
 # Rate limits off: schemathesis sends hundreds of requests a second and would mostly see
 # (documented) 429s instead of reaching the handlers.
 source "$ROOT/.ci/demo-server.sh"
-start_demo_server --rate-limit 0
+start_demo_server --rate-limit 0 --vocabulary-wait-ms 50
 cd "$work"
 # One worker: with two, hypothesis describes filter lambdas with ast.parse on two threads,
 # which CPython 3.11 sometimes fails ("AST constructor recursion depth mismatch", a

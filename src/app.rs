@@ -146,6 +146,7 @@ where
         move |detector, registry| wrap(DetectorRunner::new(detector, policy, registry)),
     )
     .await?;
+    service.follow(settings.vocabulary_poll);
     Ok(Arc::new(service))
 }
 

@@ -20,6 +20,9 @@ pub struct Settings {
     pub model: ModelSource,
     /// The vocabulary database.
     pub database_url: String,
+    /// How often the stored vocabulary version is checked for changes made elsewhere
+    /// (other replicas, the CLI); on Postgres this is the fallback behind LISTEN/NOTIFY.
+    pub vocabulary_poll: std::time::Duration,
     /// "cpu", "cuda" or "cuda:N".
     pub device: String,
     /// Queue and batching.
@@ -36,6 +39,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             model: ModelSource::default(),
             database_url: DEFAULT_DATABASE_URL.into(),
+            vocabulary_poll: std::time::Duration::from_secs(1),
             device: "cpu".into(),
             engine: EngineOptions::default(),
             api: ServeOptions::default(),

@@ -144,7 +144,7 @@ enum Command {
     Eval(eval_command::EvalArgs),
     /// Manage the vocabulary in the database (seeded with HICO-DET and V-COCO on first use).
     Vocab {
-        /// SQLite database URL.
+        /// Vocabulary database URL: sqlite:PATH or postgres://USER@HOST/DB.
         #[arg(long, env = "HOICLIP_DATABASE_URL", default_value_t = defaults().database_url)]
         database_url: String,
         #[command(subcommand)]
@@ -170,7 +170,8 @@ struct ModelArgs {
     /// An official HOICLIP checkpoint (.pth) or a file from `hoiclip convert`.
     #[arg(long, env = "HOICLIP_WEIGHTS")]
     weights: Option<PathBuf>,
-    /// SQLite database URL of the vocabulary.
+    /// Vocabulary database URL: sqlite:PATH (embedded, one server), or
+    /// postgres://USER:PASSWORD@HOST/DB (shared by several replicas).
     #[arg(long, env = "HOICLIP_DATABASE_URL", default_value_t = defaults().database_url)]
     database_url: String,
     /// cpu, or cuda / cuda:N (build with --features cuda).
@@ -332,6 +333,14 @@ struct ServeArgs {
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "HOICLIP_CORS")]
     cors: bool,
+    /// Milliseconds between checks of the stored vocabulary version for changes made
+    /// elsewhere (other replicas, the CLI); on Postgres the fallback behind LISTEN/NOTIFY.
+    #[arg(long, env = "HOICLIP_VOCABULARY_POLL_MS", default_value_t = defaults().vocabulary_poll.as_millis() as u64)]
+    vocabulary_poll_ms: u64,
+    /// Longest a detection waits, in milliseconds, for the vocabulary version it asks for
+    /// (`min_vocabulary_version`) before answering 503 `stale-vocabulary`.
+    #[arg(long, env = "HOICLIP_VOCABULARY_WAIT_MS", default_value_t = defaults().api.vocabulary_wait.as_millis() as u64)]
+    vocabulary_wait_ms: u64,
 }
 
 impl ServeArgs {
@@ -359,7 +368,10 @@ impl ServeArgs {
                     burst: self.rate_limit_burst,
                 },
                 cors: self.cors,
+                vocabulary_wait: Duration::from_millis(self.vocabulary_wait_ms),
             },
+            // At least 10 ms: a poll is one small query, not a busy loop.
+            vocabulary_poll: Duration::from_millis(self.vocabulary_poll_ms.max(10)),
             server: ServerLimits {
                 header_timeout: Duration::from_secs(self.header_timeout.max(1)),
                 max_connections: self.max_connections,

@@ -76,7 +76,7 @@ fn start(port: u16, db: &str, log: &std::path::Path) -> Child {
 
 #[test]
 fn acknowledged_writes_survive_kill_9_and_the_database_stays_sound() {
-    let db = common::temp_db("kill9");
+    let db = common::sqlite_file_db("kill9");
     let log = std::env::temp_dir().join(format!("hoiclip-test-{}-kill9.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));

@@ -122,7 +122,7 @@ async fn a_database_row_that_cannot_be_embedded_is_skipped_and_reported_not_fata
     {
         let s = state_at(ServeOptions::default(), &url).await;
         // As if written by an older release or another tokenizer: bypass validation.
-        sqlx::query("INSERT INTO verbs (name, ing, origin) VALUES ('ponder', ?, 'user')")
+        sqlx::query("INSERT INTO verbs (name, ing, origin) VALUES ('ponder', $1, 'user')")
             .bind(long_ing())
             .execute(s.0.service.store().pool())
             .await

@@ -14,9 +14,12 @@ use hoiclip::vocab::store::{NewExample, NewVerb, VocabError, VocabStore};
 const FP: &str = "crc32-vision-test";
 
 async fn store() -> VocabStore {
-    let store = VocabStore::open("sqlite::memory:", Arc::new(ClipTokenizer::new().unwrap()))
-        .await
-        .unwrap();
+    let store = VocabStore::open(
+        &common::test_db("examples"),
+        Arc::new(ClipTokenizer::new().unwrap()),
+    )
+    .await
+    .unwrap();
     store.seed(&Pack::hico_det()).await.unwrap();
     store
 }

@@ -158,7 +158,7 @@ fn tensors(registry: &SetRegistry<B>, view: &ClassView) -> Arc<ClassifierSet<B>>
 }
 
 async fn memory_store() -> VocabStore {
-    VocabStore::open("sqlite::memory:", tokenizer())
+    VocabStore::open(&common::test_db("vocab"), tokenizer())
         .await
         .unwrap()
 }

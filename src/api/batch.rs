@@ -11,8 +11,8 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 
 use super::AppState;
 use super::detect::{
-    base64_image, body_error, content_type, decoded, detect_options, merge, multipart_error,
-    read_json, refuse_if_queue_full, response,
+    base64_image, body_error, content_type, decoded, detect_options, fresh_enough, merge,
+    multipart_error, read_json, refuse_if_queue_full, response,
 };
 use super::dto::{
     DetectBatchJson, DetectBatchMultipart, DetectBatchResponse, DetectParams, TimingsOut,
@@ -45,7 +45,7 @@ pub const MAX_BATCH_IMAGES: usize = 16;
         (status = 415, description = "Not an accepted content or image type", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No images, more than 16, `render`, or an invalid option", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Not enough room in the queue for every image; retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not ready, or timed out", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not ready, timed out, or the vocabulary version asked for has not reached this replica (`stale-vocabulary`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn detect_batch(
@@ -76,6 +76,7 @@ pub async fn detect_batch(
             "render is not available for batches: send the image to /detect".into(),
         ));
     }
+    let set = fresh_enough(&state, set, params.min_vocabulary_version, deadline).await?;
     let options = detect_options(&params, &set, &state.0.service.info().vocabulary)?;
     let auto_orient = params.auto_orient.unwrap_or(true);
 

@@ -24,6 +24,44 @@ use crate::engine::{self, ClassView, EngineError};
 use crate::vision::decode::{exif_orientation, orient};
 use crate::vision::{decode, probe, render::render};
 
+/// The set to score with: `set`, or, when the client names a newer vocabulary version
+/// (`min_vocabulary_version`), the set in service once it reaches that version, waited
+/// for at most `vocabulary_wait` (and never past the request's deadline).
+pub(super) async fn fresh_enough(
+    state: &AppState,
+    set: ClassView,
+    min_version: Option<i64>,
+    deadline: Instant,
+) -> Result<ClassView, ApiError> {
+    let Some(wanted) = min_version else {
+        return Ok(set);
+    };
+    if wanted < 0 {
+        return Err(ApiError::Unprocessable(format!(
+            "min_vocabulary_version must be at least 0, not {wanted}"
+        )));
+    }
+    if set.version >= wanted {
+        return Ok(set);
+    }
+    let wait = state
+        .0
+        .options
+        .vocabulary_wait
+        .min(deadline.saturating_duration_since(Instant::now()));
+    match state.0.service.classes_at_least(wanted, wait).await {
+        Some(set) => Ok(set),
+        None => {
+            let have = state.0.service.classes().map_or(set.version, |s| s.version);
+            metrics::counter!("hoiclip_stale_vocabulary_total").increment(1);
+            Err(ApiError::StaleVocabulary(format!(
+                "this replica scores with vocabulary version {have}; version {wanted} did not arrive within {} ms",
+                wait.as_millis()
+            )))
+        }
+    }
+}
+
 /// Detect human-object interactions in one image.
 #[utoipa::path(
     post,
@@ -52,7 +90,7 @@ use crate::vision::{decode, probe, render::render};
         (status = 422, description = "Invalid option (threshold, top_k, unknown pack or verb)", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full or rate limit exceeded; retry after `Retry-After` seconds", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal error (the body names a request id)", body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not ready, or timed out", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not ready, timed out, or the vocabulary version asked for (`min_vocabulary_version`) has not reached this replica (`stale-vocabulary`)", body = super::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn detect(
@@ -72,6 +110,7 @@ pub async fn detect(
     let content_type = content_type(&request);
     let (bytes, params) =
         within_body_timeout(&state, read_image(request, &state, &content_type, query.0)).await??;
+    let set = fresh_enough(&state, set, params.min_vocabulary_version, deadline).await?;
     let options = detect_options(&params, &set, &state.0.service.info().vocabulary)?;
     let service = state.0.service.clone();
     let decode_started = Instant::now();
@@ -396,6 +435,7 @@ pub(super) fn merge(query: DetectParams, body: DetectParams) -> DetectParams {
         render: body.render.or(query.render),
         explain: body.explain.or(query.explain),
         auto_orient: body.auto_orient.or(query.auto_orient),
+        min_vocabulary_version: body.min_vocabulary_version.or(query.min_vocabulary_version),
     }
 }
 

@@ -34,6 +34,13 @@ pub struct DetectParams {
     /// in the picture the user sees); false keeps the stored orientation, as the official
     /// evaluation reads dataset images.
     pub auto_orient: Option<bool>,
+    /// Read your writes across replicas: score with a vocabulary at least this new (the
+    /// `vocabulary_version` a write answered with, on any replica). A replica behind it
+    /// waits a bounded time for the change to arrive, then answers 503
+    /// `stale-vocabulary` with Retry-After.
+    #[schema(minimum = 0)]
+    #[param(minimum = 0)]
+    pub min_vocabulary_version: Option<i64>,
 }
 
 /// `POST /detect` with a JSON body: the image as base64, plus options.
@@ -476,7 +483,12 @@ pub struct InfoOut {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusOut {
+    /// `live`, `ready`, or `degraded` (ready for detections, but the vocabulary database
+    /// is out of reach: writes answer 503 until it is back).
     pub status: String,
+    /// Why the status is `degraded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -57,6 +57,13 @@ pub enum ApiError {
     TryLater(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The vocabulary database cannot be reached: 503 with Retry-After.
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// This replica has not yet reached the vocabulary version the client asked for:
+    /// 503 with Retry-After.
+    #[error("{0}")]
+    StaleVocabulary(String),
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
@@ -140,6 +147,16 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
+            ApiError::StoreUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "vocabulary-unavailable",
+                "Vocabulary database unavailable",
+            ),
+            ApiError::StaleVocabulary(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stale-vocabulary",
+                "Vocabulary version not reached yet",
+            ),
             ApiError::Timeout(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
@@ -195,7 +212,14 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if status == StatusCode::TOO_MANY_REQUESTS || matches!(self, ApiError::TryLater(_)) {
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || matches!(
+                self,
+                ApiError::TryLater(_)
+                    | ApiError::StoreUnavailable(_)
+                    | ApiError::StaleVocabulary(_)
+            )
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -229,6 +253,7 @@ impl From<VocabError> for ApiError {
             }
             VocabError::SeedPack { .. } => ApiError::Protected(e.to_string()),
             VocabError::Busy => ApiError::TryLater(e.to_string()),
+            VocabError::Unavailable(_) => ApiError::StoreUnavailable(e.to_string()),
             VocabError::NotFound { .. } => ApiError::NotFound(e.to_string()),
             VocabError::SeedEntry { .. } => ApiError::Protected(e.to_string()),
             VocabError::Database(_) | VocabError::Migration(_) => ApiError::Internal(e.to_string()),

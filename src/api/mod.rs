@@ -50,6 +50,9 @@ pub struct ServeOptions {
     pub decode_budget_pixels: u64,
     pub rate_limit: RateLimit,
     pub cors: bool,
+    /// Longest a detection waits for the vocabulary version it names
+    /// (`min_vocabulary_version`) before answering 503 `stale-vocabulary`.
+    pub vocabulary_wait: Duration,
 }
 
 impl Default for ServeOptions {
@@ -63,6 +66,7 @@ impl Default for ServeOptions {
             decode_budget_pixels: 120_000_000,
             rate_limit: RateLimit::default(),
             cors: false,
+            vocabulary_wait: Duration::from_secs(2),
         }
     }
 }

@@ -14,20 +14,39 @@ use super::error::{ApiError, Problem};
 pub async fn live() -> Json<StatusOut> {
     Json(StatusOut {
         status: "live".into(),
+        detail: None,
     })
 }
 
 /// Ready once the model is loaded, the classifier built and a warm-up forward pass ran,
 /// and while the classifier in service matches the vocabulary (after a failed rebuild
-/// this retries it, and answers 503 until it succeeds).
+/// this retries it, and answers 503 until it succeeds). While the vocabulary database is
+/// out of reach the answer stays 200 with status `degraded`: detections are still
+/// answered correctly from the classifier in memory (and every replica shares that
+/// database, so taking them all out of a load balancer would stop detections too), while
+/// writes answer 503 `vocabulary-unavailable`.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
-    responses((status = 200, description = "OK", body = StatusOut), (status = 503, description = "Unavailable", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Ready, or degraded (detections served, vocabulary database unreachable)", body = StatusOut), (status = 503, description = "Unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<StatusOut>, ApiError> {
     if !state.0.ready.load(Ordering::Acquire) {
         return Err(ApiError::Unavailable("warming up".into()));
     }
+    // The follower retries an unreachable database every poll; a probe does not wait on
+    // connection timeouts for it.
+    if state.0.service.store_unreachable()
+        && let Some(e) = state.0.service.rebuild_error()
+    {
+        return Ok(Json(StatusOut {
+            status: "degraded".into(),
+            detail: Some(format!(
+                "{e}; detections use the vocabulary of version {}",
+                state.0.service.classes().map_or(-1, |s| s.version)
+            )),
+        }));
+    }
     if state.0.service.rebuild_error().is_some()
         && let Err(e) = state.0.service.refresh().await
+        && !e.store_unreachable()
     {
         tracing::error!(error = %e, "classifier rebuild failed again");
         return Err(ApiError::Unavailable(
@@ -36,6 +55,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<StatusOut>, Api
     }
     Ok(Json(StatusOut {
         status: "ready".into(),
+        detail: None,
     }))
 }
 

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use burn::prelude::*;
 use image::RgbImage;
@@ -42,6 +43,11 @@ pub trait Inference: Send + Sync {
     fn rebuild_error(&self) -> Option<String>;
     /// Vocabulary rows the set in service leaves out because they cannot be embedded.
     fn skipped_rows(&self) -> Vec<String>;
+    /// The set in service once it has reached `version`, waiting at most `wait` (None if
+    /// it has not by then): read-your-writes across replicas.
+    fn classes_at_least(&self, version: i64, wait: Duration) -> BoxFuture<'_, Option<ClassView>>;
+    /// Whether the last rebuild failed only because the database was out of reach.
+    fn store_unreachable(&self) -> bool;
 }
 
 /// [`Inference`] for a detector on backend `B`. The detector is shared with the worker;
@@ -53,9 +59,45 @@ pub struct Service<B: Backend> {
     engine: Engine,
     device: String,
     backend: String,
+    /// The task keeping the set in step with writes made elsewhere (see [`Self::follow`]).
+    follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl<B: Backend> Drop for Service<B> {
+    fn drop(&mut self) {
+        self.stop_following();
+    }
 }
 
 impl<B: Backend> Service<B> {
+    /// Stops following the vocabulary (changes made elsewhere then arrive only with this
+    /// replica's own writes or a `refresh`).
+    pub fn stop_following(&self) {
+        if let Some(task) = self
+            .follower
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+
+    /// Starts following the vocabulary: changes committed by other replicas (announced
+    /// by Postgres, or found by polling the version every `poll`) are rebuilt into the
+    /// set in service without a request asking. Replaces an earlier follower.
+    pub fn follow(&self, poll: Duration) {
+        let task = tokio::spawn(self.classifiers.clone().follow(poll));
+        if let Some(old) = self
+            .follower
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(task)
+        {
+            old.abort();
+        }
+    }
+
     /// Starts the engine's worker for `detector` and builds the first classifier set
     /// from `store` (through the worker).
     pub async fn start(
@@ -125,6 +167,7 @@ impl<B: Backend> Service<B> {
             engine,
             device: device.into(),
             backend: backend.into(),
+            follower: std::sync::Mutex::new(None),
         })
     }
 
@@ -192,6 +235,14 @@ impl<B: Backend> Inference for Service<B> {
             .current()
             .map(|s| s.skipped.as_ref().clone())
             .unwrap_or_default()
+    }
+
+    fn classes_at_least(&self, version: i64, wait: Duration) -> BoxFuture<'_, Option<ClassView>> {
+        Box::pin(self.classifiers.at_least(version, wait))
+    }
+
+    fn store_unreachable(&self) -> bool {
+        self.classifiers.store_unreachable()
     }
 
     fn refresh(&self) -> BoxFuture<'_, Result<ClassView, RebuildError>> {

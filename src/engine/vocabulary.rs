@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
 use super::{ClassView, Engine, EngineError, SetSource, TEXT_BATCH};
 use crate::classifier::{ClassifierError, LearnedRow, prompts_needed};
 use crate::model::clip::tokenizer::ClipTokenizer;
-use crate::vocab::store::{VocabError, VocabSnapshot, VocabStore};
+use crate::vocab::store::{VocabError, VocabListener, VocabSnapshot, VocabStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -20,6 +21,16 @@ pub enum RebuildError {
     Classifier(#[from] ClassifierError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+impl RebuildError {
+    /// The vocabulary database was out of reach (nothing is wrong with the vocabulary).
+    pub fn store_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Classifier(ClassifierError::Vocab(VocabError::Unavailable(_)))
+        )
+    }
 }
 
 impl From<VocabError> for RebuildError {
@@ -49,6 +60,13 @@ pub struct ClassifierService {
     /// Why the last rebuild failed (None after a success): readiness reports it, since
     /// the set in service then lags the vocabulary.
     last_error: std::sync::Mutex<Option<String>>,
+    /// Whether the last failure was the database being out of reach (not a broken
+    /// vocabulary): detections are still answered correctly from the set in service.
+    store_unreachable: std::sync::atomic::AtomicBool,
+    /// The version of the set in service, for requests that wait for a version.
+    version: tokio::sync::watch::Sender<i64>,
+    /// Asks the follower to look at the store now (coalesced).
+    poke: tokio::sync::Notify,
 }
 
 impl ClassifierService {
@@ -71,6 +89,9 @@ impl ClassifierService {
             text_passes: AtomicUsize::new(0),
             prompts_embedded: AtomicUsize::new(0),
             last_error: std::sync::Mutex::new(None),
+            store_unreachable: std::sync::atomic::AtomicBool::new(false),
+            version: tokio::sync::watch::Sender::new(-1),
+            poke: tokio::sync::Notify::new(),
         }
     }
 
@@ -148,12 +169,132 @@ impl ClassifierService {
     pub async fn refresh(&self) -> Result<ClassView, RebuildError> {
         let mut known = self.rebuild_lock.lock().await;
         let result = self.rebuild(&mut known).await;
+        self.store_unreachable.store(
+            result
+                .as_ref()
+                .err()
+                .is_some_and(RebuildError::store_unreachable),
+            Ordering::Relaxed,
+        );
         *self
             .last_error
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
             result.as_ref().err().map(|e| e.to_string());
         result
+    }
+
+    /// Whether the last rebuild failed only because the database was out of reach.
+    pub fn store_unreachable(&self) -> bool {
+        self.store_unreachable.load(Ordering::Relaxed)
+    }
+
+    /// The set in service once its version is at least `version`, waiting at most `wait`
+    /// (None if it does not get there in time). Asks the follower to look at the store at
+    /// once, in case the announcement of that version is still on its way or was lost.
+    pub async fn at_least(&self, version: i64, wait: Duration) -> Option<ClassView> {
+        if let Some(set) = self.current()
+            && set.version >= version
+        {
+            return Some(set);
+        }
+        let mut seen = self.version.subscribe();
+        self.poke.notify_one();
+        tokio::time::timeout(wait, seen.wait_for(|&v| v >= version))
+            .await
+            .ok()?
+            .ok()?;
+        self.current()
+    }
+
+    /// Keeps the set in service in step with writes made elsewhere (other replicas, the
+    /// CLI on the same SQLite file): rebuilds when Postgres announces a new version, when
+    /// a poll every `poll` finds the stored version moved (the fallback for announcements
+    /// lost with a connection), and when a request waiting for a version asks. Runs until
+    /// the task is aborted; errors are logged and retried, never fatal.
+    pub async fn follow(self: Arc<Self>, poll: Duration) {
+        let mut listener: Option<VocabListener> = None;
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut warned = false;
+        loop {
+            if listener.is_none() {
+                match self.store.listen(poll.max(Duration::from_secs(1))).await {
+                    Ok(Some(l)) => {
+                        listener = Some(l);
+                        // Changes made before LISTEN took effect were not announced to us.
+                        self.catch_up().await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(error = %e, "cannot listen for vocabulary changes; polling every {poll:?}");
+                            warned = true;
+                        }
+                    }
+                }
+            }
+            enum Event {
+                Heard(Result<Option<i64>, VocabError>),
+                Look,
+            }
+            let event = tokio::select! {
+                heard = async {
+                    match listener.as_mut() {
+                        Some(l) => l.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => Event::Heard(heard),
+                _ = tick.tick() => Event::Look,
+                _ = self.poke.notified() => Event::Look,
+            };
+            match event {
+                Event::Heard(Ok(Some(version))) => {
+                    warned = false;
+                    if self.current().is_none_or(|set| set.version < version) {
+                        self.refresh_logged().await;
+                    }
+                }
+                // The connection was lost (announcements may be gone) or said something
+                // else: look at the store.
+                Event::Heard(Ok(None)) => self.catch_up().await,
+                Event::Heard(Err(e)) => {
+                    tracing::debug!(error = %e, "vocabulary listener lost its connection");
+                    listener = None;
+                }
+                Event::Look => self.catch_up().await,
+            }
+        }
+    }
+
+    /// Rebuilds if the stored version differs from the set in service, or if the last
+    /// rebuild failed.
+    async fn catch_up(&self) {
+        let stored = match self.store.version().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the vocabulary version");
+                // Readiness reports it (degraded); the next look that succeeds clears it.
+                if matches!(e, VocabError::Unavailable(_)) {
+                    self.store_unreachable.store(true, Ordering::Relaxed);
+                    *self
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+                }
+                return;
+            }
+        };
+        let behind = self.current().is_none_or(|set| set.version != stored);
+        if behind || self.last_error().is_some() {
+            self.refresh_logged().await;
+        }
+    }
+
+    async fn refresh_logged(&self) {
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = %e, "classifier rebuild for a vocabulary change failed");
+        }
     }
 
     async fn rebuild(
@@ -222,6 +363,7 @@ impl ClassifierService {
             tracing::warn!(version = view.version, "vocabulary row skipped: {row}");
         }
         self.current.store(Some(Arc::new(view.clone())));
+        self.version.send_replace(view.version);
         Ok(view)
     }
 }

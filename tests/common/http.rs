@@ -14,7 +14,7 @@ use super::fixture;
 /// The demo model with a fresh in-memory vocabulary, built and warmed up as
 /// `hoiclip serve` builds it.
 pub async fn state(options: ServeOptions) -> AppState {
-    state_at(options, "sqlite::memory:").await
+    state_at(options, &super::test_db("state")).await
 }
 
 /// As [`state`], with the vocabulary in the database at `url`.
@@ -38,7 +38,7 @@ pub async fn held_state(
     let settings = Settings {
         api: options,
         engine,
-        ..super::settings_at("sqlite::memory:")
+        ..super::settings_at(&super::test_db("held"))
     };
     let service = super::demo_service_with(&settings, move |inner| super::Held {
         inner,

@@ -139,7 +139,7 @@ pub fn settings_at(url: &str) -> hoiclip::config::Settings {
 /// The demo model's service as `hoiclip serve` builds it, with a fresh in-memory
 /// vocabulary and its first classifier set built.
 pub async fn demo_service() -> std::sync::Arc<hoiclip::engine::Service<B>> {
-    demo_service_at("sqlite::memory:").await
+    demo_service_at(&test_db("demo")).await
 }
 
 /// As [`demo_service`], with the vocabulary in the database at `url`.
@@ -161,8 +161,69 @@ where
         .unwrap()
 }
 
-/// A fresh SQLite file URL under the system temp dir (removed with its WAL files first).
+/// The Postgres server the vocabulary and API tests also run against (an admin URL, as
+/// `.ci/postgres.sh start` prints); unset, they use SQLite only.
+pub const POSTGRES_ENV: &str = "HOICLIP_TEST_POSTGRES_URL";
+
+/// A fresh, empty Postgres database on the server of [`POSTGRES_ENV`], when it is set.
+/// Created on a thread of its own so that sync and async tests can both call it.
+pub fn fresh_postgres(name: &str) -> Option<String> {
+    let admin = std::env::var(POSTGRES_ENV).ok().filter(|u| !u.is_empty())?;
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect();
+    let db = format!("t_{}_{n}_{nanos}_{clean}", std::process::id());
+    let url = admin
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{db}"))
+        .unwrap();
+    let create = format!("CREATE DATABASE {db}");
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                use sqlx::{Connection, Executor};
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+                conn.execute(sqlx::AssertSqlSafe(create)).await.unwrap();
+                conn.close().await.unwrap();
+            })
+    })
+    .join()
+    .unwrap();
+    Some(url)
+}
+
+/// A fresh vocabulary database for one test: in-memory SQLite, or a new Postgres
+/// database when [`POSTGRES_ENV`] is set (the CI runs the vocabulary and API suites both
+/// ways).
+pub fn test_db(name: &str) -> String {
+    fresh_postgres(name).unwrap_or_else(|| "sqlite::memory:".into())
+}
+
+/// A fresh SQLite file URL under the system temp dir (removed with its WAL files first),
+/// or a new Postgres database when [`POSTGRES_ENV`] is set.
 pub fn temp_db(name: &str) -> String {
+    fresh_postgres(name).unwrap_or_else(|| sqlite_file_db(name))
+}
+
+/// A fresh SQLite file URL under the system temp dir (removed with its WAL files first).
+pub fn sqlite_file_db(name: &str) -> String {
     let path = std::env::temp_dir().join(format!("hoiclip-test-{}-{name}.db", std::process::id()));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

@@ -15,9 +15,10 @@ impl VocabStore {
     ) -> Result<HashMap<String, Vec<f32>>, VocabError> {
         let mut out = HashMap::new();
         for chunk in prompts.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(",");
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let marks = marks.join(",");
             let sql = format!(
-                "SELECT prompt, embedding FROM text_embeddings WHERE fingerprint = ? AND prompt IN ({marks})"
+                "SELECT prompt, embedding FROM text_embeddings WHERE fingerprint = $1 AND prompt IN ({marks})"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(fingerprint);
             for p in chunk {
@@ -40,15 +41,22 @@ impl VocabStore {
         fingerprint: &str,
         rows: &[(String, Vec<f32>)],
     ) -> Result<(), VocabError> {
-        let mut tx = self.write_tx().await?;
+        // Upserts of a cache: on Postgres they need not queue behind vocabulary writers.
+        let mut tx = match self.engine {
+            Engine::Sqlite => self.write_tx().await?,
+            Engine::Postgres => self.pool.begin().await?,
+        };
         for (prompt, values) in rows {
             let blob: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            sqlx::query("INSERT OR REPLACE INTO text_embeddings (fingerprint, prompt, embedding) VALUES (?, ?, ?)")
-                .bind(fingerprint)
-                .bind(prompt)
-                .bind(blob)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO text_embeddings (fingerprint, prompt, embedding) VALUES ($1, $2, $3) \
+                 ON CONFLICT (fingerprint, prompt) DO UPDATE SET embedding = excluded.embedding",
+            )
+            .bind(fingerprint)
+            .bind(prompt)
+            .bind(blob)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -33,6 +33,10 @@ pub enum VocabError {
     /// Another writer held the database longer than the busy timeout.
     #[error("the vocabulary database is busy; retry shortly")]
     Busy,
+    /// The database cannot be reached (Postgres stopped, restarting, or the network
+    /// down): nothing was written; the client can retry.
+    #[error("the vocabulary database is unavailable ({0}); nothing was changed, retry shortly")]
+    Unavailable(String),
     #[error("vocabulary database error: {0}")]
     Database(sqlx::Error),
     #[error("vocabulary database migration failed: {0}")]
@@ -43,14 +47,28 @@ pub enum VocabError {
 
 impl From<sqlx::Error> for VocabError {
     fn from(e: sqlx::Error) -> Self {
-        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes: a transient
-        // condition the client can retry, not an internal error.
-        let busy = matches!(&e, sqlx::Error::Database(db)
-            if db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)));
-        if busy {
-            VocabError::Busy
-        } else {
-            VocabError::Database(e)
+        if let sqlx::Error::Database(db) = &e {
+            let code = db.code().unwrap_or_default();
+            // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+            // Postgres: serialization failure, deadlock, lock timeout. Transient
+            // conditions the client can retry, not internal errors.
+            let busy = code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                || matches!(&*code, "40001" | "40P01" | "55P03");
+            if busy {
+                return VocabError::Busy;
+            }
+            // Postgres connection exceptions (08...), shutting down or starting up (57P..).
+            if code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03") {
+                return VocabError::Unavailable(db.message().to_string());
+            }
+        }
+        match e {
+            sqlx::Error::Io(io) => VocabError::Unavailable(io.kind().to_string()),
+            sqlx::Error::PoolTimedOut => {
+                VocabError::Unavailable("no database connection within the timeout".into())
+            }
+            sqlx::Error::Tls(tls) => VocabError::Unavailable(format!("TLS: {tls}")),
+            other => VocabError::Database(other),
         }
     }
 }

@@ -91,8 +91,8 @@ fn check(e: &NewExample, dim: usize) -> Result<(), VocabError> {
 }
 
 impl VocabStore {
-    async fn verb_name(tx: &mut Transaction<'_, Sqlite>, id: i64) -> Result<String, VocabError> {
-        sqlx::query_scalar("SELECT name FROM verbs WHERE id = ?")
+    async fn verb_name(tx: &mut Transaction<'_, Any>, id: i64) -> Result<String, VocabError> {
+        sqlx::query_scalar("SELECT name FROM verbs WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut **tx)
             .await?
@@ -152,7 +152,7 @@ impl VocabStore {
             object_ids.push(Self::object_id(&mut tx, &e.object).await?);
         }
         if replace {
-            sqlx::query("DELETE FROM verb_examples WHERE verb_id = ?")
+            sqlx::query("DELETE FROM verb_examples WHERE verb_id = $1")
                 .bind(verb_id)
                 .execute(&mut *tx)
                 .await?;
@@ -162,7 +162,7 @@ impl VocabStore {
             let box_json = |b: [f32; 4]| serde_json::json!(b).to_string();
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO verb_examples (verb_id, object_id, image, human_box, object_box, \
-                 fingerprint, human, object, union_crop) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 fingerprint, human, object, union_crop) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             )
             .bind(verb_id)
             .bind(object_id)
@@ -190,13 +190,13 @@ impl VocabStore {
     }
 
     async fn example_records(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         verb_id: i64,
     ) -> Result<Vec<ExampleRecord>, VocabError> {
         let rows = sqlx::query(
             "SELECT e.id, v.name, o.name, e.image, e.human_box, e.object_box, e.fingerprint, \
              e.created_at FROM verb_examples e JOIN verbs v ON v.id = e.verb_id \
-             JOIN objects o ON o.id = e.object_id WHERE e.verb_id = ? ORDER BY e.id",
+             JOIN objects o ON o.id = e.object_id WHERE e.verb_id = $1 ORDER BY e.id",
         )
         .bind(verb_id)
         .fetch_all(&mut **tx)
@@ -246,7 +246,7 @@ impl VocabStore {
     pub async fn remove_example(&self, verb_id: i64, example_id: i64) -> Result<i64, VocabError> {
         let mut tx = self.write_tx().await?;
         Self::verb_name(&mut tx, verb_id).await?;
-        let removed = sqlx::query("DELETE FROM verb_examples WHERE id = ? AND verb_id = ?")
+        let removed = sqlx::query("DELETE FROM verb_examples WHERE id = $1 AND verb_id = $2")
             .bind(example_id)
             .bind(verb_id)
             .execute(&mut *tx)
@@ -270,7 +270,7 @@ impl VocabStore {
     ) -> Result<Vec<StoredExample>, VocabError> {
         let rows = sqlx::query(
             "SELECT verb_id, object_id, image, human, object, union_crop FROM verb_examples \
-             WHERE fingerprint = ? ORDER BY id",
+             WHERE fingerprint = $1 ORDER BY id",
         )
         .bind(fingerprint)
         .fetch_all(&self.pool)

@@ -1,20 +1,22 @@
-//! The vocabulary in SQLite (sqlx): packs, verbs, objects, interactions, the text
-//! embedding cache and the version counter. Every change is one transaction that bumps the
-//! version; invalid input is refused before anything is written.
+//! The vocabulary in SQLite or Postgres (sqlx, chosen by the URL): packs, verbs, objects,
+//! interactions, the text embedding cache and the version counter. Every change is one
+//! transaction that bumps the version; invalid input is refused before anything is
+//! written. Queries are written once, for sqlx's `Any` driver (numbered `$N` parameters,
+//! SQL both engines speak); each engine has its own migrations (`migrations/<engine>`).
+//! On Postgres a committed change also notifies [`CHANNEL`], so every replica sharing the
+//! database hears of it (see `engine::sync`).
 //!
 //! Parts: `names` (cleaning and checking names and prompts), `writes` (seeding, adding,
 //! removing), `records` (the rows and the queries that read them), `packs` (export and
 //! import), `embeddings` (the text-embedding cache), `error`.
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
 use super::pack::Pack;
 use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
-
 /// Longest accepted verb or object name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 /// Longest accepted prompt, in characters (77 CLIP tokens never need more).
@@ -26,6 +28,7 @@ mod embeddings;
 mod error;
 mod examples;
 mod names;
+mod notify;
 mod packs;
 mod records;
 mod writes;
@@ -37,14 +40,68 @@ use {embeddings::*, error::*, names::*, packs::*, records::*, writes::*};
 pub use error::VocabError;
 pub use examples::{ExampleRecord, NewExample, StoredExample};
 pub use names::{article, interaction_prompt, object_prompt, verb_prompt};
+pub use notify::VocabListener;
 pub use packs::{ExportInteraction, ExportObject, ExportVerb, PackExport};
 pub use records::{
     InteractionRecord, NewVerb, ObjectRecord, PackRecord, VerbRecord, VocabSnapshot,
 };
 
+/// The Postgres channel every committed vocabulary change is announced on (payload: the
+/// new version).
+pub const CHANNEL: &str = "hoiclip_vocabulary";
+
+/// The database engine behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// The engine a database URL names (`sqlite:` or `postgres:`/`postgresql:`).
+    pub fn of(url: &str) -> Result<Self, VocabError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(VocabError::Invalid {
+                field: "database_url",
+                reason: format!(
+                    "`{}` is neither a sqlite: nor a postgres:// URL",
+                    redact_url(url)
+                ),
+            })
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// A database URL without its password (for messages and logs).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct VocabStore {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
+    url: String,
     tokenizer: std::sync::Arc<ClipTokenizer>,
 }
 
@@ -53,56 +110,138 @@ fn unique_violation(e: &sqlx::Error) -> bool {
 }
 
 impl VocabStore {
-    /// Opens (creating if needed) a SQLite database, in WAL mode with foreign keys on, and
-    /// applies the embedded migrations.
+    /// Opens the database at `url` and applies that engine's embedded migrations.
+    /// SQLite: created if needed, WAL mode, foreign keys on. Postgres: the database must
+    /// exist; a connection is waited for at most a few seconds, so that writes answer 503
+    /// promptly while the server is down.
     pub async fn open(
         url: &str,
         tokenizer: std::sync::Arc<ClipTokenizer>,
     ) -> Result<Self, VocabError> {
-        if let Some(path) = url
+        install_default_drivers();
+        let engine = Engine::of(url)?;
+        let pool = match engine {
+            Engine::Sqlite => Self::open_sqlite(url).await?,
+            Engine::Postgres => AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect(url)
+                .await
+                .map_err(VocabError::from)?,
+        };
+        match engine {
+            Engine::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            // Replicas starting together are serialised by the migrator's advisory lock.
+            Engine::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        Ok(Self {
+            pool,
+            engine,
+            url: url.to_string(),
+            tokenizer,
+        })
+    }
+
+    async fn open_sqlite(url: &str) -> Result<AnyPool, VocabError> {
+        let (path, query) = match url.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (url, None),
+        };
+        let file = path
             .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            && !path.starts_with(':')
-            && let Some(dir) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
+            .or_else(|| path.strip_prefix("sqlite:"))
+            .unwrap_or(path);
+        let memory = file.starts_with(':') || query.is_some_and(|q| q.contains("mode=memory"));
+        if !memory
+            && let Some(dir) = std::path::Path::new(file).parent()
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).map_err(|e| VocabError::Database(sqlx::Error::Io(e)))?;
         }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: no fsync per commit; the database stays consistent, and only
-            // the last commits can be lost to a power cut (not to a crash of this process).
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+        // Created if missing unless the URL chooses a mode itself.
+        let url = match query {
+            _ if memory => url.to_string(),
+            Some(q) if q.contains("mode=") => url.to_string(),
+            Some(_) => format!("{url}&mode=rwc"),
+            None => format!("{url}?mode=rwc"),
+        };
         // In-memory databases are per connection: keep exactly one.
-        let max = if url.contains(":memory:") { 1 } else { 4 };
-        let pool = SqlitePoolOptions::new()
+        let max = if memory { 1 } else { 4 };
+        let pool = AnyPoolOptions::new()
             .max_connections(max)
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL + NORMAL: no fsync per commit; the database stays consistent, and
+                    // only the last commits can be lost to a power cut (not to a crash of
+                    // this process). sqlx turns foreign keys on and waits 5 s when busy.
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool, tokenizer })
+        Ok(pool)
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// A write transaction that takes SQLite's write lock at once (BEGIN IMMEDIATE): a
-    /// deferred one that reads first fails with "database is locked" when another writer
-    /// commits in between, instead of waiting out the busy timeout.
-    pub(super) async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, VocabError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
-    pub(super) async fn bump(tx: &mut Transaction<'_, Sqlite>) -> Result<i64, VocabError> {
+    /// The URL the store was opened with (the password is in it: never log it as is).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A write transaction that excludes every other writer from its start, so the checks
+    /// it makes before writing still hold when it commits. SQLite: BEGIN IMMEDIATE takes
+    /// the write lock (a deferred one that reads first fails with "database is locked"
+    /// when another writer commits in between). Postgres: the version row is locked
+    /// first, so writers on every replica queue behind one another.
+    pub(super) async fn write_tx(&self) -> Result<Transaction<'static, Any>, VocabError> {
+        match self.engine {
+            Engine::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Engine::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT version FROM vocabulary_version WHERE id = 1 FOR UPDATE")
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    /// A read transaction that sees one consistent state (SQLite's deferred transaction
+    /// reads one snapshot; Postgres needs REPEATABLE READ for that).
+    pub(super) async fn read_tx(&self) -> Result<Transaction<'static, Any>, VocabError> {
+        match self.engine {
+            Engine::Sqlite => Ok(self.pool.begin().await?),
+            Engine::Postgres => Ok(self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?),
+        }
+    }
+
+    /// Bumps the version inside a write; on Postgres the change is announced to the other
+    /// replicas when (and only if) the transaction commits.
+    pub(super) async fn bump(tx: &mut Transaction<'_, Any>) -> Result<i64, VocabError> {
         let v: i64 = sqlx::query_scalar(
             "UPDATE vocabulary_version SET version = version + 1 WHERE id = 1 RETURNING version",
         )
         .fetch_one(&mut **tx)
         .await?;
+        if tx.backend_name() == "PostgreSQL" {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(v.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(v)
     }
 

@@ -2,7 +2,7 @@
 //! before writing.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::*;
 
@@ -63,7 +63,7 @@ impl VocabStore {
     /// An existing verb or object name equal to `name` but for letter case ("Ride" for
     /// "ride"): a second class under another spelling would only split the scores.
     pub(super) async fn same_but_case(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         table: Table,
         name: &str,
     ) -> Result<Option<String>, VocabError> {
@@ -80,7 +80,7 @@ impl VocabStore {
 
     /// Refuses `name` when another spelling of it exists (see [`Self::same_but_case`]).
     pub(super) async fn refuse_same_but_case(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         table: Table,
         name: &str,
     ) -> Result<(), VocabError> {
@@ -99,7 +99,7 @@ impl VocabStore {
     /// Creates a verb or object for an import, or reuses an existing one with the same
     /// `ing` / prompt; a different one is a conflict (never silently kept).
     pub(super) async fn reuse_or_insert(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         table: Table,
         name: &str,
         value: &str,
@@ -108,14 +108,14 @@ impl VocabStore {
             Table::Verbs => (
                 "verb",
                 "ing",
-                "SELECT ing FROM verbs WHERE name = ?",
-                "INSERT INTO verbs (name, ing, origin) VALUES (?, ?, 'user')",
+                "SELECT ing FROM verbs WHERE name = $1",
+                "INSERT INTO verbs (name, ing, origin) VALUES ($1, $2, 'user')",
             ),
             Table::Objects => (
                 "object",
                 "prompt",
-                "SELECT prompt FROM objects WHERE name = ?",
-                "INSERT INTO objects (name, prompt, origin) VALUES (?, ?, 'user')",
+                "SELECT prompt FROM objects WHERE name = $1",
+                "INSERT INTO objects (name, prompt, origin) VALUES ($1, $2, 'user')",
             ),
         };
         let existing: Option<String> = sqlx::query_scalar(select)
@@ -178,7 +178,7 @@ impl VocabStore {
             ));
         }
         let mut tx = self.write_tx().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM packs WHERE name = ?")
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM packs WHERE name = $1")
             .bind(&name)
             .fetch_optional(&mut *tx)
             .await?;
@@ -198,7 +198,7 @@ impl VocabStore {
                 Some(o) => Some(Self::object_id(&mut tx, o).await?),
                 None => None,
             };
-            sqlx::query("INSERT INTO interactions (pack_id, verb_id, object_id, prompt, origin) VALUES (?, ?, ?, ?, 'user')")
+            sqlx::query("INSERT INTO interactions (pack_id, verb_id, object_id, prompt, origin) VALUES ($1, $2, $3, $4, 'user')")
                 .bind(pack_id)
                 .bind(verb_id)
                 .bind(object_id)

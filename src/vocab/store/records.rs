@@ -91,10 +91,10 @@ impl VocabStore {
     }
 
     pub(super) async fn verb_in(
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         id: i64,
     ) -> Result<VerbRecord, VocabError> {
-        let r = sqlx::query("SELECT id, name, ing, origin FROM verbs WHERE id = ?")
+        let r = sqlx::query("SELECT id, name, ing, origin FROM verbs WHERE id = $1")
             .bind(id)
             .fetch_optional(conn)
             .await?
@@ -117,10 +117,10 @@ impl VocabStore {
     }
 
     pub(super) async fn object_in(
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         id: i64,
     ) -> Result<ObjectRecord, VocabError> {
-        let r = sqlx::query("SELECT id, name, prompt, origin FROM objects WHERE id = ?")
+        let r = sqlx::query("SELECT id, name, prompt, origin FROM objects WHERE id = $1")
             .bind(id)
             .fetch_optional(conn)
             .await?
@@ -131,7 +131,7 @@ impl VocabStore {
         Ok(Self::object_row(&r))
     }
 
-    pub(super) fn verb_row(r: &sqlx::sqlite::SqliteRow) -> VerbRecord {
+    pub(super) fn verb_row(r: &sqlx::any::AnyRow) -> VerbRecord {
         VerbRecord {
             id: r.get(0),
             name: r.get(1),
@@ -140,7 +140,7 @@ impl VocabStore {
         }
     }
 
-    pub(super) fn object_row(r: &sqlx::sqlite::SqliteRow) -> ObjectRecord {
+    pub(super) fn object_row(r: &sqlx::any::AnyRow) -> ObjectRecord {
         ObjectRecord {
             id: r.get(0),
             name: r.get(1),
@@ -153,7 +153,7 @@ impl VocabStore {
          i.seed_index, i.origin, i.enabled FROM interactions i JOIN packs p ON p.id = i.pack_id \
          JOIN verbs v ON v.id = i.verb_id LEFT JOIN objects o ON o.id = i.object_id";
 
-    pub(super) fn interaction_row(r: &sqlx::sqlite::SqliteRow) -> InteractionRecord {
+    pub(super) fn interaction_row(r: &sqlx::any::AnyRow) -> InteractionRecord {
         InteractionRecord {
             id: r.get(0),
             pack: r.get(1),
@@ -174,7 +174,7 @@ impl VocabStore {
         pack: Option<&str>,
     ) -> Result<Vec<InteractionRecord>, VocabError> {
         let sql = format!(
-            "{} WHERE (?1 IS NULL OR p.name = ?1) ORDER BY i.seed_index IS NULL, p.id, i.seed_index, i.id",
+            "{} WHERE ($1 IS NULL OR p.name = $1) ORDER BY i.seed_index IS NULL, p.id, i.seed_index, i.id",
             Self::INTERACTION_SELECT
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -189,10 +189,10 @@ impl VocabStore {
     }
 
     pub(super) async fn interaction_in(
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         id: i64,
     ) -> Result<InteractionRecord, VocabError> {
-        let sql = format!("{} WHERE i.id = ?", Self::INTERACTION_SELECT);
+        let sql = format!("{} WHERE i.id = $1", Self::INTERACTION_SELECT);
         let r = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(conn)
@@ -225,7 +225,7 @@ impl VocabStore {
 
     /// Everything the classifier needs, consistent with one version.
     pub async fn snapshot(&self) -> Result<VocabSnapshot, VocabError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.read_tx().await?;
         let version: i64 =
             sqlx::query_scalar("SELECT version FROM vocabulary_version WHERE id = 1")
                 .fetch_one(&mut *tx)

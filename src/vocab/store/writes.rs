@@ -1,7 +1,7 @@
 //! Seeding, adding and removing: each one transaction that validates first and bumps
 //! the version.
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::*;
 
@@ -10,7 +10,7 @@ impl VocabStore {
     /// a pack already present is left as it is. Returns whether anything was written.
     pub async fn seed(&self, pack: &Pack) -> Result<bool, VocabError> {
         let mut tx = self.write_tx().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM packs WHERE name = ?")
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM packs WHERE name = $1")
             .bind(&pack.name)
             .fetch_optional(&mut *tx)
             .await?;
@@ -18,7 +18,7 @@ impl VocabStore {
             return Ok(false);
         }
         let pack_id: i64 = sqlx::query_scalar(
-            "INSERT INTO packs (name, description, origin) VALUES (?, ?, 'seed') RETURNING id",
+            "INSERT INTO packs (name, description, origin) VALUES ($1, $2, 'seed') RETURNING id",
         )
         .bind(&pack.name)
         .bind(format!("official {} vocabulary", pack.name))
@@ -26,36 +26,38 @@ impl VocabStore {
         .await?;
         let mut verb_ids = Vec::with_capacity(pack.verbs.len());
         for v in &pack.verbs {
-            sqlx::query("INSERT INTO verbs (name, ing, origin) VALUES (?, ?, 'seed') ON CONFLICT (name) DO NOTHING")
+            sqlx::query("INSERT INTO verbs (name, ing, origin) VALUES ($1, $2, 'seed') ON CONFLICT (name) DO NOTHING")
                 .bind(&v.name)
                 .bind(&v.ing)
                 .execute(&mut *tx)
                 .await?;
-            let id: i64 = sqlx::query_scalar("SELECT id FROM verbs WHERE name = ?")
+            let id: i64 = sqlx::query_scalar("SELECT id FROM verbs WHERE name = $1")
                 .bind(&v.name)
                 .fetch_one(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO pack_verbs (pack_id, verb_id, seed_index) VALUES (?, ?, ?)")
-                .bind(pack_id)
-                .bind(id)
-                .bind(v.index as i64)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO pack_verbs (pack_id, verb_id, seed_index) VALUES ($1, $2, $3)",
+            )
+            .bind(pack_id)
+            .bind(id)
+            .bind(v.index as i64)
+            .execute(&mut *tx)
+            .await?;
             verb_ids.push(id);
         }
         let mut object_ids = Vec::with_capacity(pack.objects.len());
         for o in &pack.objects {
-            sqlx::query("INSERT INTO objects (name, prompt, origin) VALUES (?, ?, 'seed') ON CONFLICT (name) DO NOTHING")
+            sqlx::query("INSERT INTO objects (name, prompt, origin) VALUES ($1, $2, 'seed') ON CONFLICT (name) DO NOTHING")
                 .bind(&o.name)
                 .bind(object_prompt(&o.name))
                 .execute(&mut *tx)
                 .await?;
-            let id: i64 = sqlx::query_scalar("SELECT id FROM objects WHERE name = ?")
+            let id: i64 = sqlx::query_scalar("SELECT id FROM objects WHERE name = $1")
                 .bind(&o.name)
                 .fetch_one(&mut *tx)
                 .await?;
             sqlx::query(
-                "INSERT INTO pack_objects (pack_id, object_id, seed_index) VALUES (?, ?, ?)",
+                "INSERT INTO pack_objects (pack_id, object_id, seed_index) VALUES ($1, $2, $3)",
             )
             .bind(pack_id)
             .bind(id)
@@ -66,7 +68,7 @@ impl VocabStore {
         }
         for it in &pack.interactions {
             sqlx::query(
-                "INSERT INTO interactions (pack_id, verb_id, object_id, prompt, seed_index, origin) VALUES (?, ?, ?, ?, ?, 'seed')",
+                "INSERT INTO interactions (pack_id, verb_id, object_id, prompt, seed_index, origin) VALUES ($1, $2, $3, $4, $5, 'seed')",
             )
             .bind(pack_id)
             .bind(verb_ids[it.verb])
@@ -82,12 +84,12 @@ impl VocabStore {
     }
 
     pub(super) async fn pack_id(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         name: &str,
         create: bool,
     ) -> Result<i64, VocabError> {
         if let Some((id, origin)) =
-            sqlx::query_as::<_, (i64, String)>("SELECT id, origin FROM packs WHERE name = ?")
+            sqlx::query_as::<_, (i64, String)>("SELECT id, origin FROM packs WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&mut **tx)
                 .await?
@@ -109,7 +111,7 @@ impl VocabStore {
             });
         }
         Ok(
-            sqlx::query_scalar("INSERT INTO packs (name, origin) VALUES (?, 'user') RETURNING id")
+            sqlx::query_scalar("INSERT INTO packs (name, origin) VALUES ($1, 'user') RETURNING id")
                 .bind(name)
                 .fetch_one(&mut **tx)
                 .await?,
@@ -117,10 +119,10 @@ impl VocabStore {
     }
 
     pub(super) async fn object_id(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         name: &str,
     ) -> Result<i64, VocabError> {
-        sqlx::query_scalar("SELECT id FROM objects WHERE name = ?")
+        sqlx::query_scalar("SELECT id FROM objects WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut **tx)
             .await?
@@ -132,10 +134,10 @@ impl VocabStore {
 
     /// A verb's id and -ing phrase by name; an unknown name is `NotFound`.
     pub(super) async fn verb_by_name(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         name: &str,
     ) -> Result<(i64, String), VocabError> {
-        sqlx::query_as("SELECT id, ing FROM verbs WHERE name = ?")
+        sqlx::query_as("SELECT id, ing FROM verbs WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut **tx)
             .await?
@@ -169,7 +171,7 @@ impl VocabStore {
         let mut tx = self.write_tx().await?;
         Self::refuse_same_but_case(&mut tx, Table::Verbs, &name).await?;
         let verb_id: i64 = match sqlx::query_scalar(
-            "INSERT INTO verbs (name, ing, origin) VALUES (?, ?, 'user') RETURNING id",
+            "INSERT INTO verbs (name, ing, origin) VALUES ($1, $2, 'user') RETURNING id",
         )
         .bind(&name)
         .bind(&ing)
@@ -187,7 +189,7 @@ impl VocabStore {
         for (object, prompt) in &planned {
             let object_id = Self::object_id(&mut tx, object).await?;
             let id: i64 = match sqlx::query_scalar(
-                "INSERT INTO interactions (pack_id, verb_id, object_id, prompt, origin) VALUES (?, ?, ?, ?, 'user') RETURNING id",
+                "INSERT INTO interactions (pack_id, verb_id, object_id, prompt, origin) VALUES ($1, $2, $3, $4, 'user') RETURNING id",
             )
             .bind(pack_id)
             .bind(verb_id)
@@ -231,7 +233,7 @@ impl VocabStore {
         let mut tx = self.write_tx().await?;
         Self::refuse_same_but_case(&mut tx, Table::Objects, &name).await?;
         let id: i64 = match sqlx::query_scalar(
-            "INSERT INTO objects (name, prompt, origin) VALUES (?, ?, 'user') RETURNING id",
+            "INSERT INTO objects (name, prompt, origin) VALUES ($1, $2, 'user') RETURNING id",
         )
         .bind(&name)
         .bind(&prompt)
@@ -274,7 +276,7 @@ impl VocabStore {
         };
         let pack_id = Self::pack_id(&mut tx, &pack, true).await?;
         let id: i64 = match sqlx::query_scalar(
-            "INSERT INTO interactions (pack_id, verb_id, object_id, prompt, origin) VALUES (?, ?, ?, ?, 'user') RETURNING id",
+            "INSERT INTO interactions (pack_id, verb_id, object_id, prompt, origin) VALUES ($1, $2, $3, $4, 'user') RETURNING id",
         )
         .bind(pack_id)
         .bind(verb_id)
@@ -303,7 +305,7 @@ impl VocabStore {
     ) -> Result<i64, VocabError> {
         let mut tx = self.write_tx().await?;
         let origin: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT origin FROM {table} WHERE id = ?"
+            "SELECT origin FROM {table} WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -324,7 +326,7 @@ impl VocabStore {
             _ => {}
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE id = ?"
+            "DELETE FROM {table} WHERE id = $1"
         )))
         .bind(id)
         .execute(&mut *tx)
