@@ -315,3 +315,21 @@ async fn concurrent_writers_on_two_replicas_get_one_version_each_and_one_winner_
     let v = get_json(&b, "/vocabulary").await;
     assert_eq!(v["version"], start + 9, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_an_empty_database_both_come_up() {
+    let url = common::temp_db("start-together");
+    let (a, b) = tokio::join!(
+        replica(&url, Duration::from_millis(200), Duration::from_secs(2)),
+        replica(&url, Duration::from_millis(200), Duration::from_secs(2))
+    );
+    let (va, vb) = (
+        get_json(&a, "/vocabulary").await,
+        get_json(&b, "/vocabulary").await,
+    );
+    // Seeded once (HICO-DET and V-COCO: two versions), whoever came first.
+    assert_eq!(va["version"], 2, "{va}");
+    assert_eq!(va["interactions"], vb["interactions"]);
+    assert_eq!(va["classifier_version"], 2);
+    assert_eq!(vb["classifier_version"], 2);
+}

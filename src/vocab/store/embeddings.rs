@@ -46,6 +46,10 @@ impl VocabStore {
             Engine::Sqlite => self.write_tx().await?,
             Engine::Postgres => self.pool.begin().await?,
         };
+        // One order for every writer: replicas caching overlapping prompts at once then
+        // wait for each other instead of deadlocking.
+        let mut rows: Vec<&(String, Vec<f32>)> = rows.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
         for (prompt, values) in rows {
             let blob: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             sqlx::query(

@@ -130,7 +130,7 @@ impl VocabStore {
                 .map_err(VocabError::from)?,
         };
         match engine {
-            Engine::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Engine::Sqlite => Self::migrate_sqlite(&pool).await?,
             // Replicas starting together are serialised by the migrator's advisory lock.
             Engine::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
@@ -140,6 +140,26 @@ impl VocabStore {
             url: url.to_string(),
             tokenizer,
         })
+    }
+
+    /// SQLite's migrator takes no lock: two processes opening a new file together (two
+    /// servers, or a server and the CLI) both try to apply a migration, and the one that
+    /// commits second fails ("table ... already exists"). Each migration is one
+    /// transaction, so the loser wrote nothing; run again, it finds them applied.
+    async fn migrate_sqlite(pool: &AnyPool) -> Result<(), VocabError> {
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        let mut attempt = 0;
+        loop {
+            match migrator.run(pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 10 => {
+                    tracing::debug!(error = %e, "migration raced another process; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     async fn open_sqlite(url: &str) -> Result<AnyPool, VocabError> {
