@@ -50,6 +50,12 @@ async fn a_verb_added_on_one_replica_is_scored_on_the_other_when_the_client_name
     // A poll far longer than the test: only the request's own wait can bring the change.
     let a = replica(&url, Duration::from_secs(3600), Duration::from_secs(5)).await;
     let b = replica(&url, Duration::from_secs(3600), Duration::from_secs(5)).await;
+    let engine = if url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(get_json(&b, "/info").await["database"], engine);
     let version = add_juggle(&a).await;
 
     let started = Instant::now();

@@ -461,6 +461,9 @@ pub struct InfoOut {
     pub vocabulary: String,
     pub weights: Option<String>,
     pub text_fingerprint: String,
+    /// Where the vocabulary lives: `sqlite` (this server's own file) or `postgres`
+    /// (shared by every replica on the same database).
+    pub database: String,
     pub backend: String,
     pub device: String,
     pub max_body_bytes: usize,
