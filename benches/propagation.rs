@@ -4,7 +4,10 @@
 //! Goal (issue 15): live on B within 200 ms at p99.
 //!
 //! `HOICLIP_BENCH_POSTGRES_URL` names the server (default: the one `.ci/postgres.sh start`
-//! runs); `ITERS` rounds (default 100). Run: `cargo bench --bench propagation`.
+//! runs); `ITERS` rounds (default 100); `LOAD` clients (default 0) that keep B busy with
+//! 640x480 detections meanwhile, so B's queue is never empty: a new version then waits
+//! behind the batch B is running, not behind its queue. Run: `cargo bench --bench
+//! propagation`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,15 +21,26 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// One HTTP/1.1 request with `connection: close`; (status, body).
+/// One HTTP/1.1 request with a JSON body and `connection: close`; (status, body).
 fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    send(port, method, path, "application/json", body.as_bytes())
+}
+
+fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
         body.len()
     )?;
+    s.write_all(body)?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     let status = out
@@ -92,6 +106,18 @@ fn create_database(admin: &str) -> String {
     url
 }
 
+/// A 640x480 PNG (a gradient: the demo model finds boxes in it).
+fn photo() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode a PNG");
+    out.into_inner()
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -112,6 +138,30 @@ fn main() {
     let (pa, pb) = (free_port(), free_port());
     let _a = start(pa, &db);
     let _b = start(pb, &db);
+    let load: usize = std::env::var("LOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let detections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..load)
+        .map(|_| {
+            let (stop, detections) = (stop.clone(), detections.clone());
+            std::thread::spawn(move || {
+                let image = photo();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok((200, _)) = send(pb, "POST", "/detect", "image/png", &image) {
+                        detections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    if load > 0 {
+        // Let the queue fill before the first write.
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let measuring = Instant::now();
 
     let mut to_b = Vec::with_capacity(iters);
     let mut after_a = Vec::with_capacity(iters);
@@ -147,8 +197,20 @@ fn main() {
         after_a.push(live.saturating_duration_since(answered).as_secs_f64() * 1000.0);
         on_a.push((answered - sent).as_secs_f64() * 1000.0);
     }
+    let seconds = measuring.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        let _ = client.join();
+    }
+    let load_note = match load {
+        0 => "B idle".to_string(),
+        n => format!(
+            "B kept busy by {n} detection clients ({:.2} detections/s answered)",
+            detections.load(std::sync::atomic::Ordering::Relaxed) as f64 / seconds
+        ),
+    };
     println!(
-        "propagation over Postgres LISTEN/NOTIFY, two `hoiclip serve` processes (demo model), {iters} writes (POST /objects on A)"
+        "propagation over Postgres LISTEN/NOTIFY, two `hoiclip serve` processes (demo model), {iters} writes (POST /objects on A), {load_note}"
     );
     println!("| measure | p50 ms | p90 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|");

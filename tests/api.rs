@@ -45,6 +45,80 @@ fn multipart(field: &str, bytes: &[u8]) -> Request<Body> {
 }
 
 #[tokio::test]
+async fn multipart_option_fields_are_honoured_and_checked_like_the_query() {
+    let s = state(ServeOptions::default()).await;
+    let image = png();
+    let triplets = |body: &[u8]| json(body)["triplets"].as_array().unwrap().len();
+    // A field overrides the query, on /detect and /detect/batch.
+    let (status, _, body) = send(
+        &s,
+        multipart_form("/detect?top_k=5", &[&image], &[("top_k", "2")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(triplets(&body), 2);
+    let (status, _, body) = send(
+        &s,
+        multipart_form(
+            "/detect/batch?top_k=5",
+            &[&image, &image],
+            &[("top_k", "3")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    for result in json(&body)["results"].as_array().unwrap() {
+        assert_eq!(result["triplets"].as_array().unwrap().len(), 3);
+    }
+    // Unknown fields are ignored, as unknown query parameters are.
+    let (status, _, body) = send(
+        &s,
+        multipart_form("/detect", &[&image], &[("top_k", "1"), ("note", "hi")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(triplets(&body), 1);
+    // Bad values are refused as they are in a query string.
+    for (fields, expected, kind) in [
+        (
+            vec![("top_k", "many")],
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            vec![("top_k", "1"), ("top_k", "2")],
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            vec![("top_k", "0")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        (
+            vec![("verbs", " , ")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        (
+            vec![("render", "yes")],
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+    ] {
+        let (status, ct, body) = send(&s, multipart_form("/detect", &[&image], &fields)).await;
+        assert_problem(status, &ct, &body, expected, kind);
+    }
+    // `render` in a field draws, as it does in the query.
+    let (status, ct, _) = send(
+        &s,
+        multipart_form("/detect", &[&image], &[("render", "true")]),
+    )
+    .await;
+    assert_eq!((status, ct.as_str()), (StatusCode::OK, "image/png"));
+}
+
+#[tokio::test]
 async fn detect_accepts_multipart_raw_and_base64_json() {
     let s = state(ServeOptions::default()).await;
     let (status, ct, body) = send(&s, multipart("image", &png())).await;

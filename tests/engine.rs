@@ -241,6 +241,145 @@ async fn a_panicking_batch_fails_only_its_requests_and_the_worker_goes_on() {
     assert_eq!(engine.stats().failed_batches.load(Ordering::Relaxed), 1);
 }
 
+/// Writes down what it runs: `detect:W` per batch (W: the first image's width),
+/// `text:N` per text pass of N prompts, `install` per set build.
+struct Journal(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Journal {
+    fn note(&self, entry: String) {
+        if let Ok(mut log) = self.0.lock() {
+            log.push(entry);
+        }
+    }
+}
+
+impl Runner for Journal {
+    fn run(&mut self, batch: &[Request]) -> Vec<Result<ImageDetections, EngineError>> {
+        self.note(format!("detect:{}", batch[0].input.original.0));
+        Echo.run(batch)
+    }
+
+    fn embed_text(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.note(format!("text:{}", ids.len()));
+        Ok(ids.iter().map(|_| vec![0.0; 4]).collect())
+    }
+
+    fn install(
+        &mut self,
+        _source: hoiclip::engine::SetSource,
+    ) -> Result<ClassView, hoiclip::classifier::ClassifierError> {
+        self.note("install".into());
+        Ok(ClassView::detached(2, Vec::new()))
+    }
+}
+
+type Log = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A held journal engine (batches of one) busy with a 1-pixel-wide job held at the gate,
+/// and `queued` more jobs (widths 2, 3, ...) waiting behind it.
+fn busy_journal(
+    classes: &ClassView,
+    queued: u32,
+) -> (
+    Engine,
+    Gate,
+    Log,
+    hoiclip::engine::Ticket,
+    Vec<hoiclip::engine::Ticket>,
+) {
+    let minute = Duration::from_secs(60);
+    let log = Log::default();
+    let gate = Gate::closed();
+    let (started, batches) = std::sync::mpsc::channel();
+    let (held, journal) = (gate.clone(), log.clone());
+    let engine = Engine::start(
+        move || Held {
+            inner: Journal(journal),
+            gate: held,
+            started,
+        },
+        EngineOptions {
+            max_batch_size: 1,
+            ..EngineOptions::default()
+        },
+    );
+    let running = engine
+        .submit(request(fake_input(1, 1), classes, minute))
+        .unwrap();
+    batches.recv_timeout(minute).unwrap();
+    let waiting: Vec<_> = (2..2 + queued)
+        .map(|w| {
+            engine
+                .submit(request(fake_input(w, 1), classes, minute))
+                .unwrap()
+        })
+        .collect();
+    (engine, gate, log, running, waiting)
+}
+
+#[tokio::test]
+async fn rebuild_steps_go_before_waiting_detections_and_alternate_with_them() {
+    use hoiclip::engine::{SetSource, TEXT_SLICE};
+    let classes = some_classes().await;
+    // Three detections wait, then a rebuild sends two text passes and a set build.
+    let (engine, gate, log, running, waiting) = busy_journal(&classes, 3);
+    let text = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.embed_text(vec![vec![7]; 2 * TEXT_SLICE]).await }
+    });
+    let install = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.install(SetSource::Checkpoint).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.open();
+    assert_eq!(text.await.unwrap().unwrap().len(), 2 * TEXT_SLICE);
+    assert_eq!(install.await.unwrap().unwrap().version, 2);
+    assert_eq!(running.wait().await.unwrap().width, 1);
+    for (ticket, width) in waiting.into_iter().zip(2..) {
+        assert_eq!(ticket.wait().await.unwrap().width, width);
+    }
+    let text_pass = format!("text:{TEXT_SLICE}");
+    let order: Vec<String> = log.lock().unwrap().clone();
+    assert_eq!(
+        order,
+        [
+            "detect:1", &text_pass, "detect:2", &text_pass, "install", "detect:3", "detect:4"
+        ],
+        "a rebuild waits behind the running batch only, and its passes alternate with waiting batches"
+    );
+}
+
+#[tokio::test]
+async fn a_rebuild_between_its_steps_is_not_overtaken_by_waiting_detections() {
+    use hoiclip::engine::SetSource;
+    let classes = some_classes().await;
+    let (engine, gate, log, running, waiting) = busy_journal(&classes, 2);
+    // A text pass, then (after a moment of other work) the set build, as a rebuild
+    // sends them: the worker holds the waiting detections for the second step.
+    let rebuild = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            let _steps = engine.rebuild_steps();
+            engine.embed_text(vec![vec![7]]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            engine.install(SetSource::Checkpoint).await.unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.open();
+    assert_eq!(rebuild.await.unwrap().version, 2);
+    assert_eq!(running.wait().await.unwrap().width, 1);
+    for ticket in waiting {
+        ticket.wait().await.unwrap();
+    }
+    let order: Vec<String> = log.lock().unwrap().clone();
+    assert_eq!(
+        order,
+        ["detect:1", "text:1", "install", "detect:2", "detect:3"]
+    );
+}
+
 fn photo(name: &str) -> image::RgbImage {
     image::open(fixture(name)).unwrap().to_rgb8()
 }

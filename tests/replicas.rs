@@ -94,6 +94,16 @@ async fn a_verb_added_on_one_replica_is_scored_on_the_other_when_the_client_name
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
 }
 
+fn assert_stale((status, ct, body): (StatusCode, String, Vec<u8>)) {
+    assert_problem(
+        status,
+        &ct,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stale-vocabulary",
+    );
+}
+
 #[tokio::test]
 async fn a_replica_that_cannot_reach_the_version_asked_for_answers_503_stale_vocabulary() {
     let url = common::temp_db("stale");
@@ -124,18 +134,40 @@ async fn a_replica_that_cannot_reach_the_version_asked_for_answers_503_stale_voc
             .to_vec();
         (status, ct, body)
     };
-    assert_problem(
-        status,
-        &ct,
-        &body,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "stale-vocabulary",
-    );
+    assert_stale((status, ct, body));
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
         "waited {waited:?}"
     );
+    // Query and body both name a version: the newer one is asked for, whichever carries
+    // it (a JSON body and a multipart field alike).
+    use base64::Engine;
+    let image = base64::engine::general_purpose::STANDARD.encode(png());
+    let newer = have + 100;
+    for request in [
+        post_json(
+            &format!("/detect?min_vocabulary_version={newer}"),
+            serde_json::json!({"image": image, "min_vocabulary_version": have}),
+        ),
+        multipart_form(
+            &format!("/detect?min_vocabulary_version={have}"),
+            &[&png()],
+            &[("min_vocabulary_version", &newer.to_string())],
+        ),
+    ] {
+        assert_stale(send(&b, request).await);
+    }
+    let (status, _, body) = send(
+        &b,
+        multipart_form(
+            "/detect",
+            &[&png()],
+            &[("min_vocabulary_version", &have.to_string())],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     // A negative version is a client error, not a wait.
     let (status, ct, body) = send(
         &b,

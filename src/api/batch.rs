@@ -11,8 +11,8 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 
 use super::AppState;
 use super::detect::{
-    base64_image, body_error, content_type, decoded, detect_options, fresh_enough, merge,
-    multipart_error, read_json, refuse_if_queue_full, response,
+    FormOptions, base64_image, body_error, content_type, decoded, detect_options, fresh_enough,
+    merge, multipart_error, read_json, refuse_if_queue_full, response,
 };
 use super::dto::{
     DetectBatchJson, DetectBatchMultipart, DetectBatchResponse, DetectParams, TimingsOut,
@@ -155,6 +155,7 @@ async fn read_images(
             .await
             .map_err(|e| multipart_error(e.status(), &e.body_text()))?;
         let mut images = Vec::new();
+        let mut options = FormOptions::default();
         while let Some(field) = multipart
             .next_field()
             .await
@@ -170,9 +171,11 @@ async fn read_images(
                 if images.len() > MAX_BATCH_IMAGES {
                     check_count(images.len())?;
                 }
+            } else {
+                options.add(field).await?;
             }
         }
-        Ok((images, query))
+        Ok((images, options.over(query)?))
     } else if content_type.starts_with("application/json") {
         let json: DetectBatchJson = read_json(request, state).await?;
         check_count(json.images.len())?;

@@ -5,6 +5,7 @@ use std::io::Cursor;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -268,6 +269,7 @@ async fn read_image(
             .await
             .map_err(|e| multipart_error(e.status(), &e.body_text()))?;
         let mut image = None;
+        let mut options = FormOptions::default();
         while let Some(field) = multipart
             .next_field()
             .await
@@ -280,11 +282,13 @@ async fn read_image(
                         .await
                         .map_err(|e| body_error(e.status(), &e.body_text()))?,
                 );
+            } else {
+                options.add(field).await?;
             }
         }
         let image = image
             .ok_or_else(|| ApiError::BadRequest("multipart body has no `image` field".into()))?;
-        Ok((image, query))
+        Ok((image, options.over(query)?))
     } else if content_type.starts_with("application/json") {
         let json: DetectJson = read_json(request, state).await?;
         Ok((
@@ -422,7 +426,40 @@ pub(super) fn body_error(status: axum::http::StatusCode, message: &str) -> ApiEr
     }
 }
 
-/// JSON-body options override query options.
+/// The option fields of a multipart body (text fields beside the images), read as a
+/// query string is read: the same names and values, each at most once.
+#[derive(Default)]
+pub(super) struct FormOptions(Vec<(String, String)>);
+
+impl FormOptions {
+    /// Keeps a text field; files under other names than `image` are skipped unread.
+    pub(super) async fn add(&mut self, field: Field<'_>) -> Result<(), ApiError> {
+        let (Some(name), None) = (field.name().map(str::to_owned), field.file_name()) else {
+            return Ok(());
+        };
+        let value = field
+            .text()
+            .await
+            .map_err(|e| body_error(e.status(), &e.body_text()))?;
+        self.0.push((name, value));
+        Ok(())
+    }
+
+    /// These options over the query's (as a JSON body's are).
+    pub(super) fn over(self, query: DetectParams) -> Result<DetectParams, ApiError> {
+        if self.0.is_empty() {
+            return Ok(query);
+        }
+        let bad =
+            |e: &dyn std::fmt::Display| ApiError::BadRequest(format!("bad option field: {e}"));
+        let encoded = serde_urlencoded::to_string(&self.0).map_err(|e| bad(&e))?;
+        let form: DetectParams = serde_urlencoded::from_str(&encoded).map_err(|e| bad(&e))?;
+        Ok(merge(query, form))
+    }
+}
+
+/// Body options (JSON or multipart fields) override query options, except
+/// `min_vocabulary_version`, where the newer of the two is the one both ask for.
 pub(super) fn merge(query: DetectParams, body: DetectParams) -> DetectParams {
     DetectParams {
         score_threshold: body.score_threshold.or(query.score_threshold),
@@ -435,7 +472,9 @@ pub(super) fn merge(query: DetectParams, body: DetectParams) -> DetectParams {
         render: body.render.or(query.render),
         explain: body.explain.or(query.explain),
         auto_orient: body.auto_orient.or(query.auto_orient),
-        min_vocabulary_version: body.min_vocabulary_version.or(query.min_vocabulary_version),
+        min_vocabulary_version: body
+            .min_vocabulary_version
+            .max(query.min_vocabulary_version),
     }
 }
 

@@ -63,13 +63,16 @@ pub struct DetectBatchJson {
     pub params: DetectParams,
 }
 
-/// `POST /detect/batch` as multipart/form-data: one `image` field per image.
-#[derive(Debug, ToSchema)]
+/// `POST /detect/batch` as multipart/form-data: one `image` field per image, and the
+/// options as text fields (they override the query string's).
+#[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct DetectBatchMultipart {
     /// 1 to 16 image files, in the order the results come back.
     #[schema(value_type = Vec<String>, format = Binary)]
     pub image: Vec<Vec<u8>>,
+    #[serde(flatten)]
+    pub params: DetectParams,
 }
 
 /// One answer per image, in the order they were sent.
@@ -78,13 +81,16 @@ pub struct DetectBatchResponse {
     pub results: Vec<DetectResponse>,
 }
 
-/// `POST /detect` as multipart/form-data.
-#[derive(Debug, ToSchema)]
+/// `POST /detect` as multipart/form-data: the image file, and the options as text
+/// fields (they override the query string's).
+#[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct DetectMultipart {
     /// The image file (JPEG, PNG, WebP, GIF, BMP or TIFF).
     #[schema(value_type = String, format = Binary)]
     pub image: Vec<u8>,
+    #[serde(flatten)]
+    pub params: DetectParams,
 }
 
 /// Raw image bytes (JPEG, PNG, WebP, GIF, BMP or TIFF).

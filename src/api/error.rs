@@ -253,7 +253,9 @@ impl From<VocabError> for ApiError {
             }
             VocabError::SeedPack { .. } => ApiError::Protected(e.to_string()),
             VocabError::Busy => ApiError::TryLater(e.to_string()),
-            VocabError::Unavailable(_) => ApiError::StoreUnavailable(e.to_string()),
+            VocabError::Unavailable(_) => {
+                ApiError::StoreUnavailable(format!("{e}; nothing was changed, retry shortly"))
+            }
             VocabError::NotFound { .. } => ApiError::NotFound(e.to_string()),
             VocabError::SeedEntry { .. } => ApiError::Protected(e.to_string()),
             VocabError::Database(_) | VocabError::Migration(_) => ApiError::Internal(e.to_string()),

@@ -2,6 +2,7 @@
 //! categories are detectable in the very next request.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -71,12 +72,34 @@ fn interaction_out(state: &AppState) -> impl Fn(InteractionRecord) -> Interactio
     }
 }
 
-/// Rebuilds the classifier after a committed write. The write stands either way (it was
-/// validated in full before committing); a failed rebuild is logged, keeps the previous
-/// set serving, and turns /health/ready to 503 until a retry succeeds.
+/// Rebuilds the classifier after a committed write, so the next request on this replica
+/// scores with it. The write stands either way (it was validated in full before
+/// committing); a failed rebuild is logged, keeps the previous set serving, and readiness
+/// reports it until a retry succeeds. If the database drops out of reach meanwhile, the
+/// answer goes out without waiting for the rebuild (which the follower finishes once the
+/// database is back): a committed write is not held for the outage.
 pub(super) async fn rebuild(state: &AppState) {
-    if let Err(e) = state.0.service.refresh().await {
-        tracing::error!(error = %e, "classifier rebuild after a vocabulary write failed");
+    let failures = state.0.service.store_failures();
+    let service = state.0.service.clone();
+    let mut rebuilt = tokio::spawn(async move { service.refresh().await });
+    let mut look = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            done = &mut rebuilt => {
+                match done {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "classifier rebuild after a vocabulary write failed"),
+                    Err(e) => tracing::error!(error = %e, "classifier rebuild after a vocabulary write stopped"),
+                }
+                return;
+            }
+            _ = look.tick() => {
+                if state.0.service.store_failures() != failures {
+                    tracing::warn!("the vocabulary database went out of reach after a write; answering before the classifier is rebuilt");
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -5,11 +5,15 @@
 //!
 //! For detections the worker takes the first waiting job, then keeps collecting until it
 //! has `max_batch_size` jobs or `max_batch_delay` has passed, drops jobs whose deadline
-//! passed or whose client left, and gives the rest to its [`Runner`] as one batch. Commands
-//! run in arrival order; a rebuild sends its text in commands of [`TEXT_BATCH`] prompts,
-//! which the worker runs in passes of [`TEXT_SLICE`], running detections that arrived
-//! between passes first, so a detection waits behind at most one pass. A panic inside the
-//! runner fails that command's callers only; the worker goes on.
+//! passed or whose client left, and gives the rest to its [`Runner`] as one batch.
+//!
+//! Rebuild steps (text and image passes, set builds) go before waiting detections: a
+//! replica busy with detections still takes a new vocabulary version within one batch,
+//! not after its whole queue (clients waiting on `min_vocabulary_version` depend on it).
+//! A rebuild sends its text in commands of [`TEXT_BATCH`] prompts, which the worker runs
+//! in passes of [`TEXT_SLICE`] with one waiting detection batch between passes, so a
+//! detection waits behind at most one pass and a rebuild cannot starve detections. A panic
+//! inside the runner fails that command's callers only; the worker goes on.
 
 mod classes;
 pub mod examples;
@@ -17,6 +21,7 @@ mod runner;
 mod service;
 mod vocabulary;
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +44,11 @@ pub use crate::classifier::TEXT_BATCH;
 /// Prompts per text-tower pass on the worker: a detection that arrives during a rebuild
 /// waits behind at most one such pass.
 pub const TEXT_SLICE: usize = 16;
+
+/// How long the worker holds waiting detections for a rebuild's next step while a
+/// rebuild is between steps (the gap is in-memory work, microseconds): without it a
+/// rebuild of text pass + set build would wait behind two detection batches, not one.
+const STEP_GAP: Duration = Duration::from_millis(10);
 
 /// Queue and batching settings (`hoiclip serve` flags).
 #[derive(Debug, Clone)]
@@ -80,6 +90,11 @@ pub enum EngineError {
 /// What the worker is asked to do.
 enum Command {
     Detect(Job),
+    Rebuild(Step),
+}
+
+/// A step of a vocabulary rebuild; steps run before waiting detections.
+enum Step {
     Embed {
         ids: Vec<Vec<u32>>,
         reply: oneshot::Sender<Result<Vec<Vec<f32>>, EngineError>>,
@@ -124,6 +139,17 @@ impl Drop for Admission {
     }
 }
 
+/// A rebuild in the middle of its steps ([`Engine::rebuild_steps`]).
+pub struct RebuildSteps {
+    counter: Arc<AtomicUsize>,
+}
+
+impl Drop for RebuildSteps {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Counters for tests and `/info`.
 #[derive(Debug, Default)]
 pub struct EngineStats {
@@ -139,6 +165,8 @@ pub struct EngineStats {
 pub struct Engine {
     sender: Sender<Command>,
     waiting: Arc<AtomicUsize>,
+    /// Rebuilds in the middle of their steps ([`Engine::rebuild_steps`]).
+    rebuilding: Arc<AtomicUsize>,
     stats: Arc<EngineStats>,
     options: EngineOptions,
 }
@@ -177,9 +205,13 @@ impl Engine {
         // rebuild has at most one command in flight.
         let (sender, receiver) = std::sync::mpsc::channel();
         let waiting = Arc::new(AtomicUsize::new(0));
+        let rebuilding = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(EngineStats::default());
         let worker = Worker {
             receiver,
+            rebuilding: rebuilding.clone(),
+            jobs: VecDeque::new(),
+            steps: VecDeque::new(),
             waiting: waiting.clone(),
             stats: stats.clone(),
             options: options.clone(),
@@ -194,8 +226,20 @@ impl Engine {
         Self {
             sender,
             waiting,
+            rebuilding,
             stats,
             options,
+        }
+    }
+
+    /// Marks a rebuild as sending steps until the guard is dropped: between its steps the
+    /// worker waits up to [`STEP_GAP`] for the next one before starting a detection batch.
+    /// Take it only around the steps themselves (not database reads), so detections are
+    /// held microseconds, not for a round trip.
+    pub fn rebuild_steps(&self) -> RebuildSteps {
+        self.rebuilding.fetch_add(1, Ordering::AcqRel);
+        RebuildSteps {
+            counter: self.rebuilding.clone(),
         }
     }
 
@@ -255,31 +299,30 @@ impl Engine {
     /// Normalised text embeddings of tokenized prompts, computed by the worker in one
     /// pass (callers send at most [`TEXT_BATCH`] at a time so detections interleave).
     pub async fn embed_text(&self, ids: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>, EngineError> {
-        self.ask(|reply| Command::Embed { ids, reply }).await
+        self.ask(|reply| Step::Embed { ids, reply }).await
     }
 
     /// CLIP image embeddings of CLIP-ready crops (`vision::preprocess::clip_crop`),
     /// computed by the worker in passes of [`TEXT_SLICE`] with detections in between.
     pub async fn embed_images(&self, crops: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, EngineError> {
-        self.ask(|reply| Command::EmbedImages { crops, reply })
-            .await
+        self.ask(|reply| Step::EmbedImages { crops, reply }).await
     }
 
     /// Has the worker build a classifier set on its device and register it; the view
     /// is what requests carry to be scored with it.
     pub async fn install(&self, source: SetSource) -> Result<ClassView, RebuildError> {
-        self.ask(|reply| Command::Install { source, reply }).await
+        self.ask(|reply| Step::Install { source, reply }).await
     }
 
-    /// Sends the command `make` builds around a reply channel and awaits the answer; a
-    /// stopped worker is [`EngineError::Stopped`].
+    /// Sends the rebuild step `make` builds around a reply channel and awaits the answer;
+    /// a stopped worker is [`EngineError::Stopped`].
     async fn ask<T, E: From<EngineError>>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, E>>) -> Command,
+        make: impl FnOnce(oneshot::Sender<Result<T, E>>) -> Step,
     ) -> Result<T, E> {
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(make(reply))
+            .send(Command::Rebuild(make(reply)))
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
@@ -326,84 +369,117 @@ impl Embeddable for Vec<f32> {
 
 struct Worker {
     receiver: Receiver<Command>,
+    /// Detections taken off the channel and not yet run; they keep their admissions
+    /// until a batch takes them, so the queue depth still counts them.
+    jobs: VecDeque<Job>,
+    /// Rebuild steps taken off the channel; they run before waiting detections.
+    steps: VecDeque<Step>,
+    rebuilding: Arc<AtomicUsize>,
     waiting: Arc<AtomicUsize>,
     stats: Arc<EngineStats>,
     options: EngineOptions,
 }
 
 impl Worker {
-    fn run<R: Runner>(self, mut runner: R) {
-        // A command that arrived while a batch was being collected runs right after it.
-        let mut next: Option<Command> = None;
+    fn run<R: Runner>(mut self, mut runner: R) {
         loop {
-            let command = match next.take() {
-                Some(c) => c,
-                None => match self.receiver.recv() {
-                    Ok(c) => c,
+            self.drain();
+            if let Some(step) = self.steps.pop_front() {
+                self.rebuild(&mut runner, step);
+            } else if !self.jobs.is_empty() && self.next_step_arrives() {
+                continue;
+            } else if let Some(first) = self.jobs.pop_front() {
+                self.detect(&mut runner, first);
+            } else {
+                match self.receiver.recv() {
+                    Ok(command) => self.sort(command),
                     Err(_) => break,
-                },
-            };
-            match command {
-                Command::Detect(job) => self.detect(&mut runner, job, &mut next),
-                Command::Embed { ids, reply } => {
-                    if reply.is_closed() {
-                        continue;
-                    }
-                    let result = self.sliced(&mut runner, &ids, &mut next);
-                    let _ = reply.send(result);
-                }
-                Command::EmbedImages { crops, reply } => {
-                    if reply.is_closed() {
-                        continue;
-                    }
-                    let result = self.sliced(&mut runner, &crops, &mut next);
-                    let _ = reply.send(result);
-                }
-                Command::Install { source, reply } => {
-                    let outcome =
-                        std::panic::catch_unwind(AssertUnwindSafe(|| runner.install(source)));
-                    let result = match outcome {
-                        Ok(r) => r.map_err(RebuildError::from),
-                        Err(panic) => {
-                            Err(EngineError::Failed(panic_message(panic.as_ref())).into())
-                        }
-                    };
-                    let _ = reply.send(result);
                 }
             }
         }
         tracing::info!("inference worker stopped");
     }
 
-    /// Collects a batch starting with `first` and runs it; a command that ended the
-    /// collection is left in `next`.
-    fn detect<R: Runner>(&self, runner: &mut R, first: Job, next: &mut Option<Command>) {
-        let (batch, after) = self.collect(first);
-        *next = after;
+    fn sort(&mut self, command: Command) {
+        match command {
+            Command::Detect(job) => self.jobs.push_back(job),
+            Command::Rebuild(step) => self.steps.push_back(step),
+        }
+    }
+
+    /// While a rebuild is between its steps, waits up to [`STEP_GAP`] for its next step
+    /// (taking in whatever else arrives); true when a step is waiting.
+    fn next_step_arrives(&mut self) -> bool {
+        let until = Instant::now() + STEP_GAP;
+        while self.steps.is_empty() && self.rebuilding.load(Ordering::Acquire) > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.receiver.recv_timeout(left) {
+                Ok(command) => self.sort(command),
+                Err(_) => break,
+            }
+        }
+        !self.steps.is_empty()
+    }
+
+    /// Takes everything the channel holds now into the two queues.
+    fn drain(&mut self) {
+        while let Ok(command) = self.receiver.try_recv() {
+            self.sort(command);
+        }
+    }
+
+    fn rebuild<R: Runner>(&mut self, runner: &mut R, step: Step) {
+        match step {
+            Step::Embed { ids, reply } => {
+                if !reply.is_closed() {
+                    let result = self.sliced(runner, &ids);
+                    let _ = reply.send(result);
+                }
+            }
+            Step::EmbedImages { crops, reply } => {
+                if !reply.is_closed() {
+                    let result = self.sliced(runner, &crops);
+                    let _ = reply.send(result);
+                }
+            }
+            Step::Install { source, reply } => {
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runner.install(source)));
+                let result = match outcome {
+                    Ok(r) => r.map_err(RebuildError::from),
+                    Err(panic) => Err(EngineError::Failed(panic_message(panic.as_ref())).into()),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Collects a batch starting with `first` and runs it.
+    fn detect<R: Runner>(&mut self, runner: &mut R, first: Job) {
+        let batch = self.collect(first);
         let live = self.drop_stale(batch);
         if !live.is_empty() {
             self.execute(runner, live);
         }
     }
 
-    /// One embedding command, in slices of [`TEXT_SLICE`] items; a detection batch that
-    /// arrived meanwhile runs between slices, so a detection waits behind at most a
-    /// slice, not the command. A command other than a detection waits in `next`.
+    /// One embedding command, in slices of [`TEXT_SLICE`] items; one waiting detection
+    /// batch runs between slices, so a detection waits behind at most a slice, not the
+    /// command, and under a load that never lets the queue empty, slices and batches
+    /// alternate and the rebuild still finishes.
     fn sliced<R: Runner, T: Embeddable>(
-        &self,
+        &mut self,
         runner: &mut R,
         items: &[T],
-        next: &mut Option<Command>,
     ) -> Result<Vec<Vec<f32>>, EngineError> {
         let mut rows = Vec::with_capacity(items.len());
-        for slice in items.chunks(TEXT_SLICE) {
-            // One detection batch per slice at most: under a load that never lets the
-            // queue empty, slices and batches alternate and the rebuild still finishes.
-            if next.is_none() {
-                match self.receiver.try_recv() {
-                    Ok(Command::Detect(job)) => self.detect(runner, job, next),
-                    Ok(other) => *next = Some(other),
-                    Err(_) => {}
+        for (i, slice) in items.chunks(TEXT_SLICE).enumerate() {
+            if i > 0 {
+                self.drain();
+                if let Some(first) = self.jobs.pop_front() {
+                    self.detect(runner, first);
                 }
             }
             let started = Instant::now();
@@ -431,13 +507,17 @@ impl Worker {
         job
     }
 
-    /// Gathers jobs after `first` until the batch is full or the delay has passed. A
-    /// command other than a detection ends the batch and is returned to run next.
-    fn collect(&self, first: Job) -> (Vec<Job>, Option<Command>) {
+    /// Gathers jobs after `first` until the batch is full or the delay has passed; a
+    /// rebuild step that is waiting or arrives ends the collection, so it waits behind
+    /// this batch only.
+    fn collect(&mut self, first: Job) -> Vec<Job> {
         let mut batch = vec![self.take(first)];
-        let mut after = None;
         let until = Instant::now() + self.options.max_batch_delay;
-        while batch.len() < self.options.max_batch_size {
+        while batch.len() < self.options.max_batch_size && self.steps.is_empty() {
+            if let Some(job) = self.jobs.pop_front() {
+                batch.push(self.take(job));
+                continue;
+            }
             let left = until.saturating_duration_since(Instant::now());
             let next = if left.is_zero() {
                 self.receiver
@@ -447,17 +527,13 @@ impl Worker {
                 self.receiver.recv_timeout(left)
             };
             match next {
-                Ok(Command::Detect(job)) => batch.push(self.take(job)),
-                Ok(other) => {
-                    after = Some(other);
-                    break;
-                }
+                Ok(command) => self.sort(command),
                 Err(_) => break,
             }
         }
         metrics::gauge!("hoiclip_detect_queue_depth")
             .set(self.waiting.load(Ordering::Acquire) as f64);
-        (batch, after)
+        batch
     }
 
     /// Answers expired jobs with `DeadlineExceeded` and forgets jobs nobody waits for.

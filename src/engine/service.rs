@@ -48,6 +48,8 @@ pub trait Inference: Send + Sync {
     fn classes_at_least(&self, version: i64, wait: Duration) -> BoxFuture<'_, Option<ClassView>>;
     /// Whether the last rebuild failed only because the database was out of reach.
     fn store_unreachable(&self) -> bool;
+    /// How many looks at the vocabulary database have found it out of reach so far.
+    fn store_failures(&self) -> u64;
 }
 
 /// [`Inference`] for a detector on backend `B`. The detector is shared with the worker;
@@ -243,6 +245,10 @@ impl<B: Backend> Inference for Service<B> {
 
     fn store_unreachable(&self) -> bool {
         self.classifiers.store_unreachable()
+    }
+
+    fn store_failures(&self) -> u64 {
+        self.classifiers.store_failures()
     }
 
     fn refresh(&self) -> BoxFuture<'_, Result<ClassView, RebuildError>> {

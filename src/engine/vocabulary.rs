@@ -63,6 +63,9 @@ pub struct ClassifierService {
     /// Whether the last failure was the database being out of reach (not a broken
     /// vocabulary): detections are still answered correctly from the set in service.
     store_unreachable: std::sync::atomic::AtomicBool,
+    /// How many times a look at the store found it out of reach (a writer waiting for
+    /// its rebuild stops waiting when this moves).
+    store_failures: std::sync::atomic::AtomicU64,
     /// The version of the set in service, for requests that wait for a version.
     version: tokio::sync::watch::Sender<i64>,
     /// Asks the follower to look at the store now (coalesced).
@@ -90,6 +93,7 @@ impl ClassifierService {
             prompts_embedded: AtomicUsize::new(0),
             last_error: std::sync::Mutex::new(None),
             store_unreachable: std::sync::atomic::AtomicBool::new(false),
+            store_failures: std::sync::atomic::AtomicU64::new(0),
             version: tokio::sync::watch::Sender::new(-1),
             poke: tokio::sync::Notify::new(),
         }
@@ -169,13 +173,14 @@ impl ClassifierService {
     pub async fn refresh(&self) -> Result<ClassView, RebuildError> {
         let mut known = self.rebuild_lock.lock().await;
         let result = self.rebuild(&mut known).await;
-        self.store_unreachable.store(
-            result
-                .as_ref()
-                .err()
-                .is_some_and(RebuildError::store_unreachable),
-            Ordering::Relaxed,
-        );
+        let unreachable = result
+            .as_ref()
+            .err()
+            .is_some_and(RebuildError::store_unreachable);
+        if unreachable {
+            self.store_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.store_unreachable.store(unreachable, Ordering::Relaxed);
         *self
             .last_error
             .lock()
@@ -187,6 +192,11 @@ impl ClassifierService {
     /// Whether the last rebuild failed only because the database was out of reach.
     pub fn store_unreachable(&self) -> bool {
         self.store_unreachable.load(Ordering::Relaxed)
+    }
+
+    /// How many looks at the store have found it out of reach so far.
+    pub fn store_failures(&self) -> u64 {
+        self.store_failures.load(Ordering::Relaxed)
     }
 
     /// The set in service once its version is at least `version`, waiting at most `wait`
@@ -276,6 +286,7 @@ impl ClassifierService {
                 tracing::debug!(error = %e, "cannot read the vocabulary version");
                 // Readiness reports it (degraded); the next look that succeeds clears it.
                 if matches!(e, VocabError::Unavailable(_)) {
+                    self.store_failures.fetch_add(1, Ordering::Relaxed);
                     self.store_unreachable.store(true, Ordering::Relaxed);
                     *self
                         .last_error
@@ -334,29 +345,40 @@ impl ClassifierService {
             .collect();
         // Similar lengths together waste less padding.
         missing.sort_by_key(|(_, ids)| ids.len());
-        for chunk in missing.chunks(TEXT_BATCH) {
-            let ids: Vec<Vec<u32>> = chunk.iter().map(|(_, ids)| ids.clone()).collect();
-            let vectors = self.engine.embed_text(ids).await?;
-            self.text_passes.fetch_add(1, Ordering::Relaxed);
-            self.prompts_embedded
-                .fetch_add(chunk.len(), Ordering::Relaxed);
-            let rows: Vec<(String, Vec<f32>)> =
-                chunk.iter().map(|(p, _)| p.clone()).zip(vectors).collect();
-            // Cached chunk by chunk: work done survives a later failure.
-            self.store
-                .store_embeddings(&self.fingerprint, &rows)
+        // Read before the steps start: between the worker's steps there is only
+        // in-memory work, so a busy worker runs them back to back (`rebuild_steps`).
+        let verb_rows = Arc::new(self.example_rows(&snapshot).await?);
+        let mut caching = Vec::new();
+        let (view, embeddings) = {
+            let _steps = self.engine.rebuild_steps();
+            for chunk in missing.chunks(TEXT_BATCH) {
+                let ids: Vec<Vec<u32>> = chunk.iter().map(|(_, ids)| ids.clone()).collect();
+                let vectors = self.engine.embed_text(ids).await?;
+                self.text_passes.fetch_add(1, Ordering::Relaxed);
+                self.prompts_embedded
+                    .fetch_add(chunk.len(), Ordering::Relaxed);
+                let rows: Vec<(String, Vec<f32>)> =
+                    chunk.iter().map(|(p, _)| p.clone()).zip(vectors).collect();
+                // Cached chunk by chunk (work done survives a later failure), beside the
+                // next steps rather than between them.
+                let (store, fingerprint, cached) =
+                    (self.store.clone(), self.fingerprint.clone(), rows.clone());
+                caching.push(tokio::spawn(async move {
+                    store.store_embeddings(&fingerprint, &cached).await
+                }));
+                embeddings.extend(rows);
+            }
+            let embeddings = Arc::new(embeddings);
+            let view = self
+                .engine
+                .install(SetSource::Vocabulary {
+                    verb_rows,
+                    snapshot: Arc::new(snapshot),
+                    embeddings: embeddings.clone(),
+                })
                 .await?;
-            embeddings.extend(rows);
-        }
-        let embeddings = Arc::new(embeddings);
-        let view = self
-            .engine
-            .install(SetSource::Vocabulary {
-                verb_rows: Arc::new(self.example_rows(&snapshot).await?),
-                snapshot: Arc::new(snapshot),
-                embeddings: embeddings.clone(),
-            })
-            .await?;
+            (view, embeddings)
+        };
         // Only what the set in service needs is kept: removed rows drop out.
         *known = embeddings;
         for row in view.skipped.iter() {
@@ -364,6 +386,15 @@ impl ClassifierService {
         }
         self.current.store(Some(Arc::new(view.clone())));
         self.version.send_replace(view.version);
+        // The set is right either way; a missed cache write costs another replica (or
+        // the next start) a text pass.
+        for cached in caching {
+            match cached.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot cache text embeddings"),
+                Err(e) => tracing::warn!(error = %e, "caching text embeddings stopped"),
+            }
+        }
         Ok(view)
     }
 }

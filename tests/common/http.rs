@@ -89,6 +89,34 @@ pub fn raw(uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
         .unwrap()
 }
 
+/// A multipart body of image files (field `image`) and text fields, in that order.
+#[allow(dead_code)]
+pub fn multipart_form(uri: &str, images: &[&[u8]], fields: &[(&str, &str)]) -> Request<Body> {
+    let boundary = "XhoiclipformX";
+    let mut body = Vec::new();
+    for image in images {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(image);
+        body.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    raw(
+        uri,
+        &format!("multipart/form-data; boundary={boundary}"),
+        body,
+    )
+}
+
 pub fn post_json(uri: &str, value: serde_json::Value) -> Request<Body> {
     raw(uri, "application/json", value.to_string().into_bytes())
 }

@@ -35,9 +35,9 @@ pub enum VocabError {
     Busy,
     /// The database cannot be reached (Postgres stopped, restarting, or the network
     /// down): nothing was written; the client can retry.
-    #[error("the vocabulary database is unavailable ({0}); nothing was changed, retry shortly")]
+    #[error("the vocabulary database is unavailable ({0})")]
     Unavailable(String),
-    #[error("vocabulary database error: {0}")]
+    #[error("vocabulary database error: {}", describe(.0))]
     Database(sqlx::Error),
     #[error("vocabulary database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -63,13 +63,23 @@ impl From<sqlx::Error> for VocabError {
             }
         }
         match e {
-            sqlx::Error::Io(io) => VocabError::Unavailable(io.kind().to_string()),
+            // The error's own text: its kind alone can be "uncategorized error" (DNS).
+            sqlx::Error::Io(io) => VocabError::Unavailable(io.to_string()),
             sqlx::Error::PoolTimedOut => {
                 VocabError::Unavailable("no database connection within the timeout".into())
             }
             sqlx::Error::Tls(tls) => VocabError::Unavailable(format!("TLS: {tls}")),
             other => VocabError::Database(other),
         }
+    }
+}
+
+/// A database's own message for its errors (sqlx's text adds where in the server's
+/// source it was raised), sqlx's text for the rest.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        other => other.to_string(),
     }
 }
 

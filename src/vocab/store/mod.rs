@@ -65,12 +65,14 @@ impl Engine {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres)
         } else {
+            // A value without a scheme is not echoed: it may be a misplaced password.
+            let given = match url.split_once("://") {
+                Some(_) => format!("`{}`", redact_url(url)),
+                None => "the value given".to_string(),
+            };
             Err(VocabError::Invalid {
                 field: "database_url",
-                reason: format!(
-                    "`{}` is neither a sqlite: nor a postgres:// URL",
-                    redact_url(url)
-                ),
+                reason: format!("{given} is neither a sqlite: nor a postgres:// URL"),
             })
         }
     }
@@ -271,5 +273,33 @@ impl VocabStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_told_apart_without_showing_passwords() {
+        assert_eq!(Engine::of("sqlite::memory:").ok(), Some(Engine::Sqlite));
+        assert_eq!(
+            Engine::of("postgresql://u:pw@db/x").ok(),
+            Some(Engine::Postgres)
+        );
+        for (value, hidden, shown) in [
+            ("hunter2", "hunter2", "the value given"),
+            ("mysql://me:s3cret@db/x", "s3cret", "mysql://me:***@db/x"),
+        ] {
+            let message = Engine::of(value).err().map(|e| e.to_string());
+            let message = message.as_deref().unwrap_or("");
+            assert!(message.contains(shown), "{message}");
+            assert!(!message.contains(hidden), "{message}");
+        }
+        assert_eq!(
+            redact_url("postgres://me:s3cret@db:5432/x"),
+            "postgres://me:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://me@db/x"), "postgres://me@db/x");
     }
 }
