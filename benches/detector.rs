@@ -91,8 +91,12 @@ fn bench<B: Backend>(device: &B::Device, iters: usize, batch: usize, name: &str)
     );
 }
 
-/// `--stages`: ms per image of the trunk's parts on their own (ResNet-50 backbone, CLIP
-/// image tower, whole trunk, heads), each after its own warm-up, to see where time goes.
+/// `--stages`: ms per image of the trunk's parts on their own, each after its own
+/// warm-up, to see where time goes: the ResNet-50 stem (7x7/2 convolution, frozen batch
+/// norm, ReLU, max pool) and its four stages (each on the previous stage's output), the
+/// whole backbone, the CLIP image tower, the whole trunk, and the heads. What the trunk
+/// spends beyond backbone and CLIP tower is the transformer (encoder, both decoders, the
+/// CLIP fusion layers). One JSON line per stage on stderr, as `detector_torch.py` prints.
 fn stages<B: Backend>(
     model: &hoiclip::model::hoiclip::Hoiclip<B>,
     inputs: &[ModelInput<B>],
@@ -106,8 +110,44 @@ fn stages<B: Backend>(
             f(i);
         }
         let ms = start.elapsed().as_secs_f64() * 1000.0 / (inputs.len() * batch) as f64;
-        eprintln!("stage {name}: {ms:.1} ms per image");
+        eprintln!(
+            "{}",
+            serde_json::json!({"stage": name, "ms_per_image": ms, "batch": batch})
+        );
     };
+    let resnet = &model.backbone;
+    let stem = |x: Tensor<B, 4>| {
+        resnet.maxpool.forward(burn::tensor::activation::relu(
+            resnet.bn1.forward(resnet.conv1.forward(x)),
+        ))
+    };
+    let layers = [
+        &resnet.layer1,
+        &resnet.layer2,
+        &resnet.layer3,
+        &resnet.layer4,
+    ];
+    let run_layer = |k: usize, mut x: Tensor<B, 4>| {
+        for block in layers[k] {
+            x = block.forward(x);
+        }
+        x
+    };
+    time("stem", &|i| {
+        let _ = stem(i.detr.clone()).sum().into_data();
+    });
+    // Each stage's input: the previous stages' output on every timed image.
+    let mut stage_inputs: Vec<Tensor<B, 4>> = inputs.iter().map(|i| stem(i.detr.clone())).collect();
+    for (k, name) in ["layer1", "layer2", "layer3", "layer4"].iter().enumerate() {
+        let xs = stage_inputs.clone();
+        let _ = xs[0].clone().sum().into_data();
+        let f = |i: &ModelInput<B>| {
+            let at = inputs.iter().position(|j| std::ptr::eq(j, i)).unwrap_or(0);
+            let _ = run_layer(k, xs[at].clone()).sum().into_data();
+        };
+        time(name, &f);
+        stage_inputs = xs.into_iter().map(|x| run_layer(k, x)).collect();
+    }
     time("backbone", &|i| {
         let _ = model.backbone.forward(i.detr.clone()).sum().into_data();
     });
@@ -121,6 +161,10 @@ fn stages<B: Backend>(
     });
     time("trunk", &|i| {
         let _ = model.features(i.clone()).inter_hs.sum().into_data();
+    });
+    time("forward", &|i| {
+        let features = model.features(i.clone());
+        let _ = model.heads(&features, &classifier).hoi_logits.into_data();
     });
     let features = model.features(inputs[0].clone());
     time("heads", &|_| {

@@ -58,6 +58,38 @@ with torch.inference_mode():
         model(x, mask, clip_input)
     sync()
     ms = (time.perf_counter() - start) * 1000 / (iters * batch)
+if "--stages" in sys.argv:
+    # The stages benches/detector.rs --stages times, under the same names, each after a
+    # warm-up, one JSON line each on stderr.
+    body = model.backbone[0].body
+
+    def stem(t):
+        return body.maxpool(body.relu(body.bn1(body.conv1(t))))
+
+    def timed(name, f, inputs):
+        with torch.inference_mode():
+            f(inputs[0])
+            sync()
+            start = time.perf_counter()
+            for t in inputs:
+                f(t)
+            sync()
+        ms = (time.perf_counter() - start) * 1000 / (len(inputs) * batch)
+        print(json.dumps({"stage": name, "ms_per_image": ms, "batch": batch}), file=sys.stderr)
+
+    with torch.inference_mode():
+        xs = [torch.randn(batch, 3, 800, 1200, device=device) for _ in range(iters)]
+        timed("stem", stem, xs)
+        ys = [stem(t) for t in xs]
+        for name in ["layer1", "layer2", "layer3", "layer4"]:
+            layer = getattr(body, name)
+            timed(name, layer, ys)
+            ys = [layer(t) for t in ys]
+        timed("backbone", lambda t: model.backbone[0](t, mask), xs)
+        clips = [torch.randn(batch, 3, 224, 224, device=device) for _ in range(iters)]
+        timed("clip-image", model.clip_image, clips)
+        timed("forward", lambda t: model(t, mask, clip_input), xs)
+
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"impl": f"pytorch-{torch.__version__}-{device.type}", "batch": batch, "ms_per_image": ms,
                   "images_per_s": 1000 / ms, "peak_rss_mb": rss_mb,

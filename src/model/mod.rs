@@ -6,5 +6,6 @@ pub mod detr;
 pub mod hoiclip;
 pub mod linear;
 mod pth;
+mod safetensors_file;
 pub use pth::Arg;
 pub mod weights;

@@ -17,7 +17,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use burn_store::pytorch::PytorchReader;
 use burn_store::{
-    ApplyError, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot,
+    ApplyError, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot,
 };
 
 /// Why a weights file could not be used.
@@ -196,13 +196,14 @@ impl Checkpoint {
         let mut metadata = BTreeMap::new();
         let mut args = BTreeMap::new();
         let tensors = if is_safetensors {
-            metadata = read_safetensors_metadata(&path).map_err(format_err)?;
+            let file = super::safetensors_file::open(&path).map_err(format_err)?;
+            metadata = file.metadata;
             // A converted file carries the official checkpoint's arguments along.
             if let Some(json) = metadata.get(ARGS_METADATA_KEY) {
                 args = serde_json::from_str(json)
                     .map_err(|e| format_err(format!("bad {ARGS_METADATA_KEY} metadata: {e}")))?;
             }
-            read_safetensors(&path).map_err(format_err)?
+            file.tensors
         } else if head.starts_with(ZIP_MAGIC) {
             let (tensors, saved) = super::pth::read_with_args(&path).map_err(format_err)?;
             args = saved;
@@ -492,33 +493,6 @@ fn read_legacy_pytorch(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, 
     Ok(reader.into_tensors().into_iter().collect())
 }
 
-/// The JSON header's `__metadata__` map (string to string, per the format).
-fn read_safetensors_metadata(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|e| e.to_string())?;
-    let len = u64::from_le_bytes(len);
-    let size = file.metadata().map_err(|e| e.to_string())?.len();
-    if len > size.saturating_sub(8) || len > 100 << 20 {
-        return Err(format!(
-            "safetensors header of {len} bytes does not fit the file"
-        ));
-    }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header).map_err(|e| e.to_string())?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| format!("bad safetensors header: {e}"))?;
-    Ok(json
-        .get("__metadata__")
-        .and_then(|m| m.as_object())
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
 /// Writes `module` in Burn's own layout as safetensors with `metadata`: a file that loads
 /// without pickle parsing, fp16 widening or PyTorch adaptation.
 pub fn save_native<B: Backend, M: ModuleSnapshot<B>>(
@@ -537,12 +511,6 @@ pub fn save_native<B: Backend, M: ModuleSnapshot<B>>(
             path,
             message: format!("cannot write: {e}"),
         })
-}
-
-fn read_safetensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, String> {
-    let mut store = SafetensorsStore::from_file(path);
-    let all = store.get_all_snapshots().map_err(|e| e.to_string())?;
-    Ok(all.clone().into_iter().collect())
 }
 
 /// `x.gamma` -> `x.weight`, `x.beta` -> `x.bias` (Burn's norm names back to PyTorch's).

@@ -83,7 +83,7 @@ impl<B: Backend> Bottleneck<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
             Some(d) => d.bn.forward(d.conv.forward(x.clone())),
             None => x.clone(),
