@@ -103,50 +103,25 @@ fn stages<B: Backend>(
     batch: usize,
 ) {
     let classifier = model.trained_classifier();
-    let time = |name: &str, f: &dyn Fn(&ModelInput<B>)| {
-        f(&inputs[0]);
-        let start = Instant::now();
-        for i in inputs {
-            f(i);
-        }
-        let ms = start.elapsed().as_secs_f64() * 1000.0 / (inputs.len() * batch) as f64;
-        eprintln!(
-            "{}",
-            serde_json::json!({"stage": name, "ms_per_image": ms, "batch": batch})
-        );
-    };
     let resnet = &model.backbone;
-    let stem = |x: Tensor<B, 4>| {
-        resnet.maxpool.forward(burn::tensor::activation::relu(
-            resnet.bn1.forward(resnet.conv1.forward(x)),
-        ))
-    };
-    let layers = [
-        &resnet.layer1,
-        &resnet.layer2,
-        &resnet.layer3,
-        &resnet.layer4,
-    ];
-    let run_layer = |k: usize, mut x: Tensor<B, 4>| {
-        for block in layers[k] {
-            x = block.forward(x);
-        }
-        x
-    };
+    let stem = |x: Tensor<B, 4>| resnet.stem(x);
+    let time = |name: &str, f: &dyn Fn(&ModelInput<B>)| timed(name, batch, inputs, f);
     time("stem", &|i| {
         let _ = stem(i.detr.clone()).sum().into_data();
     });
-    // Each stage's input: the previous stages' output on every timed image.
-    let mut stage_inputs: Vec<Tensor<B, 4>> = inputs.iter().map(|i| stem(i.detr.clone())).collect();
-    for (k, name) in ["layer1", "layer2", "layer3", "layer4"].iter().enumerate() {
-        let xs = stage_inputs.clone();
-        let _ = xs[0].clone().sum().into_data();
-        let f = |i: &ModelInput<B>| {
-            let at = inputs.iter().position(|j| std::ptr::eq(j, i)).unwrap_or(0);
-            let _ = run_layer(k, xs[at].clone()).sum().into_data();
-        };
-        time(name, &f);
-        stage_inputs = xs.into_iter().map(|x| run_layer(k, x)).collect();
+    // Each ResNet stage runs on the previous stages' output for every timed image.
+    let mut xs: Vec<Tensor<B, 4>> = inputs.iter().map(|i| stem(i.detr.clone())).collect();
+    for (name, layer) in [
+        ("layer1", &resnet.layer1),
+        ("layer2", &resnet.layer2),
+        ("layer3", &resnet.layer3),
+        ("layer4", &resnet.layer4),
+    ] {
+        let run = |x: &Tensor<B, 4>| layer.iter().fold(x.clone(), |x, block| block.forward(x));
+        timed(name, batch, &xs, &|x| {
+            let _ = run(x).sum().into_data();
+        });
+        xs = xs.iter().map(run).collect();
     }
     time("backbone", &|i| {
         let _ = model.backbone.forward(i.detr.clone()).sum().into_data();
@@ -170,4 +145,18 @@ fn stages<B: Backend>(
     time("heads", &|_| {
         let _ = model.heads(&features, &classifier).hoi_logits.into_data();
     });
+}
+
+/// Times `f` on every item after one warm-up call; one JSON line on stderr, in ms per image.
+fn timed<T>(name: &str, batch: usize, items: &[T], f: &dyn Fn(&T)) {
+    f(&items[0]);
+    let start = Instant::now();
+    for item in items {
+        f(item);
+    }
+    let ms = start.elapsed().as_secs_f64() * 1000.0 / (items.len() * batch) as f64;
+    eprintln!(
+        "{}",
+        serde_json::json!({"stage": name, "ms_per_image": ms, "batch": batch})
+    );
 }

@@ -127,27 +127,37 @@ struct Job {
     admission: Option<Admission>,
 }
 
+/// A count that is one higher while the guard lives (queue places, rebuilds in their
+/// steps).
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    /// Holds a place already added to `counter`.
+    fn held(counter: &Arc<AtomicUsize>) -> Self {
+        Self(counter.clone())
+    }
+
+    fn add(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self::held(counter)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A place in the queue, held from the moment a request is admitted (before its body is
 /// read or decoded) until the worker takes it; dropping it gives the place back.
 pub struct Admission {
-    counter: Arc<AtomicUsize>,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::AcqRel);
-    }
+    _place: Counted,
 }
 
 /// A rebuild in the middle of its steps ([`Engine::rebuild_steps`]).
 pub struct RebuildSteps {
-    counter: Arc<AtomicUsize>,
-}
-
-impl Drop for RebuildSteps {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::AcqRel);
-    }
+    _rebuilding: Counted,
 }
 
 /// Counters for tests and `/info`.
@@ -237,9 +247,8 @@ impl Engine {
     /// Take it only around the steps themselves (not database reads), so detections are
     /// held microseconds, not for a round trip.
     pub fn rebuild_steps(&self) -> RebuildSteps {
-        self.rebuilding.fetch_add(1, Ordering::AcqRel);
         RebuildSteps {
-            counter: self.rebuilding.clone(),
+            _rebuilding: Counted::add(&self.rebuilding),
         }
     }
 
@@ -264,8 +273,9 @@ impl Engine {
                 .increment(1);
             return Err(EngineError::QueueFull(max));
         }
+        // The place was taken by the update above.
         Ok(Admission {
-            counter: self.waiting.clone(),
+            _place: Counted::held(&self.waiting),
         })
     }
 

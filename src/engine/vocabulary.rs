@@ -178,9 +178,10 @@ impl ClassifierService {
             .err()
             .is_some_and(RebuildError::store_unreachable);
         if unreachable {
-            self.store_failures.fetch_add(1, Ordering::Relaxed);
+            self.mark_unreachable();
+        } else {
+            self.store_unreachable.store(false, Ordering::Relaxed);
         }
-        self.store_unreachable.store(unreachable, Ordering::Relaxed);
         *self
             .last_error
             .lock()
@@ -192,6 +193,12 @@ impl ClassifierService {
     /// Whether the last rebuild failed only because the database was out of reach.
     pub fn store_unreachable(&self) -> bool {
         self.store_unreachable.load(Ordering::Relaxed)
+    }
+
+    /// A look at the store found it out of reach.
+    fn mark_unreachable(&self) {
+        self.store_failures.fetch_add(1, Ordering::Relaxed);
+        self.store_unreachable.store(true, Ordering::Relaxed);
     }
 
     /// How many looks at the store have found it out of reach so far.
@@ -286,8 +293,7 @@ impl ClassifierService {
                 tracing::debug!(error = %e, "cannot read the vocabulary version");
                 // Readiness reports it (degraded); the next look that succeeds clears it.
                 if matches!(e, VocabError::Unavailable(_)) {
-                    self.store_failures.fetch_add(1, Ordering::Relaxed);
-                    self.store_unreachable.store(true, Ordering::Relaxed);
+                    self.mark_unreachable();
                     *self
                         .last_error
                         .lock()

@@ -161,11 +161,15 @@ pub struct ResNet<B: Backend> {
 }
 
 impl<B: Backend> ResNet<B> {
+    /// The 7x7/2 convolution, frozen batch norm, ReLU and 3x3/2 max pool before layer1.
+    pub fn stem(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.maxpool
+            .forward(relu(self.bn1.forward(self.conv1.forward(x))))
+    }
+
     /// C5 features `[B, 32*base_width, ceil(H/32), ceil(W/32)]` of normalised images.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = self
-            .maxpool
-            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
+        let mut x = self.stem(x);
         for block in self
             .layer1
             .iter()
