@@ -9,6 +9,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use hoiclip::model::clip::ClipConfig;
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
+use hoiclip::model::kernels::ModelBackend;
 
 fn prompts() -> Vec<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/vocab/hico-det.json");
@@ -22,7 +23,7 @@ fn prompts() -> Vec<String> {
         .collect()
 }
 
-fn bench<Bk: Backend>(name: &str, iters: usize, text: bool) {
+fn bench<Bk: ModelBackend>(name: &str, iters: usize, text: bool) {
     let device = Default::default();
     let clip = ClipConfig::vit_b_32().init::<Bk>(&device);
     let image = Tensor::<Bk, 4>::random(

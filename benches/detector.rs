@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use hoiclip::backend::Cpu;
 use hoiclip::model::hoiclip::{HoiclipConfig, ModelInput};
+use hoiclip::model::kernels::ModelBackend;
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -52,7 +53,7 @@ fn main() {
 }
 
 /// Full-size trunk + heads on `batch` random 800x1200 images; prints ms per image.
-fn bench<B: Backend>(device: &B::Device, iters: usize, batch: usize, name: &str) {
+fn bench<B: ModelBackend>(device: &B::Device, iters: usize, batch: usize, name: &str) {
     let model = HoiclipConfig::hico_det().init::<B>(device);
     let classifier = model.trained_classifier();
     let input = || ModelInput {
@@ -97,7 +98,7 @@ fn bench<B: Backend>(device: &B::Device, iters: usize, batch: usize, name: &str)
 /// whole backbone, the CLIP image tower, the whole trunk, and the heads. What the trunk
 /// spends beyond backbone and CLIP tower is the transformer (encoder, both decoders, the
 /// CLIP fusion layers). One JSON line per stage on stderr, as `detector_torch.py` prints.
-fn stages<B: Backend>(
+fn stages<B: ModelBackend>(
     model: &hoiclip::model::hoiclip::Hoiclip<B>,
     inputs: &[ModelInput<B>],
     batch: usize,

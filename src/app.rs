@@ -6,8 +6,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burn::prelude::Backend;
-
 use crate::api::server::{ServerLimits, effective_max_connections, serve as serve_http};
 use crate::api::{AppState, router};
 use crate::config::{ConfigError, DeviceChoice, ModelSource, Settings};
@@ -16,6 +14,7 @@ use crate::engine::{
     DetectorRunner, EngineError, Inference, RebuildError, Request, Runner, Service,
 };
 use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
+use crate::model::kernels::ModelBackend;
 use crate::vocab::Pack;
 use crate::vocab::store::{VocabError, VocabStore};
 
@@ -114,7 +113,7 @@ pub async fn service_on<B, R, W>(
     wrap: W,
 ) -> Result<Arc<Service<B>>, StartError>
 where
-    B: Backend,
+    B: ModelBackend,
     R: Runner,
     W: FnOnce(DetectorRunner<B>) -> R + Send + 'static,
 {

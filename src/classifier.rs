@@ -21,6 +21,7 @@ use burn::prelude::*;
 use crate::model::clip::tokenizer::ClipTokenizer;
 use crate::model::clip::{Clip, ClipTextError, l2_normalize};
 use crate::model::hoiclip::Classifier;
+use crate::model::kernels::ModelBackend;
 pub use crate::vocab::store::verb_prompt;
 use crate::vocab::store::{VocabError, VocabSnapshot};
 
@@ -71,7 +72,7 @@ pub struct RowSources {
 
 /// An immutable, versioned classifier.
 #[derive(Debug, Clone)]
-pub struct ClassifierSet<B: Backend> {
+pub struct ClassifierSet<B: ModelBackend> {
     /// The vocabulary version it was built from.
     pub version: i64,
     pub classifier: Classifier<B>,
@@ -102,7 +103,7 @@ pub struct ClassifierSet<B: Backend> {
 
 /// The checkpoint's own classifier and the pack its rows follow.
 #[derive(Debug, Clone)]
-pub struct TrainedRows<B: Backend> {
+pub struct TrainedRows<B: ModelBackend> {
     pub pack: String,
     pub classifier: Classifier<B>,
 }
@@ -124,7 +125,7 @@ pub enum ClassifierError {
 
 /// CLIP image embeddings (`encode_image`: projected CLS, not normalised) of CLIP-ready
 /// CHW images of `res` x `res` (e.g. `vision::preprocess::clip_crop`), `batch` at a time.
-pub fn embed_images<B: Backend>(
+pub fn embed_images<B: ModelBackend>(
     clip: &Clip<B>,
     images: &[Vec<f32>],
     res: usize,
@@ -144,7 +145,7 @@ pub fn embed_images<B: Backend>(
 }
 
 /// A tensor's values on the host, or why they cannot be read.
-fn to_host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, ClassifierError> {
+fn to_host<B: ModelBackend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, ClassifierError> {
     t.into_data()
         .convert::<f32>()
         .to_vec()
@@ -153,7 +154,7 @@ fn to_host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, Clas
 
 /// Fingerprint of a text tower's weights: cached embeddings are keyed by it, so changing
 /// the weights never reuses a stale embedding.
-pub fn text_fingerprint<B: Backend>(clip: &Clip<B>) -> Result<String, ClassifierError> {
+pub fn text_fingerprint<B: ModelBackend>(clip: &Clip<B>) -> Result<String, ClassifierError> {
     fingerprint(|h| {
         clip.transformer.visit(h);
         clip.token_embedding.visit(h);
@@ -165,7 +166,7 @@ pub fn text_fingerprint<B: Backend>(clip: &Clip<B>) -> Result<String, Classifier
 
 /// Fingerprint of the image tower's weights: features of example crops are keyed by it,
 /// as text embeddings are by [`text_fingerprint`].
-pub fn vision_fingerprint<B: Backend>(clip: &Clip<B>) -> Result<String, ClassifierError> {
+pub fn vision_fingerprint<B: ModelBackend>(clip: &Clip<B>) -> Result<String, ClassifierError> {
     fingerprint(|h| clip.visual.visit(h))
 }
 
@@ -173,7 +174,7 @@ pub fn vision_fingerprint<B: Backend>(clip: &Clip<B>) -> Result<String, Classifi
 /// failure, if any.
 struct Hasher(crc32fast::Hasher, usize, Option<ClassifierError>);
 
-impl<B: Backend> ModuleVisitor<B> for Hasher {
+impl<B: ModelBackend> ModuleVisitor<B> for Hasher {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let values = match to_host(param.val()) {
             Ok(v) => v,
@@ -204,7 +205,7 @@ pub const TEXT_BATCH: usize = 64;
 
 /// Normalised text embeddings of tokenized prompts, one text-tower pass (padded to the
 /// longest).
-pub fn embed_ids<B: Backend>(
+pub fn embed_ids<B: ModelBackend>(
     clip: &Clip<B>,
     ids: &[Vec<u32>],
 ) -> Result<Vec<Vec<f32>>, ClassifierError> {
@@ -218,7 +219,7 @@ pub fn embed_ids<B: Backend>(
 
 /// Normalised text embeddings of `prompts`, in passes of `batch` prompts of similar
 /// length (less padding).
-pub fn embed_prompts<B: Backend>(
+pub fn embed_prompts<B: ModelBackend>(
     clip: &Clip<B>,
     tokenizer: &ClipTokenizer,
     prompts: &[String],
@@ -311,7 +312,7 @@ struct HostColumns {
 }
 
 impl HostColumns {
-    fn new<B: Backend>(t: &Tensor<B, 2>) -> Result<Self, ClassifierError> {
+    fn new<B: ModelBackend>(t: &Tensor<B, 2>) -> Result<Self, ClassifierError> {
         let n = t.dims()[1];
         Ok(Self {
             values: to_host(t.clone())?,
@@ -330,7 +331,7 @@ impl HostColumns {
 }
 
 /// Builds a set from a snapshot and the embeddings of [`prompts_needed`].
-pub fn assemble<B: Backend>(
+pub fn assemble<B: ModelBackend>(
     snapshot: &VocabSnapshot,
     embeddings: &HashMap<String, Vec<f32>>,
     verb_rows: &HashMap<i64, LearnedRow>,

@@ -13,6 +13,7 @@ use crate::classifier::{ClassRow, ClassifierSet};
 use crate::model::clip::ClipConfig;
 use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
 use crate::model::hoiclip::{self, Classifier, Hoiclip, HoiclipConfig};
+use crate::model::kernels::ModelBackend;
 use crate::model::weights::WeightsError;
 pub use crate::postprocess::ScoreTerms;
 use crate::postprocess::{
@@ -272,7 +273,7 @@ pub struct ImageDetections {
     pub detections: Vec<Detection>,
 }
 
-pub struct Detector<B: Backend> {
+pub struct Detector<B: ModelBackend> {
     model: Hoiclip<B>,
     /// The checkpoint's own classifier as a set (version 0) over its pack's rows.
     own: Arc<ClassifierSet<B>>,
@@ -286,7 +287,7 @@ pub struct Detector<B: Backend> {
 }
 
 /// One image of a batch: its prepared input, options, and the set that scores it.
-pub struct BatchItem<'a, B: Backend> {
+pub struct BatchItem<'a, B: ModelBackend> {
     pub input: &'a Prepared,
     pub options: &'a DetectOptions,
     pub set: &'a ClassifierSet<B>,
@@ -324,7 +325,7 @@ impl HoiclipConfig {
 /// Seed of the demo model's weights.
 pub const DEMO_SEED: u64 = 20_261_127;
 
-impl<B: Backend> Detector<B> {
+impl<B: ModelBackend> Detector<B> {
     /// The clearly labelled demo model (see [`HoiclipConfig::demo`]). Its classifier is
     /// built the way new vocabularies are: HICO-DET prompts through its own text tower.
     pub fn demo(device: &B::Device) -> Result<Self, DetectorError> {
@@ -685,7 +686,7 @@ impl SeededReinit {
     }
 }
 
-impl<B: Backend> burn::module::ModuleMapper<B> for SeededReinit {
+impl<B: ModelBackend> burn::module::ModuleMapper<B> for SeededReinit {
     fn enter_module(&mut self, _name: &str, container_type: &str) {
         if container_type == "Struct:Embedding" {
             self.in_embedding += 1;
@@ -733,7 +734,7 @@ impl<B: Backend> burn::module::ModuleMapper<B> for SeededReinit {
 
 /// A classifier made from text only: normalised prompt embeddings (bias 0) for the HOI
 /// and object rows, the model's verb rows and the pack's verb -> HOI map.
-pub fn text_classifier<B: Backend>(
+pub fn text_classifier<B: ModelBackend>(
     model: &Hoiclip<B>,
     pack: &Pack,
     tokenizer: &ClipTokenizer,
@@ -767,7 +768,7 @@ pub fn text_classifier<B: Backend>(
 }
 
 /// The checkpoint's classifier with its pack's rows, so one code path scores both.
-fn own_set<B: Backend>(classifier: Classifier<B>, pack: &Pack) -> ClassifierSet<B> {
+fn own_set<B: ModelBackend>(classifier: Classifier<B>, pack: &Pack) -> ClassifierSet<B> {
     let rows = pack
         .interactions
         .iter()
@@ -822,7 +823,7 @@ fn class_mask(classes: &[usize], n: usize) -> Vec<bool> {
 }
 
 /// The batch rows `members` of every feature tensor.
-fn select_features<B: Backend>(
+fn select_features<B: ModelBackend>(
     f: &hoiclip::Features<B>,
     members: &[usize],
     device: &B::Device,

@@ -7,9 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use burn::prelude::*;
-
 use crate::classifier::{ClassRow, ClassifierSet, LearnedRow, RowSources};
+use crate::model::kernels::ModelBackend;
 use crate::vocab::store::VocabSnapshot;
 
 /// Identity of one registered set: the allocation, compared by address (an address is
@@ -63,11 +62,11 @@ type Entry<B> = (Weak<SetKey>, Arc<ClassifierSet<B>>);
 
 /// The sets a worker scores with, by key. Entries whose views are all gone are dropped
 /// at the next registration or lookup, freeing their device memory.
-pub struct SetRegistry<B: Backend> {
+pub struct SetRegistry<B: ModelBackend> {
     entries: Arc<Mutex<Vec<Entry<B>>>>,
 }
 
-impl<B: Backend> Clone for SetRegistry<B> {
+impl<B: ModelBackend> Clone for SetRegistry<B> {
     fn clone(&self) -> Self {
         Self {
             entries: self.entries.clone(),
@@ -75,7 +74,7 @@ impl<B: Backend> Clone for SetRegistry<B> {
     }
 }
 
-impl<B: Backend> Default for SetRegistry<B> {
+impl<B: ModelBackend> Default for SetRegistry<B> {
     fn default() -> Self {
         Self {
             entries: Arc::new(Mutex::new(Vec::new())),
@@ -83,7 +82,7 @@ impl<B: Backend> Default for SetRegistry<B> {
     }
 }
 
-impl<B: Backend> SetRegistry<B> {
+impl<B: ModelBackend> SetRegistry<B> {
     /// Keeps `set` and returns the view requests carry to be scored with it.
     pub fn register(&self, set: Arc<ClassifierSet<B>>) -> ClassView {
         let key = Arc::new(SetKey);

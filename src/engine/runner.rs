@@ -6,12 +6,11 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use burn::prelude::*;
-
 use super::classes::{ClassView, SetRegistry, SetSource};
 use super::{EngineError, Request};
 use crate::classifier::{self, ClassifierError, ClassifierSet, TrainedRows};
 use crate::detector::{BatchItem, Detector, ImageDetections};
+use crate::model::kernels::ModelBackend;
 
 /// Runs the worker's commands, on the worker thread. Any method may panic; the worker
 /// contains it (failing that command's callers only).
@@ -62,7 +61,7 @@ impl BatchPolicy {
 }
 
 /// The runner of a real detector.
-pub struct DetectorRunner<B: Backend> {
+pub struct DetectorRunner<B: ModelBackend> {
     detector: Arc<Detector<B>>,
     policy: BatchPolicy,
     registry: SetRegistry<B>,
@@ -70,7 +69,7 @@ pub struct DetectorRunner<B: Backend> {
     trained: Option<TrainedRows<B>>,
 }
 
-impl<B: Backend> DetectorRunner<B> {
+impl<B: ModelBackend> DetectorRunner<B> {
     /// Scores requests with the sets in `registry` (the service shares it).
     pub fn new(detector: Arc<Detector<B>>, policy: BatchPolicy, registry: SetRegistry<B>) -> Self {
         let trained = detector.trained_rows();
@@ -83,7 +82,7 @@ impl<B: Backend> DetectorRunner<B> {
     }
 }
 
-impl<B: Backend> Runner for DetectorRunner<B> {
+impl<B: ModelBackend> Runner for DetectorRunner<B> {
     fn embed_text(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
         classifier::embed_ids(&self.detector.model().clip_model, ids)
             .map_err(|e| EngineError::Failed(e.to_string()))

@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use burn::prelude::*;
 use image::RgbImage;
 
 use super::{
@@ -14,6 +13,7 @@ use super::{
 };
 use crate::detector::{Detector, ModelInfo};
 use crate::model::clip::tokenizer::ClipTokenizer;
+use crate::model::kernels::ModelBackend;
 use crate::vision::preprocess::Prepared;
 use crate::vocab::store::VocabStore;
 
@@ -54,7 +54,7 @@ pub trait Inference: Send + Sync {
 
 /// [`Inference`] for a detector on backend `B`. The detector is shared with the worker;
 /// this side only reads its settings (`info`, `prepare`), never its tensors.
-pub struct Service<B: Backend> {
+pub struct Service<B: ModelBackend> {
     detector: Arc<Detector<B>>,
     classifiers: Arc<ClassifierService>,
     registry: SetRegistry<B>,
@@ -65,13 +65,13 @@ pub struct Service<B: Backend> {
     follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-impl<B: Backend> Drop for Service<B> {
+impl<B: ModelBackend> Drop for Service<B> {
     fn drop(&mut self) {
         self.stop_following();
     }
 }
 
-impl<B: Backend> Service<B> {
+impl<B: ModelBackend> Service<B> {
     /// Stops following the vocabulary (changes made elsewhere then arrive only with this
     /// replica's own writes or a `refresh`).
     pub fn stop_following(&self) {
@@ -187,7 +187,7 @@ impl<B: Backend> Service<B> {
     }
 }
 
-impl<B: Backend> Inference for Service<B> {
+impl<B: ModelBackend> Inference for Service<B> {
     fn info(&self) -> &ModelInfo {
         self.detector.info()
     }

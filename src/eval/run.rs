@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burn::prelude::*;
-
 use super::EvalError;
 use super::predictions::{ImagePredictions, PredictedTriplet, PredictionFile};
 use super::vcoco::{VcocoDetection, VcocoGroundTruth};
@@ -15,6 +13,7 @@ use crate::detector::{DetectOptions, Detector, ImageDetections};
 use crate::engine::{
     BatchPolicy, DetectorRunner, Engine, EngineOptions, Request, SetRegistry, SetSource,
 };
+use crate::model::kernels::ModelBackend;
 use crate::vision::{DecodeLimits, decode};
 
 /// How to run the model.
@@ -29,7 +28,7 @@ pub struct RunOptions {
 /// Detects every image (`file_name` relative to `images`) with the checkpoint's own
 /// classifier, keeping the official top-100 triplets per image. `progress(done, total)` is
 /// called after each image. A missing or undecodable image is an error naming it.
-pub async fn predict<B: Backend>(
+pub async fn predict<B: ModelBackend>(
     detector: Arc<Detector<B>>,
     dataset: &str,
     images: &Path,

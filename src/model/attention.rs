@@ -2,9 +2,8 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::module::{attention, linear};
-use burn::tensor::ops::AttentionModuleOptions;
 
+use crate::model::kernels::ModelBackend;
 use crate::model::linear::forward3;
 
 /// Configuration of [`MultiheadAttention`].
@@ -44,7 +43,7 @@ impl MultiheadAttentionConfig {
     }
 }
 
-impl<B: Backend> MultiheadAttention<B> {
+impl<B: ModelBackend> MultiheadAttention<B> {
     /// Model width.
     pub fn d_model(&self) -> usize {
         self.out_proj.weight.dims()[1]
@@ -74,7 +73,7 @@ impl<B: Backend> MultiheadAttention<B> {
         let b = self.in_proj.bias.as_ref().map(|b| b.val());
         let block = |x: Tensor<B, 3>, i: usize| {
             let [n, l, _] = x.dims();
-            linear(
+            B::matmul_bias(
                 x.reshape([n * l, d]),
                 w.clone().narrow(1, i * d, d),
                 b.clone().map(|b| b.narrow(0, i * d, d)),
@@ -95,27 +94,7 @@ impl<B: Backend> MultiheadAttention<B> {
         key_padding_mask: Option<Tensor<B, 2, Bool>>,
         causal: bool,
     ) -> Tensor<B, 3> {
-        let [batch, len_q, d] = q.dims();
-        let len_k = k.dims()[1];
-        let h = self.n_heads;
-        let split = |t: Tensor<B, 3>, len: usize| t.reshape([batch, len, h, d / h]).swap_dims(1, 2);
-        let mask = key_padding_mask.map(|m| {
-            m.reshape([batch, 1, 1, len_k])
-                .expand([batch, h, len_q, len_k])
-        });
-        let options = AttentionModuleOptions {
-            is_causal: causal,
-            ..Default::default()
-        };
-        let out = attention(
-            split(q, len_q),
-            split(k, len_k),
-            split(v, len_k),
-            mask,
-            None,
-            options,
-        );
-        let out = out.swap_dims(1, 2).reshape([batch, len_q, d]);
+        let out = B::multi_head_attention(q, k, v, self.n_heads, key_padding_mask, causal);
         forward3(&self.out_proj, out)
     }
 }

@@ -14,6 +14,7 @@ use super::detr::position::position_inputs;
 use super::detr::transformer::{DecoderLayer, EncoderLayer, LayerConfig, ffn};
 use super::linear::forward3;
 use super::weights::{Checkpoint, LoadPlan, LoadReport, WeightsError};
+use crate::model::kernels::ModelBackend;
 
 /// Sizes of a HOICLIP model. `hico_det()` is the official configuration.
 #[derive(Config, Debug)]
@@ -73,7 +74,7 @@ impl HoiclipConfig {
         self.seen_hoi_classes.unwrap_or(self.num_hoi_classes)
     }
 
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Hoiclip<B> {
+    pub fn init<B: ModelBackend>(&self, device: &B::Device) -> Hoiclip<B> {
         let d = self.hidden_dim;
         let e = self.clip.embed_dim;
         let cd = self.clip_dim();
@@ -154,11 +155,11 @@ impl HoiclipConfig {
 
 /// A 3-layer MLP with ReLU between layers (`*.layers.{0,1,2}`).
 #[derive(Module, Debug)]
-pub struct Mlp<B: Backend> {
+pub struct Mlp<B: ModelBackend> {
     pub layers: Vec<Linear<B>>,
 }
 
-impl<B: Backend> Mlp<B> {
+impl<B: ModelBackend> Mlp<B> {
     pub fn forward(&self, mut x: Tensor<B, 3>) -> Tensor<B, 3> {
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -173,18 +174,18 @@ impl<B: Backend> Mlp<B> {
 
 /// The object-classification projection (`obj_class_fc.0` Linear, `obj_class_fc.1` LayerNorm).
 #[derive(Module, Debug)]
-pub struct ObjClassFc<B: Backend> {
+pub struct ObjClassFc<B: ModelBackend> {
     pub linear: Linear<B>,
     pub norm: LayerNorm<B>,
 }
 
 #[derive(Module, Debug)]
-pub struct Encoder<B: Backend> {
+pub struct Encoder<B: ModelBackend> {
     pub layers: Vec<EncoderLayer<B>>,
 }
 
 #[derive(Module, Debug)]
-pub struct Decoder<B: Backend> {
+pub struct Decoder<B: ModelBackend> {
     pub layers: Vec<DecoderLayer<B>>,
     pub norm: LayerNorm<B>,
 }
@@ -193,7 +194,7 @@ pub struct Decoder<B: Backend> {
 /// parameters as a DETR decoder layer): the same cross-attention and `norm2` read CLIP's
 /// tokens and the detection memory, and the two results add. No positional embeddings and
 /// no masks, as in the official code (padded memory positions are attended to).
-pub fn fusion_layer<B: Backend>(
+pub fn fusion_layer<B: ModelBackend>(
     layer: &DecoderLayer<B>,
     t: Tensor<B, 3>,
     clip_tokens: Tensor<B, 3>,
@@ -217,14 +218,14 @@ pub fn fusion_layer<B: Backend>(
 }
 
 #[derive(Module, Debug)]
-pub struct FusionDecoder<B: Backend> {
+pub struct FusionDecoder<B: ModelBackend> {
     pub layers: Vec<DecoderLayer<B>>,
     pub norm: LayerNorm<B>,
 }
 
 /// `transformer.*` of the official model.
 #[derive(Module, Debug)]
-pub struct HoiTransformer<B: Backend> {
+pub struct HoiTransformer<B: ModelBackend> {
     pub encoder: Encoder<B>,
     pub instance_decoder: Decoder<B>,
     pub clip_interaction_decoder: FusionDecoder<B>,
@@ -237,7 +238,7 @@ pub struct HoiTransformer<B: Backend> {
 
 /// The whole model.
 #[derive(Module, Debug)]
-pub struct Hoiclip<B: Backend> {
+pub struct Hoiclip<B: ModelBackend> {
     pub logit_scale: Param<Tensor<B, 1>>,
     pub obj_logit_scale: Param<Tensor<B, 1>>,
     pub verb2hoi_proj: Param<Tensor<B, 2>>,
@@ -265,7 +266,7 @@ pub struct Hoiclip<B: Backend> {
 
 /// A batch ready for the model (see `crate::vision` for how images become one).
 #[derive(Debug, Clone)]
-pub struct ModelInput<B: Backend> {
+pub struct ModelInput<B: ModelBackend> {
     /// DETR branch, ImageNet-normalised, zero-padded to a common size: `[B, 3, H, W]`.
     pub detr: Tensor<B, 4>,
     /// Each image's unpadded (height, width) inside `detr`.
@@ -276,7 +277,7 @@ pub struct ModelInput<B: Backend> {
 
 /// What the classifier heads read: everything up to the class-specific weights.
 #[derive(Debug, Clone)]
-pub struct Features<B: Backend> {
+pub struct Features<B: ModelBackend> {
     /// Interaction features in CLIP space, last decoder layer: `[B, Nq, E]`.
     pub inter_hs: Tensor<B, 3>,
     /// L2-normalised object features: `[B, Nq, E]`.
@@ -290,7 +291,7 @@ pub struct Features<B: Backend> {
 
 /// Intermediate tensors, for parity tests and debugging.
 #[derive(Debug, Clone)]
-pub struct Trace<B: Backend> {
+pub struct Trace<B: ModelBackend> {
     pub c5: Tensor<B, 4>,
     pub memory: Tensor<B, 3>,
     pub h_hs: Tensor<B, 3>,
@@ -299,7 +300,7 @@ pub struct Trace<B: Backend> {
 
 /// Classifier weights, laid out for matmuls (`[E, classes]`).
 #[derive(Debug, Clone)]
-pub struct Classifier<B: Backend> {
+pub struct Classifier<B: ModelBackend> {
     /// Normalised HOI text embeddings `[E, C]` and their bias `[C]`.
     pub hoi_weight: Tensor<B, 2>,
     pub hoi_bias: Tensor<B, 1>,
@@ -313,7 +314,7 @@ pub struct Classifier<B: Backend> {
 
 /// Raw predictions, as the official `HOICLIP.forward` returns them (last layer).
 #[derive(Debug, Clone)]
-pub struct Predictions<B: Backend> {
+pub struct Predictions<B: ModelBackend> {
     pub hoi_logits: Tensor<B, 3>,
     /// The HOI text term of `hoi_logits` alone (the rest is the verb term): read only to
     /// explain a score.
@@ -326,7 +327,7 @@ pub struct Predictions<B: Backend> {
     pub clip_logits: Tensor<B, 2>,
 }
 
-impl<B: Backend> Hoiclip<B> {
+impl<B: ModelBackend> Hoiclip<B> {
     /// The classifier the checkpoint scores with: its trained one, or for a zero-shot
     /// checkpoint the evaluation one over all classes (`eval_visual_projection`, no bias,
     /// and `verb2hoi_proj_eval`), as the official evaluation runs it.
@@ -1044,7 +1045,7 @@ pub fn is_native(ckpt: &Checkpoint) -> bool {
 
 /// Loads a model from an official HOICLIP checkpoint (sizes read from its shapes) or from a
 /// native file written by `hoiclip convert` (sizes stored in it).
-pub fn load_file<B: Backend>(
+pub fn load_file<B: ModelBackend>(
     path: &std::path::Path,
     device: &B::Device,
 ) -> Result<(Hoiclip<B>, HoiclipConfig, LoadReport), WeightsError> {
@@ -1052,7 +1053,7 @@ pub fn load_file<B: Backend>(
 }
 
 /// [`load_file`] on an opened file.
-pub fn load_checkpoint<B: Backend>(
+pub fn load_checkpoint<B: ModelBackend>(
     ckpt: &Checkpoint,
     device: &B::Device,
 ) -> Result<(Hoiclip<B>, HoiclipConfig, LoadReport), WeightsError> {
@@ -1139,7 +1140,7 @@ impl std::fmt::Display for Inspection {
 /// Checks that a weights file loads, for `hoiclip inspect-weights`: a native file or an
 /// official HOICLIP checkpoint loads whole, strictly (sizes from the file); anything else
 /// as a CLIP ViT-B/32 state dict. Errors list every missing, unused and mis-shaped key.
-pub fn inspect<B: Backend>(
+pub fn inspect<B: ModelBackend>(
     path: &std::path::Path,
     device: &B::Device,
 ) -> Result<Inspection, WeightsError> {
@@ -1180,7 +1181,7 @@ pub fn inspect<B: Backend>(
 /// Writes `model` as a native file (Burn layout + its config).
 /// The official checkpoint's training arguments (`args`) go along, so scoring settings
 /// read from them survive the conversion.
-pub fn save_native<B: Backend>(
+pub fn save_native<B: ModelBackend>(
     model: &Hoiclip<B>,
     config: &HoiclipConfig,
     args: &std::collections::BTreeMap<String, super::Arg>,
@@ -1205,7 +1206,7 @@ pub fn save_native<B: Backend>(
 
 /// Loads an official-layout checkpoint strictly: every tensor used or known to be unused.
 /// `config` is checked first (see [`HoiclipConfig::validate`]): a bad one is an error.
-pub fn load<B: Backend>(
+pub fn load<B: ModelBackend>(
     config: &HoiclipConfig,
     checkpoint: &Checkpoint,
     device: &B::Device,

@@ -4,6 +4,7 @@ pub mod attention;
 pub mod clip;
 pub mod detr;
 pub mod hoiclip;
+pub mod kernels;
 pub mod linear;
 mod pth;
 mod safetensors_file;

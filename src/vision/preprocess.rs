@@ -10,6 +10,7 @@ use image::RgbImage;
 
 use super::resize::{Filter, resize};
 use crate::model::hoiclip::ModelInput;
+use crate::model::kernels::ModelBackend;
 
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
@@ -140,7 +141,7 @@ pub fn prepare(img: &RgbImage, config: &PreprocessConfig) -> Prepared {
 }
 
 /// Zero-pads the DETR branches to the largest height and width and stacks both branches.
-pub fn batch<B: Backend>(images: &[&Prepared], device: &B::Device) -> ModelInput<B> {
+pub fn batch<B: ModelBackend>(images: &[&Prepared], device: &B::Device) -> ModelInput<B> {
     let ph = images.iter().map(|p| p.detr_size.0).max().unwrap_or(1);
     let pw = images.iter().map(|p| p.detr_size.1).max().unwrap_or(1);
     let res2 = images.first().map(|p| p.clip.len() / 3).unwrap_or(1);

@@ -10,6 +10,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
+use crate::model::kernels::ModelBackend;
 use transformer::{ClipTransformer, ClipTransformerConfig};
 use vision::{VisionOutput, VisionTransformer, VisionTransformerConfig};
 
@@ -75,7 +76,7 @@ impl ClipConfig {
     }
 
     /// Randomly initialised model (CLIP's own init scales); load weights on top of it.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Clip<B> {
+    pub fn init<B: ModelBackend>(&self, device: &B::Device) -> Clip<B> {
         let w = self.text_width;
         let normal = |std: f64| Initializer::Normal { mean: 0.0, std };
         Clip {
@@ -98,7 +99,7 @@ impl ClipConfig {
 
 /// CLIP with OpenAI's key layout (`visual.*`, `transformer.*`, `token_embedding`, ...).
 #[derive(Module, Debug)]
-pub struct Clip<B: Backend> {
+pub struct Clip<B: ModelBackend> {
     pub visual: VisionTransformer<B>,
     pub transformer: ClipTransformer<B>,
     pub token_embedding: Embedding<B>,
@@ -109,7 +110,7 @@ pub struct Clip<B: Backend> {
     pub logit_scale: Param<Tensor<B, 1>>,
 }
 
-impl<B: Backend> Clip<B> {
+impl<B: ModelBackend> Clip<B> {
     pub fn context_length(&self) -> usize {
         self.positional_embedding.dims()[0]
     }
@@ -183,7 +184,7 @@ impl<B: Backend> Clip<B> {
 }
 
 /// L2-normalises the rows of `x` (CLIP's `x / x.norm(dim=-1)`).
-pub fn l2_normalize<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+pub fn l2_normalize<B: ModelBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     let norm = x.clone().powi_scalar(2).sum_dim(D - 1).sqrt();
     x / norm
 }

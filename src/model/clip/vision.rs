@@ -6,6 +6,7 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
 use super::transformer::{ClipTransformer, ClipTransformerConfig};
+use crate::model::kernels::ModelBackend;
 
 /// Shape of the vision tower (ViT-B/32 at 224: width 768, 12 layers, 12 heads, patch 32).
 #[derive(Config, Debug)]
@@ -29,7 +30,7 @@ impl VisionTransformerConfig {
         self.grid() * self.grid() + 1
     }
 
-    pub fn init<B: Backend>(&self, device: &B::Device) -> VisionTransformer<B> {
+    pub fn init<B: ModelBackend>(&self, device: &B::Device) -> VisionTransformer<B> {
         let scale = (self.width as f64).powf(-0.5);
         let normal = Initializer::Normal {
             mean: 0.0,
@@ -53,7 +54,7 @@ impl VisionTransformerConfig {
 
 /// Mirrors `clip_model.visual.*` keys.
 #[derive(Module, Debug)]
-pub struct VisionTransformer<B: Backend> {
+pub struct VisionTransformer<B: ModelBackend> {
     pub conv1: Conv2d<B>,
     pub class_embedding: Param<Tensor<B, 1>>,
     pub positional_embedding: Param<Tensor<B, 2>>,
@@ -65,14 +66,14 @@ pub struct VisionTransformer<B: Backend> {
 
 /// What HOICLIP's modified CLIP returns for a batch of images.
 #[derive(Debug, Clone)]
-pub struct VisionOutput<B: Backend> {
+pub struct VisionOutput<B: ModelBackend> {
     /// `ln_post(x[:, 0]) @ proj`: the usual CLIP image embedding, `[B, output_dim]`, not normalised.
     pub cls: Tensor<B, 2>,
     /// `ln_post(x)`: every token (CLS first), unprojected, `[B, num_tokens, width]`.
     pub tokens: Tensor<B, 3>,
 }
 
-impl<B: Backend> VisionTransformer<B> {
+impl<B: ModelBackend> VisionTransformer<B> {
     /// `images` are CLIP-normalised `[B, 3, R, R]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> VisionOutput<B> {
         let [batch, _, _, _] = images.dims();
@@ -110,7 +111,7 @@ impl<B: Backend> VisionTransformer<B> {
             .permute([0, 2, 4, 1, 3, 5]) // [B, gh, gw, C, p, p]
             .reshape([batch * gh * gw, channels * p * p]);
         let weight = weight.reshape([width, channels * p * p]).transpose();
-        patches.matmul(weight).reshape([batch, gh * gw, width])
+        B::matmul_bias(patches, weight, None).reshape([batch, gh * gw, width])
     }
 
     /// Projects token features (`[..., width]`) into the joint space, as HOICLIP's

@@ -7,18 +7,19 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+
+use crate::model::kernels::ModelBackend;
 
 /// torchvision's `FrozenBatchNorm2d`: fixed statistics and affine parameters.
 #[derive(Module, Debug)]
-pub struct FrozenBatchNorm2d<B: Backend> {
+pub struct FrozenBatchNorm2d<B: ModelBackend> {
     pub weight: Param<Tensor<B, 1>>,
     pub bias: Param<Tensor<B, 1>>,
     pub running_mean: Param<Tensor<B, 1>>,
     pub running_var: Param<Tensor<B, 1>>,
 }
 
-impl<B: Backend> FrozenBatchNorm2d<B> {
+impl<B: ModelBackend> FrozenBatchNorm2d<B> {
     pub fn new(channels: usize, device: &B::Device) -> Self {
         Self {
             weight: Param::from_tensor(Tensor::ones([channels], device)),
@@ -28,27 +29,34 @@ impl<B: Backend> FrozenBatchNorm2d<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let c = self.weight.dims()[0];
-        let n = x.dims()[0];
-        // scale = w / sqrt(rv + eps); shift = b - rm * scale (DETR's formulation, eps 1e-5)
+    /// `scale = w / sqrt(rv + eps)`, `shift = b - rm * scale` (DETR's formulation, eps 1e-5).
+    fn factors(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let scale = self.weight.val() * (self.running_var.val() + 1e-5).sqrt().recip();
         let shift = self.bias.val() - self.running_mean.val() * scale.clone();
-        // Factors repeated per image: broadcasting over batch and space at once takes a
-        // slow strided path in burn-flex (30x slower at batch 2, benches/load.rs --scaling).
-        let per_image = |t: Tensor<B, 1>| t.reshape([1, c, 1, 1]).repeat_dim(0, n);
-        x * per_image(scale) + per_image(shift)
+        (scale, shift)
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let (scale, shift) = self.factors();
+        B::channel_affine(x, scale, shift, None, false)
+    }
+
+    /// `relu(self.forward(x) + residual)`, or without the residual, in one pass where
+    /// the backend can.
+    pub fn forward_relu(&self, x: Tensor<B, 4>, residual: Option<Tensor<B, 4>>) -> Tensor<B, 4> {
+        let (scale, shift) = self.factors();
+        B::channel_affine(x, scale, shift, residual, true)
     }
 }
 
 #[derive(Module, Debug)]
-pub struct Downsample<B: Backend> {
+pub struct Downsample<B: ModelBackend> {
     pub conv: Conv2d<B>,
     pub bn: FrozenBatchNorm2d<B>,
 }
 
 #[derive(Module, Debug)]
-pub struct Bottleneck<B: Backend> {
+pub struct Bottleneck<B: ModelBackend> {
     pub conv1: Conv2d<B>,
     pub bn1: FrozenBatchNorm2d<B>,
     pub conv2: Conv2d<B>,
@@ -58,7 +66,7 @@ pub struct Bottleneck<B: Backend> {
     pub downsample: Option<Downsample<B>>,
 }
 
-impl<B: Backend> Bottleneck<B> {
+impl<B: ModelBackend> Bottleneck<B> {
     fn new(inplanes: usize, planes: usize, stride: usize, device: &B::Device) -> Self {
         let out = planes * 4;
         let conv = |i: usize, o: usize, k: usize, s: usize, p: usize| {
@@ -88,10 +96,9 @@ impl<B: Backend> Bottleneck<B> {
             Some(d) => d.bn.forward(d.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(self.conv1.forward(x)));
-        let y = relu(self.bn2.forward(self.conv2.forward(y)));
-        let y = self.bn3.forward(self.conv3.forward(y));
-        relu(y + identity)
+        let y = self.bn1.forward_relu(self.conv1.forward(x), None);
+        let y = self.bn2.forward_relu(self.conv2.forward(y), None);
+        self.bn3.forward_relu(self.conv3.forward(y), Some(identity))
     }
 }
 
@@ -110,7 +117,7 @@ impl ResNetConfig {
         self.base_width * 8 * 4
     }
 
-    pub fn init<B: Backend>(&self, device: &B::Device) -> ResNet<B> {
+    pub fn init<B: ModelBackend>(&self, device: &B::Device) -> ResNet<B> {
         let w = self.base_width;
         let mut inplanes = w;
         let mut make_layer = |planes: usize, blocks: usize, stride: usize| {
@@ -150,7 +157,7 @@ impl ResNetConfig {
 }
 
 #[derive(Module, Debug)]
-pub struct ResNet<B: Backend> {
+pub struct ResNet<B: ModelBackend> {
     pub conv1: Conv2d<B>,
     pub bn1: FrozenBatchNorm2d<B>,
     pub maxpool: MaxPool2d,
@@ -160,11 +167,11 @@ pub struct ResNet<B: Backend> {
     pub layer4: Vec<Bottleneck<B>>,
 }
 
-impl<B: Backend> ResNet<B> {
+impl<B: ModelBackend> ResNet<B> {
     /// The 7x7/2 convolution, frozen batch norm, ReLU and 3x3/2 max pool before layer1.
     pub fn stem(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.maxpool
-            .forward(relu(self.bn1.forward(self.conv1.forward(x))))
+            .forward(self.bn1.forward_relu(self.conv1.forward(x), None))
     }
 
     /// C5 features `[B, 32*base_width, ceil(H/32), ceil(W/32)]` of normalised images.

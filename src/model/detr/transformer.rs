@@ -5,10 +5,15 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::model::attention::{MultiheadAttention, MultiheadAttentionConfig};
+use crate::model::kernels::ModelBackend;
 use crate::model::linear::forward3;
 
 /// `linear2(relu(linear1(x)))`.
-pub fn ffn<B: Backend>(linear1: &Linear<B>, linear2: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+pub fn ffn<B: ModelBackend>(
+    linear1: &Linear<B>,
+    linear2: &Linear<B>,
+    x: Tensor<B, 3>,
+) -> Tensor<B, 3> {
     forward3(linear2, relu(forward3(linear1, x)))
 }
 
@@ -20,7 +25,7 @@ pub struct LayerConfig {
 }
 
 impl LayerConfig {
-    pub fn encoder<B: Backend>(&self, device: &B::Device) -> EncoderLayer<B> {
+    pub fn encoder<B: ModelBackend>(&self, device: &B::Device) -> EncoderLayer<B> {
         EncoderLayer {
             self_attn: MultiheadAttentionConfig::new(self.d_model, self.n_heads).init(device),
             linear1: LinearConfig::new(self.d_model, self.dim_feedforward).init(device),
@@ -30,7 +35,7 @@ impl LayerConfig {
         }
     }
 
-    pub fn decoder<B: Backend>(&self, device: &B::Device) -> DecoderLayer<B> {
+    pub fn decoder<B: ModelBackend>(&self, device: &B::Device) -> DecoderLayer<B> {
         DecoderLayer {
             self_attn: MultiheadAttentionConfig::new(self.d_model, self.n_heads).init(device),
             multihead_attn: MultiheadAttentionConfig::new(self.d_model, self.n_heads).init(device),
@@ -44,7 +49,7 @@ impl LayerConfig {
 }
 
 #[derive(Module, Debug)]
-pub struct EncoderLayer<B: Backend> {
+pub struct EncoderLayer<B: ModelBackend> {
     pub self_attn: MultiheadAttention<B>,
     pub linear1: Linear<B>,
     pub linear2: Linear<B>,
@@ -52,7 +57,7 @@ pub struct EncoderLayer<B: Backend> {
     pub norm2: LayerNorm<B>,
 }
 
-impl<B: Backend> EncoderLayer<B> {
+impl<B: ModelBackend> EncoderLayer<B> {
     /// `x`, `pos` `[B, L, d]`; `mask` `[B, L]` true on padding.
     pub fn forward(
         &self,
@@ -71,7 +76,7 @@ impl<B: Backend> EncoderLayer<B> {
 }
 
 #[derive(Module, Debug)]
-pub struct DecoderLayer<B: Backend> {
+pub struct DecoderLayer<B: ModelBackend> {
     pub self_attn: MultiheadAttention<B>,
     pub multihead_attn: MultiheadAttention<B>,
     pub linear1: Linear<B>,
@@ -81,7 +86,7 @@ pub struct DecoderLayer<B: Backend> {
     pub norm3: LayerNorm<B>,
 }
 
-impl<B: Backend> DecoderLayer<B> {
+impl<B: ModelBackend> DecoderLayer<B> {
     /// `tgt`, `query_pos` `[B, Q, d]`; `memory`, `pos` `[B, L, d]`; `mask` `[B, L]`.
     pub fn forward(
         &self,

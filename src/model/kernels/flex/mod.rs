@@ -1,0 +1,41 @@
+//! The flex CPU backend's versions of [`ModelBackend`]'s operations.
+
+mod affine;
+mod attention;
+mod linear;
+
+use burn::backend::Flex;
+use burn::prelude::*;
+
+use super::ModelBackend;
+
+impl ModelBackend for Flex {
+    fn multi_head_attention(
+        q: Tensor<Self, 3>,
+        k: Tensor<Self, 3>,
+        v: Tensor<Self, 3>,
+        heads: usize,
+        key_padding_mask: Option<Tensor<Self, 2, Bool>>,
+        causal: bool,
+    ) -> Tensor<Self, 3> {
+        attention::multi_head_attention(q, k, v, heads, key_padding_mask, causal)
+    }
+
+    fn matmul_bias(
+        x: Tensor<Self, 2>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+    ) -> Tensor<Self, 2> {
+        linear::matmul_bias(x, weight, bias)
+    }
+
+    fn channel_affine(
+        x: Tensor<Self, 4>,
+        scale: Tensor<Self, 1>,
+        shift: Tensor<Self, 1>,
+        residual: Option<Tensor<Self, 4>>,
+        relu: bool,
+    ) -> Tensor<Self, 4> {
+        affine::channel_affine(x, scale, shift, residual, relu)
+    }
+}

@@ -1,0 +1,119 @@
+//! Operations the model asks of its backend, as Burn's backend-extension pattern has it:
+//! [`ModelBackend`] gives every backend a portable version built from Burn's tensor ops,
+//! and a backend with a faster kernel of ours overrides it (`flex.rs`, the default CPU
+//! backend). The model code calls the trait and never sees which one runs.
+
+#[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "flex")]
+mod vexp;
+
+use burn::prelude::*;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+/// A Burn backend the model runs on: Burn's `Backend` plus the operations below.
+pub trait ModelBackend: Backend {
+    /// Scaled dot-product attention of `heads` heads, the heads side by side in the last
+    /// dimension as `nn.MultiheadAttention` keeps them (before its output projection):
+    /// `q` `[B, Lq, d]` attends to `k`, `v` `[B, Lk, d]`; `key_padding_mask` `[B, Lk]` is
+    /// `true` on keys to ignore; `causal` hides key `j` from query `i` when
+    /// `j > i + Lk - Lq`. Returns `[B, Lq, d]`.
+    fn multi_head_attention(
+        q: Tensor<Self, 3>,
+        k: Tensor<Self, 3>,
+        v: Tensor<Self, 3>,
+        heads: usize,
+        key_padding_mask: Option<Tensor<Self, 2, Bool>>,
+        causal: bool,
+    ) -> Tensor<Self, 3> {
+        portable_attention(q, k, v, heads, key_padding_mask, causal)
+    }
+
+    /// `x weight + bias` for `x` `[M, K]`, `weight` `[K, N]` (Burn's `Linear` layout, a
+    /// view is fine) and `bias` `[N]`.
+    fn matmul_bias(
+        x: Tensor<Self, 2>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+    ) -> Tensor<Self, 2> {
+        burn::tensor::module::linear(x, weight, bias)
+    }
+
+    /// `x * scale[c] + shift[c]` over `x` `[N, C, H, W]` (a frozen batch norm), then
+    /// `+ residual` where given, then ReLU where `relu`; in this order, with the
+    /// rounding of separate operations.
+    fn channel_affine(
+        x: Tensor<Self, 4>,
+        scale: Tensor<Self, 1>,
+        shift: Tensor<Self, 1>,
+        residual: Option<Tensor<Self, 4>>,
+        relu: bool,
+    ) -> Tensor<Self, 4> {
+        portable_channel_affine(x, scale, shift, residual, relu)
+    }
+}
+
+/// [`ModelBackend::multi_head_attention`] from Burn's own `attention` op: heads split
+/// into a dimension of their own and merged back after.
+pub fn portable_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    heads: usize,
+    key_padding_mask: Option<Tensor<B, 2, Bool>>,
+    causal: bool,
+) -> Tensor<B, 3> {
+    let [batch, len_q, d] = q.dims();
+    let len_k = k.dims()[1];
+    let split =
+        |t: Tensor<B, 3>, len: usize| t.reshape([batch, len, heads, d / heads]).swap_dims(1, 2);
+    let mask = key_padding_mask.map(|m| {
+        m.reshape([batch, 1, 1, len_k])
+            .expand([batch, heads, len_q, len_k])
+    });
+    let options = AttentionModuleOptions {
+        is_causal: causal,
+        ..Default::default()
+    };
+    let out = attention(
+        split(q, len_q),
+        split(k, len_k),
+        split(v, len_k),
+        mask,
+        None,
+        options,
+    );
+    out.swap_dims(1, 2).reshape([batch, len_q, d])
+}
+
+/// [`ModelBackend::channel_affine`] from Burn's tensor ops.
+pub fn portable_channel_affine<B: Backend>(
+    x: Tensor<B, 4>,
+    scale: Tensor<B, 1>,
+    shift: Tensor<B, 1>,
+    residual: Option<Tensor<B, 4>>,
+    relu: bool,
+) -> Tensor<B, 4> {
+    let [n, c, _, _] = x.dims();
+    // Factors repeated per image: broadcasting over batch and space at once takes a
+    // slow strided path in burn-flex (30x slower at batch 2, benches/load.rs --scaling).
+    let per_image = |t: Tensor<B, 1>| t.reshape([1, c, 1, 1]).repeat_dim(0, n);
+    let y = x * per_image(scale) + per_image(shift);
+    let y = match residual {
+        Some(r) => y + r,
+        None => y,
+    };
+    if relu {
+        burn::tensor::activation::relu(y)
+    } else {
+        y
+    }
+}
+
+#[cfg(feature = "ndarray")]
+impl ModelBackend for burn::backend::NdArray<f32> {}
+#[cfg(feature = "candle")]
+impl ModelBackend for burn::backend::Candle<f32, i64> {}
+#[cfg(feature = "cuda")]
+impl ModelBackend for burn::backend::Cuda<f32, i32> {}
