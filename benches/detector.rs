@@ -3,6 +3,7 @@
 //! times the PyTorch reference on the same machine and threads.
 //!
 //!     cargo bench --bench detector -- [--iters N] [--batch N] [--device cuda]
+//!         [--release-freed-memory]   (the allocator as `hoiclip --release-freed-memory`)
 
 use std::time::Instant;
 
@@ -28,6 +29,10 @@ fn peak_rss_mb() -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // As the server does, unless told otherwise as the server can be.
+    if !args.iter().any(|a| a == "--release-freed-memory") {
+        hoiclip::backend::keep_freed_memory();
+    }
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)

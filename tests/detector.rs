@@ -248,3 +248,33 @@ fn cli_inspect_weights_reports_a_clean_load_or_names_the_problem() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("another architecture"));
 }
+
+/// The allocator setting changes where freed memory goes, never a result: the same
+/// answer (all but its timings) with glibc's default (`--release-freed-memory`, also
+/// accepted after the subcommand) and with freed blocks kept (the default).
+#[test]
+fn cli_detections_do_not_depend_on_the_allocator_setting() {
+    let detect = |flag: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hoiclip"));
+        command.args([
+            "detect",
+            "--database-url",
+            "sqlite::memory:",
+            "--top-k",
+            "5",
+        ]);
+        command.args(flag).arg(fixture("hoiclip/img2.jpg"));
+        let result = command.env_remove("HOICLIP_WEIGHTS").output().unwrap();
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let mut answer: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        answer.as_object_mut().unwrap().remove("timings");
+        answer
+    };
+    let kept = detect(None);
+    assert!(!kept["triplets"].as_array().unwrap().is_empty());
+    assert_eq!(detect(Some("--release-freed-memory")), kept);
+}

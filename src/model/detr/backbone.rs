@@ -5,8 +5,8 @@
 use burn::module::Param;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
+use burn::tensor::ops::ConvOptions;
 
 use crate::model::kernels::ModelBackend;
 
@@ -93,12 +93,12 @@ impl<B: ModelBackend> Bottleneck<B> {
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => d.bn.forward(conv(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let y = self.bn1.forward_relu(self.conv1.forward(x), None);
-        let y = self.bn2.forward_relu(self.conv2.forward(y), None);
-        self.bn3.forward_relu(self.conv3.forward(y), Some(identity))
+        let y = self.bn1.forward_relu(conv(&self.conv1, x), None);
+        let y = self.bn2.forward_relu(conv(&self.conv2, y), None);
+        self.bn3.forward_relu(conv(&self.conv3, y), Some(identity))
     }
 }
 
@@ -144,10 +144,6 @@ impl ResNetConfig {
                 .with_bias(false)
                 .init(device),
             bn1: FrozenBatchNorm2d::new(w, device),
-            maxpool: MaxPool2dConfig::new([3, 3])
-                .with_strides([2, 2])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(),
             layer1,
             layer2,
             layer3,
@@ -156,11 +152,42 @@ impl ResNetConfig {
     }
 }
 
+/// `conv` applied to `x` through the backend's kernel ([`Conv2d::forward`] calls Burn's op
+/// directly); padding that is not the same on both sides stays with Burn's module.
+fn conv<B: ModelBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, conv.groups);
+            B::convolution(
+                x,
+                conv.weight.val(),
+                conv.bias.as_ref().map(Param::val),
+                options,
+            )
+        }
+        _ => conv.forward(x),
+    }
+}
+
+/// Size, stride and padding of a pooling window.
+struct Pool {
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+}
+
+/// The stem's max pool: 3x3, stride 2, padding 1 (a function of the backend, not a
+/// module: it has no parameters).
+const STEM_POOL: Pool = Pool {
+    kernel: [3, 3],
+    stride: [2, 2],
+    padding: [1, 1],
+};
+
 #[derive(Module, Debug)]
 pub struct ResNet<B: ModelBackend> {
     pub conv1: Conv2d<B>,
     pub bn1: FrozenBatchNorm2d<B>,
-    pub maxpool: MaxPool2d,
     pub layer1: Vec<Bottleneck<B>>,
     pub layer2: Vec<Bottleneck<B>>,
     pub layer3: Vec<Bottleneck<B>>,
@@ -170,8 +197,8 @@ pub struct ResNet<B: ModelBackend> {
 impl<B: ModelBackend> ResNet<B> {
     /// The 7x7/2 convolution, frozen batch norm, ReLU and 3x3/2 max pool before layer1.
     pub fn stem(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.maxpool
-            .forward(self.bn1.forward_relu(self.conv1.forward(x), None))
+        let x = self.bn1.forward_relu(conv(&self.conv1, x), None);
+        B::max_pool(x, STEM_POOL.kernel, STEM_POOL.stride, STEM_POOL.padding)
     }
 
     /// C5 features `[B, 32*base_width, ceil(H/32), ceil(W/32)]` of normalised images.

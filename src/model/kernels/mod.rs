@@ -10,7 +10,7 @@ mod vexp;
 
 use burn::prelude::*;
 use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 
 /// A Burn backend the model runs on: Burn's `Backend` plus the operations below.
 pub trait ModelBackend: Backend {
@@ -51,6 +51,27 @@ pub trait ModelBackend: Backend {
         relu: bool,
     ) -> Tensor<Self, 4> {
         portable_channel_affine(x, scale, shift, residual, relu)
+    }
+
+    /// Convolution of `x` `[N, C, H, W]` by `weight` `[out, C / groups, kh, kw]`, as
+    /// Burn's `conv2d` op.
+    fn convolution(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        bias: Option<Tensor<Self, 1>>,
+        options: ConvOptions<2>,
+    ) -> Tensor<Self, 4> {
+        burn::tensor::module::conv2d(x, weight, bias, options)
+    }
+
+    /// Max pooling of `x` `[N, C, H, W]` (no dilation, floor mode), as PyTorch's.
+    fn max_pool(
+        x: Tensor<Self, 4>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Tensor<Self, 4> {
+        burn::tensor::module::max_pool2d(x, kernel, stride, padding, [1, 1], false)
     }
 }
 

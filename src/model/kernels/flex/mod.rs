@@ -2,10 +2,13 @@
 
 mod affine;
 mod attention;
+mod conv;
 mod linear;
+mod pool;
 
 use burn::backend::Flex;
 use burn::prelude::*;
+use burn::tensor::ops::ConvOptions;
 
 use super::ModelBackend;
 
@@ -37,5 +40,23 @@ impl ModelBackend for Flex {
         relu: bool,
     ) -> Tensor<Self, 4> {
         affine::channel_affine(x, scale, shift, residual, relu)
+    }
+
+    fn convolution(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        bias: Option<Tensor<Self, 1>>,
+        options: ConvOptions<2>,
+    ) -> Tensor<Self, 4> {
+        conv::conv2d(x, weight, bias, options)
+    }
+
+    fn max_pool(
+        x: Tensor<Self, 4>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Tensor<Self, 4> {
+        pool::max_pool2d(x, kernel, stride, padding)
     }
 }
