@@ -95,7 +95,7 @@ impl Shape2d {
             && options.stride.iter().all(|&s| s > 0)
             && h + 2 * options.padding[0] >= kh
             && w + 2 * options.padding[1] >= kw
-            && batch * c_out > 0;
+            && batch * c_out * c_in * kh * kw > 0;
         if !f32s || !plain || pointwise || few_channels || one_d {
             return None;
         }
