@@ -16,6 +16,8 @@ use burn::tensor::{Bytes, DType, TensorPrimitive};
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
+use super::DisjointWrites;
+
 /// Output positions per im2col tile: burn-flex's, so the GEMMs (and their rounding) match.
 const TILE: usize = 512;
 /// burn-flex lets the gemm crate thread a tile's GEMM from this many multiply-adds on.
@@ -131,7 +133,7 @@ impl Shape2d {
         let spatial = self.spatial_out();
         let tiles = spatial.div_ceil(TILE);
         let patch = self.patch();
-        let out_ptr = SharedOut(out.as_mut_ptr());
+        let out_ptr = DisjointWrites::new(out);
         (0..self.batch * tiles).into_par_iter().for_each_init(
             || vec![0.0f32; TILE * patch],
             |cols, task| {
@@ -201,24 +203,6 @@ impl Shape2d {
                 }
             }
         }
-    }
-}
-
-/// The output pointer shared by the tasks that fill disjoint parts of it.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write disjoint elements (see `im2col_gemm`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The element `offset` places on.
-    ///
-    /// # Safety
-    /// `offset` is inside the output.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: the caller keeps `offset` inside the allocation.
-        unsafe { self.0.add(offset) }
     }
 }
 

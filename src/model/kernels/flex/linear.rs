@@ -13,6 +13,8 @@ use burn::tensor::{Bytes, DType, TensorPrimitive};
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
+use super::DisjointWrites;
+
 /// Up to this many rows the columns are split between threads; above, the gemm crate's
 /// own threading (which splits rows) does better.
 const FEW_ROWS: usize = 256;
@@ -124,11 +126,9 @@ fn multiply(x: &View, w: &View, accumulate: bool, out: &mut [f32], m: usize, n: 
         };
         return;
     }
-    // Column blocks: block b owns columns [b * width, ...) of every output row. Rust's
-    // slices cannot express an interleaved split, so each task gets the address as an
-    // integer and writes only inside its own columns.
+    // Column blocks: block b owns columns [b * width, ...) of every output row.
     let width = n.div_ceil(blocks);
-    let base = out.as_mut_ptr() as usize;
+    let base = DisjointWrites::new(out);
     (0..blocks).into_par_iter().for_each(|b| {
         let first = b * width;
         let cols = width.min(n - first);
@@ -142,7 +142,7 @@ fn multiply(x: &View, w: &View, accumulate: bool, out: &mut [f32], m: usize, n: 
                 first,
                 cols,
                 accumulate,
-                (base as *mut f32).add(first),
+                base.at(first),
                 m,
                 n,
                 k,

@@ -60,3 +60,29 @@ impl ModelBackend for Flex {
         pool::max_pool2d(x, kernel, stride, padding)
     }
 }
+
+/// An output buffer shared by tasks that each write their own elements of it, where the
+/// split is interleaved (column blocks of every row) and slices cannot express it.
+#[derive(Clone, Copy)]
+struct DisjointWrites(*mut f32);
+
+// SAFETY: only a pointer; each user writes through it from tasks whose elements are
+// disjoint, while the buffer stays mutably borrowed for the whole parallel section.
+unsafe impl Send for DisjointWrites {}
+unsafe impl Sync for DisjointWrites {}
+
+impl DisjointWrites {
+    fn new(out: &mut [f32]) -> Self {
+        Self(out.as_mut_ptr())
+    }
+
+    /// The address of element `offset`.
+    ///
+    /// # Safety
+    /// `offset` is inside the buffer, and no other task writes the elements written
+    /// through the result.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller keeps `offset` inside the buffer.
+        unsafe { self.0.add(offset) }
+    }
+}
