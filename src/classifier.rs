@@ -106,6 +106,9 @@ pub struct ClassifierSet<B: ModelBackend> {
 pub struct TrainedRows<B: ModelBackend> {
     pub pack: String,
     pub classifier: Classifier<B>,
+    /// The pack's official verb x object validity matrix (V-COCO's `corre_vcoco.npy`),
+    /// in the checkpoint's verb and object order.
+    pub correct_matrix: Option<Vec<Vec<u8>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -281,15 +284,23 @@ pub fn prompts_needed(snapshot: &VocabSnapshot, trained_pack: Option<&str>) -> V
 }
 
 /// V-COCO's validity matrix, row-major `[verbs, objects]`: verb `v` goes with object row
-/// `k` when some class is `(v, k)`; the "no object" role row, if any, with every verb.
+/// `k` when the official matrix allows it (`official`: `(verb row, object row)` cells, as
+/// [`official_cells`] maps them) or when some class is `(v, k)` (how a verb a user
+/// registers gets its row); the "no object" role row, if any, with every verb.
 pub fn validity(
     hoi_verb: &[usize],
     hoi_object: &[usize],
     verbs: usize,
     objects: usize,
     role_row: Option<usize>,
+    official: &[(usize, usize)],
 ) -> Vec<bool> {
     let mut valid = vec![false; verbs * objects];
+    for &(v, o) in official {
+        if v < verbs && o < objects {
+            valid[v * objects + o] = true;
+        }
+    }
     for (&v, &o) in hoi_verb.iter().zip(hoi_object) {
         if o < objects
             && let Some(cell) = valid.get_mut(v * objects + o)
@@ -303,6 +314,28 @@ pub fn validity(
         }
     }
     valid
+}
+
+/// The cells an official `[verbs][objects]` 0/1 matrix allows, as `(verb row, object row)`
+/// of a set, through the maps from the matrix's verb and object indices to the set's rows
+/// (`None`: that verb or object has no row in the set).
+pub fn official_cells(
+    matrix: &[Vec<u8>],
+    verb_row: impl Fn(usize) -> Option<usize>,
+    object_row: impl Fn(usize) -> Option<usize>,
+) -> Vec<(usize, usize)> {
+    let mut cells = Vec::new();
+    for (v, row) in matrix.iter().enumerate() {
+        let Some(vr) = verb_row(v) else { continue };
+        for (o, &allowed) in row.iter().enumerate() {
+            if allowed == 1
+                && let Some(or) = object_row(o)
+            {
+                cells.push((vr, or));
+            }
+        }
+    }
+    cells
 }
 
 /// A `[E, n]` classifier matrix on the host, read column by column.
@@ -563,7 +596,25 @@ pub fn assemble<B: ModelBackend>(
         }
     }
     let k_rows = object_labels.len();
-    let valid = validity(&verb_of, &hoi_object, v, k_rows, role_row);
+    // The checkpoint's verbs with its objects: the official matrix, where the pack has one.
+    let official = match trained.and_then(|t| t.correct_matrix.as_deref()) {
+        Some(matrix) => {
+            let pack_object: HashMap<usize, i64> =
+                trained_object_row.iter().map(|(&id, &r)| (r, id)).collect();
+            official_cells(
+                matrix,
+                |pv| from_trained.get(&pv).copied(),
+                |po| {
+                    pack_object
+                        .get(&po)
+                        .and_then(|id| object_row.get(id))
+                        .copied()
+                },
+            )
+        }
+        None => Vec::new(),
+    };
+    let valid = validity(&verb_of, &hoi_object, v, k_rows, role_row, &official);
     let mut label_rows = vec![pack.is_none(); k_rows];
     for (o, &row) in &object_row {
         if trained_object_row.contains_key(o) {

@@ -116,7 +116,7 @@ pub struct Scoring {
     /// `interactions` (HICO-DET: one triplet per HOI class, triplet NMS) or `verbs`
     /// (V-COCO: one per verb with the predicted object, validity matrix, no NMS).
     pub output: crate::postprocess::Output,
-    /// Triplet NMS (interactions output only).
+    /// Triplet NMS: applied to interactions output only, so always false for verbs.
     pub nms: bool,
     pub nms_threshold: f32,
     pub nms_alpha: f32,
@@ -151,7 +151,9 @@ impl Scoring {
         .any(|n| finite(n).is_some());
         let config = PostprocessConfig {
             output,
-            nms: finite("use_nms_filter").map_or(defaults.nms, |v| v != 0.0),
+            // V-COCO's evaluation never applies triplet NMS, whatever the saved args say.
+            nms: output == crate::postprocess::Output::Interactions
+                && finite("use_nms_filter").map_or(defaults.nms, |v| v != 0.0),
             nms_threshold: finite("thres_nms").map_or(defaults.nms_threshold, |v| v as f32),
             nms_alpha: finite("nms_alpha").map_or(defaults.nms_alpha, |v| v as f32),
             nms_beta: finite("nms_beta").map_or(defaults.nms_beta, |v| v as f32),
@@ -663,6 +665,7 @@ impl<B: ModelBackend> Detector<B> {
         self.info.trained.then(|| crate::classifier::TrainedRows {
             pack: self.pack.name.clone(),
             classifier: self.own.classifier.clone(),
+            correct_matrix: self.pack.correct_matrix.clone(),
         })
     }
 }
@@ -793,7 +796,14 @@ fn own_set<B: ModelBackend>(classifier: Classifier<B>, pack: &Pack) -> Classifie
     let hoi_object = pack.hoi_object();
     let hoi_verb = pack.hoi_verb();
     let (v, k) = (pack.verbs.len(), object_labels.len());
-    let valid = crate::classifier::validity(&hoi_verb, &hoi_object, v, k, role_row);
+    let official = pack
+        .correct_matrix
+        .as_deref()
+        .map(|m| {
+            crate::classifier::official_cells(m, Some, |o| (o < pack.objects.len()).then_some(o))
+        })
+        .unwrap_or_default();
+    let valid = crate::classifier::validity(&hoi_verb, &hoi_object, v, k, role_row, &official);
     let mut label_rows = vec![true; k];
     label_rows[k - 1] = false;
     ClassifierSet {

@@ -290,6 +290,10 @@ async fn v_coco_layout_served_equals_cli_with_verb_level_output() {
     let info = get_json(&s, "/info").await;
     assert_eq!(info["scoring"]["verb_weight"], 0.1, "{info}");
     assert_eq!(info["scoring"]["output"], "verbs");
+    assert_eq!(
+        info["scoring"]["nms"], false,
+        "V-COCO's verb output has no NMS"
+    );
 
     // Verb-level output: one triplet per (pair, verb) at most, labelled with an object
     // the verb is valid for (or the "no object" role), no NMS.
@@ -305,6 +309,20 @@ async fn v_coco_layout_served_equals_cli_with_verb_level_output() {
         );
         assert!(seen.insert(key), "two triplets for one pair and verb");
     }
+    // The official validity matrix (corre_vcoco.npy) allows agent-only verbs with every
+    // object; a matrix derived from the 263 classes would score these 0.
+    let agent_only_on_objects = triplets
+        .iter()
+        .filter(|t| {
+            ["stand", "walk", "run", "smile"].contains(&t["verb"].as_str().unwrap())
+                && t["object"]["label"] != "nothing"
+                && t["score"].as_f64().unwrap() > 0.0
+        })
+        .count();
+    assert!(
+        agent_only_on_objects > 0,
+        "no agent-only verb scored with a real object"
+    );
 
     // A verb registered on a V-COCO model is a new verb-level output, valid only with
     // the objects registered with it.

@@ -56,6 +56,7 @@ fn tiny_pack() -> Pack {
     let ing = ["carrying", "holding", "riding", "flying", "and"];
     Pack {
         zero_shot: Default::default(),
+        correct_matrix: None,
         name: "tiny".into(),
         verbs: strs(&names["verbs"])
             .into_iter()
@@ -284,6 +285,7 @@ async fn trained_rows_come_from_the_checkpoint_and_new_rows_from_text() {
         Some(TrainedRows {
             pack: "tiny".into(),
             classifier: trained.clone(),
+            correct_matrix: None,
         }),
     );
     let set = tensors(&registry, &service.refresh().await.unwrap());

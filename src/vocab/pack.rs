@@ -51,6 +51,11 @@ pub struct Pack {
     /// (indices) held out of training for it.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub zero_shot: std::collections::BTreeMap<String, Vec<usize>>,
+    /// The dataset's official verb x object validity matrix (`[verbs][objects]`, 0 or 1),
+    /// when its evaluation has one: V-COCO's `corre_vcoco.npy`, which allows far more
+    /// cells than the interactions do (agent-only verbs go with every object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct_matrix: Option<Vec<Vec<u8>>>,
 }
 
 impl Pack {
@@ -86,6 +91,13 @@ impl Pack {
         if self.object_prompts.len() < self.objects.len() + 1 {
             return bad("fewer object prompts than objects + 1".into());
         }
+        if let Some(m) = &self.correct_matrix
+            && (m.len() != self.verbs.len()
+                || m.iter()
+                    .any(|r| r.len() != self.objects.len() || r.iter().any(|&x| x > 1)))
+        {
+            return bad("correct_matrix is not verbs x objects of 0 and 1".into());
+        }
         for (split, unseen) in &self.zero_shot {
             if unseen.iter().any(|&i| i >= self.interactions.len()) {
                 return bad(format!(
@@ -112,6 +124,13 @@ impl Pack {
             .get(index)
             .map(|o| o.name.as_str())
             .unwrap_or("nothing")
+    }
+
+    /// Whether the official validity matrix allows verb `verb` with object `object` (pack
+    /// indices); `None` when the pack has no such matrix.
+    pub fn officially_valid(&self, verb: usize, object: usize) -> Option<bool> {
+        let m = self.correct_matrix.as_ref()?;
+        Some(m.get(verb).and_then(|r| r.get(object)) == Some(&1))
     }
 
     /// `verb2hoi` as a dense row-major `[V, C]` 0/1 matrix.
@@ -148,6 +167,25 @@ mod tests {
         let vcoco = Pack::v_coco();
         assert_eq!((vcoco.verbs.len(), vcoco.interactions.len()), (29, 263));
         assert_eq!(vcoco.object_name(80), "nothing");
+        // V-COCO's official corre_vcoco.npy: 788 allowed cells, against the 234 its 263
+        // interactions give; agent-only verbs go with every object.
+        let m = vcoco
+            .correct_matrix
+            .as_ref()
+            .expect("V-COCO ships its matrix");
+        assert_eq!(m.iter().flatten().filter(|&&x| x == 1).count(), 788);
+        let walk = vcoco.verbs.iter().position(|v| v.name == "walk").unwrap();
+        let airplane = vcoco
+            .objects
+            .iter()
+            .position(|o| o.name == "airplane")
+            .unwrap();
+        assert_eq!(vcoco.officially_valid(walk, airplane), Some(true));
+        for it in vcoco.interactions.iter().filter(|it| it.object < 80) {
+            assert_eq!(vcoco.officially_valid(it.verb, it.object), Some(true));
+        }
+        assert_eq!(hico.correct_matrix, None);
+        assert_eq!(hico.officially_valid(0, 0), None);
     }
 
     #[test]
