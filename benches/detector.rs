@@ -3,6 +3,7 @@
 //! times the PyTorch reference on the same machine and threads.
 //!
 //!     cargo bench --bench detector -- [--iters N] [--batch N] [--device cuda]
+//!         [--gpu-conv gemm|implicit-gemm|direct]   (as `hoiclip --gpu-conv`)
 //!         [--release-freed-memory]   (the allocator as `hoiclip --release-freed-memory`)
 
 use std::time::Instant;
@@ -47,8 +48,19 @@ fn main() {
     if cuda {
         #[cfg(feature = "cuda")]
         {
+            let conv: hoiclip::model::kernels::GpuConv = args
+                .iter()
+                .position(|a| a == "--gpu-conv")
+                .and_then(|i| args.get(i + 1))
+                .map(|v| {
+                    v.parse()
+                        .expect("--gpu-conv: gemm, implicit-gemm or direct")
+                })
+                .unwrap_or_default();
+            hoiclip::model::kernels::set_gpu_conv(conv);
             let device = burn::backend::cuda::CudaDevice::new(0);
-            return bench::<hoiclip::backend::Cuda>(&device, iters, batch, "burn-cuda");
+            let name = format!("burn-cuda-{}", conv.name());
+            return bench::<hoiclip::backend::Cuda>(&device, iters, batch, &name);
         }
         #[cfg(not(feature = "cuda"))]
         panic!("--device cuda needs `--features cuda`");
@@ -59,7 +71,10 @@ fn main() {
 
 /// Full-size trunk + heads on `batch` random 800x1200 images; prints ms per image.
 fn bench<B: ModelBackend>(device: &B::Device, iters: usize, batch: usize, name: &str) {
-    let model = HoiclipConfig::hico_det().init::<B>(device);
+    // As the detector loads it: batch norm factors once (folded on a GPU).
+    let model = HoiclipConfig::hico_det()
+        .init::<B>(device)
+        .prepare_for_inference();
     let classifier = model.trained_classifier();
     let input = || ModelInput {
         detr: Tensor::<B, 4>::random(
@@ -76,7 +91,13 @@ fn bench<B: ModelBackend>(device: &B::Device, iters: usize, batch: usize, name: 
         // Reading the result back waits for the device.
         let _ = preds.hoi_logits.into_data();
     };
+    let start = Instant::now();
     run(input()); // warm-up (also materialises the lazily initialised weights)
+    eprintln!(
+        "{}",
+        serde_json::json!({"impl": name, "cold": "first forward", "batch": batch,
+            "size": [800, 1200], "first_ms": start.elapsed().as_secs_f64() * 1000.0})
+    );
     let inputs: Vec<_> = (0..iters).map(|_| input()).collect();
     // Make the random inputs now, outside the timed loop (device work is lazy).
     for i in &inputs {
@@ -84,7 +105,10 @@ fn bench<B: ModelBackend>(device: &B::Device, iters: usize, batch: usize, name: 
         let _ = i.clip.clone().sum().into_data();
     }
     if std::env::args().any(|a| a == "--stages") {
-        stages(&model, &inputs, batch);
+        stages(&model, &inputs, batch, name);
+    }
+    if std::env::args().any(|a| a == "--cold") {
+        cold(&model, device, name);
     }
     let start = Instant::now();
     for i in inputs {
@@ -107,11 +131,17 @@ fn stages<B: ModelBackend>(
     model: &hoiclip::model::hoiclip::Hoiclip<B>,
     inputs: &[ModelInput<B>],
     batch: usize,
+    implementation: &str,
 ) {
     let classifier = model.trained_classifier();
     let resnet = &model.backbone;
     let stem = |x: Tensor<B, 4>| resnet.stem(x);
-    let time = |name: &str, f: &dyn Fn(&ModelInput<B>)| timed(name, batch, inputs, f);
+    let timed = |name: &str, batch: usize, items: &[Tensor<B, 4>], f: &dyn Fn(&Tensor<B, 4>)| {
+        timed(implementation, name, batch, items, f)
+    };
+    let time = |name: &str, f: &dyn Fn(&ModelInput<B>)| {
+        self::timed(implementation, name, batch, inputs, f)
+    };
     time("stem", &|i| {
         let _ = stem(i.detr.clone()).sum().into_data();
     });
@@ -153,8 +183,52 @@ fn stages<B: ModelBackend>(
     });
 }
 
+/// `--cold`: the first forward pass at each new input size and batch size (where a GPU
+/// backend compiles kernels) against a second one at the same shape, one JSON line each
+/// on stderr. Run right after the 800x1200 warm-up, so the first line is a new size.
+fn cold<B: ModelBackend>(
+    model: &hoiclip::model::hoiclip::Hoiclip<B>,
+    device: &B::Device,
+    implementation: &str,
+) {
+    let classifier = model.trained_classifier();
+    let forward = |batch: usize, h: usize, w: usize| {
+        let input = ModelInput {
+            detr: Tensor::<B, 4>::random([batch, 3, h, w], Distribution::Normal(0.0, 1.0), device),
+            valid: vec![(h, w); batch],
+            clip: Tensor::<B, 4>::random(
+                [batch, 3, 224, 224],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            ),
+        };
+        let _ = B::sync(device);
+        let start = Instant::now();
+        let features = model.features(input);
+        let _ = model.heads(&features, &classifier).hoi_logits.into_data();
+        start.elapsed().as_secs_f64() * 1000.0
+    };
+    for (batch, h, w, what) in [
+        (1, 800, 1067, "new size"),
+        (1, 800, 1333, "new size"),
+        (1, 608, 1333, "new size"),
+        (1, 1333, 800, "new size"),
+        (2, 800, 1200, "new batch size"),
+        (4, 800, 1200, "new batch size"),
+        (8, 800, 1200, "new batch size"),
+    ] {
+        let first = forward(batch, h, w);
+        let second = forward(batch, h, w);
+        eprintln!(
+            "{}",
+            serde_json::json!({"impl": implementation, "cold": what, "batch": batch,
+                "size": [h, w], "first_ms": first, "second_ms": second})
+        );
+    }
+}
+
 /// Times `f` on every item after one warm-up call; one JSON line on stderr, in ms per image.
-fn timed<T>(name: &str, batch: usize, items: &[T], f: &dyn Fn(&T)) {
+fn timed<T>(implementation: &str, name: &str, batch: usize, items: &[T], f: &dyn Fn(&T)) {
     f(&items[0]);
     let start = Instant::now();
     for item in items {
@@ -163,6 +237,6 @@ fn timed<T>(name: &str, batch: usize, items: &[T], f: &dyn Fn(&T)) {
     let ms = start.elapsed().as_secs_f64() * 1000.0 / (items.len() * batch) as f64;
     eprintln!(
         "{}",
-        serde_json::json!({"stage": name, "ms_per_image": ms, "batch": batch})
+        serde_json::json!({"impl": implementation, "stage": name, "ms_per_image": ms, "batch": batch})
     );
 }

@@ -24,9 +24,11 @@ def arg(flag, default):
 iters = int(arg("--iters", 3))
 batch = int(arg("--batch", 1))
 device = torch.device(arg("--device", "cpu"))
-# Burn computes in plain f32; keep PyTorch's GPU convolutions and matmuls there too.
-torch.backends.cudnn.allow_tf32 = False
-torch.backends.cuda.matmul.allow_tf32 = False
+# Plain f32 by default; --tf32 lets convolutions and matmuls use TF32 tensor cores (what
+# PyTorch does for convolutions unless told otherwise, and what Burn's CUDA backend does).
+tf32 = "--tf32" in sys.argv
+torch.backends.cudnn.allow_tf32 = tf32
+torch.backends.cuda.matmul.allow_tf32 = tf32
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count())))
 torch.manual_seed(0)
 clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None).eval()
@@ -91,6 +93,7 @@ if "--stages" in sys.argv:
         timed("forward", lambda t: model(t, mask, clip_input), xs)
 
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"impl": f"pytorch-{torch.__version__}-{device.type}", "batch": batch, "ms_per_image": ms,
-                  "images_per_s": 1000 / ms, "peak_rss_mb": rss_mb,
-                  "threads": torch.get_num_threads()}))
+gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+print(json.dumps({"impl": f"pytorch-{torch.__version__}-{device.type}" + ("-tf32" if tf32 else ""),
+                  "batch": batch, "ms_per_image": ms, "images_per_s": 1000 / ms, "peak_rss_mb": rss_mb,
+                  "peak_gpu_allocated_mb": gpu_mb, "threads": torch.get_num_threads()}))

@@ -1,29 +1,44 @@
 #!/usr/bin/env bash
-# The GPU check (issue 6) as one script for a machine with an NVIDIA GPU:
-#   1. the HOICLIP parity fixture on CUDA (tolerance 1e-3, tests/cuda_parity.rs);
-#   2. the served pipeline (`hoiclip detect`: vocabulary, engine, classifiers from the
-#      CLIP text tower) on CUDA against the same binary on the CPU, same demo weights;
-#   3. full-size throughput at batch 1/8/32: Burn CUDA next to PyTorch eager on the same GPU.
+# The GPU check (issues 6, 26, 27) as one script for a machine with an NVIDIA GPU, in
+# order of value, each step skipped once the time budget is spent (BUDGET seconds, default
+# 500, so one call of the device tool holds it with start-up to spare):
+#   1. every convolution shape of the full-size detector at batch 8 through every GPU
+#      convolution path (Burn's direct kernel, gemm, implicit-gemm): median ms and the
+#      largest difference from the direct kernel (benches/conv_paths.rs);
+#   2. the whole detector, 800x1200, fp32, at batch 1 and 8 for each path (--stages at
+#      batch 8), next to PyTorch eager with TF32 off and on in the same run; batch 32 for
+#      the two tensor-core paths and PyTorch; peak GPU memory of each run (nvidia-smi);
+#   3. cold start: the first forward pass, each new input size, each new batch size;
+#   4. the HOICLIP parity fixture on CUDA for each path (tests/cuda_parity.rs, TF32
+#      tolerances from tests/fixtures/tf32_sensitivity.py);
+#   5. the served pipeline (`hoiclip detect`: vocabulary, engine, classifiers from the CLIP
+#      text tower) on CUDA against the same binary on the CPU, same demo weights.
+# Every result is a JSON line in $OUT/results.jsonl; $OUT/summary.md has the tables to
+# paste into BENCHMARKS.md (benches/gpu_summary.py).
 #
 # Two ways to run it:
 #   benches/gpu.sh                      # on a GPU machine with a Rust toolchain: builds, then runs
-#   benches/gpu.sh --prepare            # here: builds the three binaries into .gpu/ and the
+#   benches/gpu.sh --prepare            # here: builds the four binaries into .gpu/ and the
 #                                       # PyTorch reference's wheels into .whl/ (both git-ignored)
-#   BIN_DIR=.gpu benches/gpu.sh         # there (no toolchain, no network): runs what was carried
-# Environment: PYTHON (python3), ITERS (5), OUT (where logs and outputs go; default target/gpu).
+#   BIN_DIR=.gpu OUT=$OUT benches/gpu.sh   # there (no toolchain, no network): runs what was carried
+# Environment: PYTHON (python3), ITERS (5), OUT (where logs and outputs go; default
+# target/gpu), BUDGET (seconds, 500).
 # Steps do not stop the script when they fail: each prints its own verdict.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 ITERS="${ITERS:-5}"
 OUT="${OUT:-target/gpu}"
+BUDGET="${BUDGET:-500}"
 mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+STARTED=$(date +%s)
 
-# The three binaries, built with --features cuda: the CUDA parity test, the detector
-# bench and the server/CLI.
+# The four binaries, built with --features cuda: the CUDA parity test, the detector and
+# convolution benches, and the server/CLI.
 build() {
-  cargo build --release --features cuda --test cuda_parity --bench detector --bin hoiclip \
-    --message-format=json-render-diagnostics |
+  cargo build --release --features cuda --test cuda_parity --bench detector --bench conv_paths \
+    --bin hoiclip --message-format=json-render-diagnostics |
     "$PYTHON" -c '
 import json, sys
 for line in sys.stdin:
@@ -39,8 +54,9 @@ for line in sys.stdin:
 if [ "${1:-}" = "--prepare" ]; then
   rm -rf .gpu
   build target/gpu-bin
-  # Compressed, the three fit the device tool's 64 MiB with the working tree.
+  # Compressed, the four fit the device tool's 64 MiB with the working tree.
   mkdir -p .gpu && tar -C target/gpu-bin -czf .gpu/bin.tar.gz .
+  ls -la .gpu
   # open_clip is not on the GPU image; its other needs (torch, timm, ...) are.
   "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
@@ -48,6 +64,7 @@ if [ "${1:-}" = "--prepare" ]; then
   exit
 fi
 
+: >"$RESULTS"
 if [ -z "${BIN_DIR:-}" ]; then
   BIN_DIR=target/gpu-bin
   build "$BIN_DIR" || exit 1
@@ -73,49 +90,123 @@ nvrtc=$(ls "${CUDA_PATH:-/usr/local/cuda}"/lib64/libnvrtc.so* "${CUDA_PATH:-/usr
 [ -z "$nvrtc" ] && nvrtc=$(find / -name 'libnvrtc.so*' -not -path '/proc/*' 2>/dev/null | head -1)
 [ -n "$nvrtc" ] && export LD_LIBRARY_PATH="$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-echo "# $(date -u +%F) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
+gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)
+echo "# $(date -u +%F) $gpu"
 echo "# CUDA_PATH=${CUDA_PATH:-unset} nvrtc=${nvrtc:-not found} cores=$(nproc)"
-"$PYTHON" -c 'import torch; print("# torch", torch.__version__, torch.cuda.get_device_name(0))'
-
-step() { echo; echo "== $1 ($(date -u +%T))"; }
-
-step "1. CUDA parity (tests/cuda_parity.rs, tolerance 1e-3)"
-timeout 150 "$BIN_DIR/cuda_parity" --nocapture --test-threads 1
-echo "parity exit: $?"
-
-step "2. served pipeline: hoiclip detect on cuda vs cpu (demo weights, same seed)"
-# Each image twice, one per pass: the second shows the warm time for that input size.
-images="tests/fixtures/hoiclip/img0.png tests/fixtures/hoiclip/img1.png tests/fixtures/hoiclip/img2.jpg"
-images="$images $images"
-for device in cpu cuda; do
-  for pack in hico-det v-coco; do
-    start=$(date +%s%N)
-    # shellcheck disable=SC2086
-    timeout 150 "$BIN_DIR/hoiclip" detect --device "$device" --pack "$pack" --top-k 100 --max-batch-size 1 \
-      --database-url "sqlite:///tmp/gpu-$device.db?mode=rwc" $images >"$OUT/detect-$device-$pack.json" 2>"$OUT/detect-$device-$pack.err"
-    echo "$device $pack: exit $? in $(( ($(date +%s%N) - start) / 1000000 )) ms"
-    tail -2 "$OUT/detect-$device-$pack.err"
-  done
-done
-for pack in hico-det v-coco; do
-  "$PYTHON" benches/gpu_compare.py "$OUT/detect-cpu-$pack.json" "$OUT/detect-cuda-$pack.json"
-done
-
-step "3. throughput, full size 800x1200, fp32: burn-cuda vs PyTorch eager (stages: ms per image of each part alone)"
-for batch in 1 8 32; do
-  torch_json=$(timeout 120 "$PYTHON" benches/detector_torch.py --device cuda --batch "$batch" --iters "$ITERS" | tail -1)
-  stages=""
-  [ "$batch" -le 8 ] && stages="--stages"
-  burn_json=$(timeout 150 "$BIN_DIR/detector" --device cuda --batch "$batch" --iters "$ITERS" $stages | tail -1)
-  echo "$torch_json"
-  echo "$burn_json"
-  "$PYTHON" - "$torch_json" "$burn_json" <<'PY'
-import json, sys
-try:
-    t, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-except ValueError:
-    sys.exit("a run gave no result")
-print(f"batch {b['batch']}: burn-cuda {b['images_per_s']:.1f} img/s, torch {t['images_per_s']:.1f} img/s, "
-      f"ratio {b['images_per_s'] / t['images_per_s']:.2f}x")
+torch_version=$("$PYTHON" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))')
+echo "# torch $torch_version"
+"$PYTHON" - "$gpu" "$torch_version" >>"$RESULTS" <<'PY'
+import json, sys, datetime
+print(json.dumps({"machine": sys.argv[1], "torch": sys.argv[2], "date": datetime.date.today().isoformat()}))
 PY
+
+# Steps start only while the budget lasts; each has its own timeout within what is left.
+left() { echo $((BUDGET - ($(date +%s) - STARTED))); }
+step() {
+  echo
+  echo "== $1 ($(date -u +%T), $(left) s of the budget left)"
+  if [ "$(left)" -lt "${2:-30}" ]; then
+    echo "skipped: the time budget is spent"
+    echo "{\"skipped\": \"$1\"}" >>"$RESULTS"
+    return 1
+  fi
+}
+# Peak GPU memory while a command runs (nvidia-smi sampled every 100 ms), as a JSON line.
+with_memory() {
+  local label=$1
+  shift
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$OUT/mem.txt" 2>/dev/null &
+  local sampler=$!
+  "$@"
+  local rc=$?
+  kill "$sampler" 2>/dev/null
+  wait "$sampler" 2>/dev/null
+  local peak
+  peak=$(sort -n "$OUT/mem.txt" | tail -1)
+  echo "{\"memory\": \"$label\", \"peak_gpu_used_mb\": ${peak:-null}}" >>"$RESULTS"
+  return $rc
+}
+# A bench's JSON lines (stdout and stderr) into the results, the rest to a log.
+keep_json() { grep -h '^{' "$@" >>"$RESULTS"; }
+limit() { t=$(left); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 10 ] && t=10; echo "$t"; }
+
+if step "1. convolution paths, every shape at batch 8 (benches/conv_paths.rs)" 60; then
+  timeout "$(limit 150)" "$BIN_DIR/conv_paths" --device cuda --batch 8 --iters "$ITERS" \
+    >"$OUT/conv.json" 2>"$OUT/conv.err"
+  echo "exit $?"
+  keep_json "$OUT/conv.json"
+  grep summary "$OUT/conv.json"
+fi
+
+detector() { # path batch [--stages]
+  local path=$1 batch=$2
+  shift 2
+  with_memory "burn-cuda-$path batch $batch" timeout "$(limit 90)" "$BIN_DIR/detector" --device cuda \
+    --gpu-conv "$path" --batch "$batch" --iters "$ITERS" "$@" \
+    >"$OUT/det-$path-$batch.json" 2>"$OUT/det-$path-$batch.err"
+  echo "burn-cuda $path batch $batch: exit $? $(tail -1 "$OUT/det-$path-$batch.json")"
+  keep_json "$OUT/det-$path-$batch.json" "$OUT/det-$path-$batch.err"
+}
+torch_run() { # batch [--tf32]
+  local batch=$1
+  shift
+  local name="torch-$batch${1:+-tf32}"
+  with_memory "pytorch batch $batch${1:+ tf32}" timeout "$(limit 90)" "$PYTHON" benches/detector_torch.py \
+    --device cuda --batch "$batch" --iters "$ITERS" "$@" >"$OUT/$name.json" 2>"$OUT/$name.err"
+  echo "pytorch batch $batch ${1:-}: exit $? $(tail -1 "$OUT/$name.json")"
+  keep_json "$OUT/$name.json"
+}
+for batch in 1 8; do
+  if step "2. throughput at batch $batch, 800x1200: every path and PyTorch (TF32 off, on)" 40; then
+    stages=""
+    [ "$batch" = 8 ] && stages="--stages"
+    for path in gemm implicit-gemm; do detector "$path" "$batch" $stages; done
+    torch_run "$batch"
+    torch_run "$batch" --tf32
+    detector direct "$batch"
+  fi
 done
+
+if step "3. cold start: first forward, new sizes, new batch sizes (gemm)" 40; then
+  timeout "$(limit 120)" "$BIN_DIR/detector" --device cuda --gpu-conv gemm --batch 1 --iters 1 --cold \
+    >"$OUT/cold.json" 2>"$OUT/cold.err"
+  echo "exit $?"
+  keep_json "$OUT/cold.err"
+  grep cold "$OUT/cold.err"
+fi
+
+if step "4. CUDA parity, every convolution path (tests/cuda_parity.rs)" 60; then
+  timeout "$(limit 200)" "$BIN_DIR/cuda_parity" --nocapture --test-threads 1 >"$OUT/parity.log" 2>&1
+  rc=$?
+  grep -E "over tolerance|relative error|test result" "$OUT/parity.log" | tail -30
+  echo "{\"parity_exit\": $rc}" >>"$RESULTS"
+fi
+
+if step "2b. throughput at batch 32: the tensor-core paths and PyTorch" 60; then
+  for path in gemm implicit-gemm; do detector "$path" 32; done
+  torch_run 32
+  torch_run 32 --tf32
+fi
+
+if step "5. served pipeline: hoiclip detect on cuda vs cpu (demo weights, same seed)" 60; then
+  # Each image twice, one per pass: the second shows the warm time for that input size.
+  images="tests/fixtures/hoiclip/img0.png tests/fixtures/hoiclip/img1.png tests/fixtures/hoiclip/img2.jpg"
+  images="$images $images"
+  for device in cpu cuda; do
+    for pack in hico-det v-coco; do
+      start=$(date +%s%N)
+      # shellcheck disable=SC2086
+      timeout "$(limit 100)" "$BIN_DIR/hoiclip" detect --device "$device" --pack "$pack" --top-k 100 --max-batch-size 1 \
+        --database-url "sqlite:///tmp/gpu-$device.db?mode=rwc" $images >"$OUT/detect-$device-$pack.json" 2>"$OUT/detect-$device-$pack.err"
+      echo "$device $pack: exit $? in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+      tail -2 "$OUT/detect-$device-$pack.err"
+    done
+  done
+  for pack in hico-det v-coco; do
+    "$PYTHON" benches/gpu_compare.py "$OUT/detect-cpu-$pack.json" "$OUT/detect-cuda-$pack.json"
+  done
+fi
+
+echo
+"$PYTHON" benches/gpu_summary.py "$RESULTS" | tee "$OUT/summary.md"
+echo "total $(( $(date +%s) - STARTED )) s"

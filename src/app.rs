@@ -86,11 +86,13 @@ pub async fn service(settings: &Settings) -> Result<Arc<dyn Inference>, StartErr
         DeviceChoice::Cuda(index) => {
             crate::backend::check_cuda(index)
                 .map_err(|reason| StartError::CudaUnavailable { index, reason })?;
+            // Before the model exists: one choice for every forward pass of the process.
+            crate::model::kernels::set_gpu_conv(settings.gpu_conv);
             service_on::<crate::backend::Cuda, _, _>(
                 settings,
                 burn::backend::cuda::CudaDevice::new(index),
                 &format!("cuda:{index}"),
-                "cuda",
+                &format!("cuda ({} convolutions)", settings.gpu_conv.name()),
                 |runner| runner,
             )
             .await?

@@ -25,6 +25,8 @@ pub struct Settings {
     pub vocabulary_poll: std::time::Duration,
     /// "cpu", "cuda" or "cuda:N".
     pub device: String,
+    /// How a GPU backend runs convolutions (ignored on the CPU).
+    pub gpu_conv: crate::model::kernels::GpuConv,
     /// Queue and batching.
     pub engine: EngineOptions,
     /// Keys, limits and timeouts of the API.
@@ -41,6 +43,7 @@ impl Default for Settings {
             database_url: DEFAULT_DATABASE_URL.into(),
             vocabulary_poll: std::time::Duration::from_secs(1),
             device: "cpu".into(),
+            gpu_conv: Default::default(),
             engine: EngineOptions::default(),
             api: ServeOptions::default(),
             server: ServerLimits::default(),

@@ -431,7 +431,7 @@ impl<B: ModelBackend> Detector<B> {
         };
         let own = Arc::new(own_set(classifier, &pack));
         Ok(Self {
-            model,
+            model: model.prepare_for_inference(),
             own,
             pack,
             preprocess,

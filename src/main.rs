@@ -32,6 +32,11 @@ flag_enum!(
     PolicyArg => BatchPolicy { SameSize, Pad }
 );
 
+flag_enum!(
+    /// `GpuConv` as a flag value.
+    GpuConvArg => GpuConv { Gemm, ImplicitGemm, Direct }
+);
+
 mod eval_command;
 
 use std::path::PathBuf;
@@ -50,6 +55,7 @@ use hoiclip::detector::Detection;
 use hoiclip::engine::{BatchPolicy, EngineOptions, Inference, Request};
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::model::clip::{ClipConfig, l2_normalize};
+use hoiclip::model::kernels::GpuConv;
 use hoiclip::model::weights::{Checkpoint, LoadPlan};
 use hoiclip::vision::decode::{exif_orientation, orient};
 use hoiclip::vision::{DecodeLimits, decode};
@@ -181,6 +187,11 @@ struct ModelArgs {
     /// cpu, or cuda / cuda:N (build with --features cuda).
     #[arg(long, env = "HOICLIP_DEVICE", default_value_t = defaults().device)]
     device: String,
+    /// How the GPU runs convolutions: gemm (im2col + matrix product on the tensor
+    /// cores), implicit-gemm (cubek's fixed-algorithm kernel) or direct (Burn's own, for
+    /// comparison). Ignored on the CPU.
+    #[arg(long, env = "HOICLIP_GPU_CONV", value_enum, default_value_t = GpuConvArg::from(defaults().gpu_conv))]
+    gpu_conv: GpuConvArg,
 }
 
 /// The model behind `vocab` commands that need one (the database is `vocab`'s own).
@@ -245,6 +256,7 @@ impl ModelArgs {
             model: ModelSource::from_weights(self.weights.clone()),
             database_url: self.database_url.clone(),
             device: self.device.clone(),
+            gpu_conv: self.gpu_conv.into(),
             engine: engine.options(),
             ..defaults()
         }

@@ -33,11 +33,17 @@ fn fixture_set() -> Fixture {
     Fixture { config, json, refs }
 }
 
-fn model(f: &Fixture) -> Hoiclip<B> {
+/// The checkpoint as loaded, before [`Hoiclip::prepare_for_inference`].
+fn loaded(f: &Fixture) -> Hoiclip<B> {
     let ckpt = Checkpoint::open(fixture("hoiclip/checkpoint.pth")).unwrap();
     let (model, report) = detector::load::<B>(&f.config, &ckpt, &Default::default()).unwrap();
     assert!(report.is_clean(), "{report}");
     model
+}
+
+/// As the detector runs it: batch norm factors computed once at load.
+fn model(f: &Fixture) -> Hoiclip<B> {
+    loaded(f).prepare_for_inference()
 }
 
 fn usizes(v: &serde_json::Value) -> Vec<usize> {
@@ -96,6 +102,66 @@ fn unexpected_key_in_checkpoint_is_an_error() {
         msg.contains("transformer.instance_decoder.layers.1.self_attn.in_proj_weight"),
         "{msg}"
     );
+}
+
+/// Batch norms folded into the convolutions' weights (what the CUDA backend runs) against
+/// the exact arithmetic, on the fixture images: f32 rounding only. Backbone features within
+/// 1e-5 of their scale; logits within 2x the logit tolerance, since this random tiny model
+/// amplifies rounding (the reference's own f32-vs-f64 spread is 1.3e-4); boxes within the
+/// box tolerance.
+#[test]
+fn folded_batch_norms_match_the_exact_model_on_the_fixture() {
+    let f = fixture_set();
+    let mut exact = loaded(&f);
+    let mut folded = exact.clone();
+    exact.backbone = exact.backbone.prepare_batch_norms(false);
+    folded.backbone = folded.backbone.prepare_batch_norms(true);
+    assert!(folded.backbone.is_folded() && !exact.backbone.is_folded());
+    for i in 0..3 {
+        let detr = reference::<4>(&f.refs, &format!("img{i}_detr_input"));
+        let [_, _, h, w] = detr.dims();
+        let input = ModelInput {
+            detr,
+            valid: vec![(h, w)],
+            clip: reference::<4>(&f.refs, &format!("img{i}_clip_input")),
+        };
+        let (fa, ta) = exact.features_traced(input.clone());
+        let (fb, tb) = folded.features_traced(input);
+        let scale = ta.c5.clone().abs().max().into_scalar();
+        let c5 = max_abs_diff(ta.c5, tb.c5);
+        assert!(
+            c5 <= 1e-5 * scale.max(1.0),
+            "img{i} c5 differs by {c5} (scale {scale})"
+        );
+        let (pa, pb) = (
+            exact.heads(&fa, &exact.trained_classifier()),
+            folded.heads(&fb, &folded.trained_classifier()),
+        );
+        check(
+            &format!("img{i} folded hoi logits"),
+            pa.hoi_logits,
+            pb.hoi_logits,
+            2.0 * TOL_LOGITS,
+        );
+        check(
+            &format!("img{i} folded obj logits"),
+            pa.obj_logits,
+            pb.obj_logits,
+            2.0 * TOL_LOGITS,
+        );
+        check(
+            &format!("img{i} folded sub boxes"),
+            pa.sub_boxes,
+            pb.sub_boxes,
+            TOL_BOXES,
+        );
+        check(
+            &format!("img{i} folded obj boxes"),
+            pa.obj_boxes,
+            pb.obj_boxes,
+            TOL_BOXES,
+        );
+    }
 }
 
 #[test]

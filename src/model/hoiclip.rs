@@ -358,6 +358,14 @@ impl<B: ModelBackend> Hoiclip<B> {
         }
     }
 
+    /// The same model ready to run on its backend: the backbone's frozen batch norm
+    /// factors computed once, and folded into the convolutions' weights where the backend
+    /// asks for it ([`ModelBackend::FOLD_BATCH_NORM`]). Done once, at load.
+    pub fn prepare_for_inference(mut self) -> Self {
+        self.backbone = self.backbone.prepare_batch_norms(B::FOLD_BATCH_NORM);
+        self
+    }
+
     /// Trunk up to the class-specific heads, with intermediate tensors.
     pub fn features_traced(&self, input: ModelInput<B>) -> (Features<B>, Trace<B>) {
         let device = self.logit_scale.device();
@@ -1191,6 +1199,13 @@ pub fn save_native<B: ModelBackend>(
         path: path.to_path_buf(),
         message: e.to_string(),
     };
+    if model.backbone.is_folded() {
+        // Folded weights are not the checkpoint's: saved, they would load as other weights.
+        return Err(WeightsError::BadSizes {
+            path: path.to_path_buf(),
+            problem: "the model's batch norms are folded for running; save the loaded model".into(),
+        });
+    }
     let json = serde_json::to_string(config).map_err(format_err)?;
     let args = serde_json::to_string(args).map_err(format_err)?;
     super::weights::save_native(

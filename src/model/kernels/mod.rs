@@ -3,17 +3,30 @@
 //! and a backend with a faster kernel of ours overrides it (`flex.rs`, the default CPU
 //! backend). The model code calls the trait and never sees which one runs.
 
+#[cfg(feature = "cuda")]
+mod cuda;
 #[cfg(feature = "flex")]
 mod flex;
+mod gemm_conv;
 #[cfg(feature = "flex")]
 mod vexp;
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use burn::prelude::*;
 use burn::tensor::module::attention;
+
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
+pub use gemm_conv::gemm_convolution;
 
 /// A Burn backend the model runs on: Burn's `Backend` plus the operations below.
 pub trait ModelBackend: Backend {
+    /// Whether frozen batch norms are folded into the convolutions' weights at load.
+    /// CPU backends keep the exact arithmetic (the scale is applied in the same pass as
+    /// the shift, residual and ReLU, so folding would save no memory traffic, only move
+    /// parity by f32 rounding); GPU backends fold, which saves kernel launches.
+    const FOLD_BATCH_NORM: bool = false;
+
     /// Scaled dot-product attention of `heads` heads, the heads side by side in the last
     /// dimension as `nn.MultiheadAttention` keeps them (before its output projection):
     /// `q` `[B, Lq, d]` attends to `k`, `v` `[B, Lk, d]`; `key_padding_mask` `[B, Lk]` is
@@ -40,12 +53,13 @@ pub trait ModelBackend: Backend {
         burn::tensor::module::linear(x, weight, bias)
     }
 
-    /// `x * scale[c] + shift[c]` over `x` `[N, C, H, W]` (a frozen batch norm), then
-    /// `+ residual` where given, then ReLU where `relu`; in this order, with the
+    /// `x * scale[c] + shift[c]` over `x` `[N, C, H, W]` (a frozen batch norm; without
+    /// `scale`, `x + shift[c]`: one whose scale is folded into the convolution before it),
+    /// then `+ residual` where given, then ReLU where `relu`; in this order, with the
     /// rounding of separate operations.
     fn channel_affine(
         x: Tensor<Self, 4>,
-        scale: Tensor<Self, 1>,
+        scale: Option<Tensor<Self, 1>>,
         shift: Tensor<Self, 1>,
         residual: Option<Tensor<Self, 4>>,
         relu: bool,
@@ -111,7 +125,7 @@ pub fn portable_attention<B: Backend>(
 /// [`ModelBackend::channel_affine`] from Burn's tensor ops.
 pub fn portable_channel_affine<B: Backend>(
     x: Tensor<B, 4>,
-    scale: Tensor<B, 1>,
+    scale: Option<Tensor<B, 1>>,
     shift: Tensor<B, 1>,
     residual: Option<Tensor<B, 4>>,
     relu: bool,
@@ -120,7 +134,10 @@ pub fn portable_channel_affine<B: Backend>(
     // Factors repeated per image: broadcasting over batch and space at once takes a
     // slow strided path in burn-flex (30x slower at batch 2, benches/load.rs --scaling).
     let per_image = |t: Tensor<B, 1>| t.reshape([1, c, 1, 1]).repeat_dim(0, n);
-    let y = x * per_image(scale) + per_image(shift);
+    let y = match scale {
+        Some(scale) => x * per_image(scale) + per_image(shift),
+        None => x + per_image(shift),
+    };
     let y = match residual {
         Some(r) => y + r,
         None => y,
@@ -136,5 +153,60 @@ pub fn portable_channel_affine<B: Backend>(
 impl ModelBackend for burn::backend::NdArray<f32> {}
 #[cfg(feature = "candle")]
 impl ModelBackend for burn::backend::Candle<f32, i64> {}
-#[cfg(feature = "cuda")]
-impl ModelBackend for burn::backend::Cuda<f32, i32> {}
+
+/// How a GPU backend runs the model's convolutions (`--gpu-conv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuConv {
+    /// im2col + one batched matrix product per convolution ([`gemm_convolution`]): the
+    /// tensor cores that already run the transformer's products.
+    #[default]
+    Gemm,
+    /// cubek's implicit-GEMM convolution with one fixed algorithm (simple synchronous,
+    /// cyclic loading, CMMA tiles): no patch matrix in memory; falls back to `gemm` for a
+    /// shape it does not take.
+    ImplicitGemm,
+    /// Burn's own `conv2d` (without autotune: a direct kernel, no tensor cores), for
+    /// comparison.
+    Direct,
+}
+
+impl GpuConv {
+    pub const ALL: [GpuConv; 3] = [Self::Gemm, Self::ImplicitGemm, Self::Direct];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gemm => "gemm",
+            Self::ImplicitGemm => "implicit-gemm",
+            Self::Direct => "direct",
+        }
+    }
+}
+
+impl std::str::FromStr for GpuConv {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s.trim())
+            .ok_or_else(|| {
+                format!("unknown convolution path `{s}` (gemm, implicit-gemm or direct)")
+            })
+    }
+}
+
+/// The process's choice: one model per process, chosen at start-up (before any forward).
+static GPU_CONV: AtomicU8 = AtomicU8::new(0);
+
+/// Sets how GPU backends run convolutions from now on (CPU backends ignore it).
+pub fn set_gpu_conv(choice: GpuConv) {
+    GPU_CONV.store(choice as u8, Ordering::Relaxed);
+}
+
+pub fn gpu_conv() -> GpuConv {
+    match GPU_CONV.load(Ordering::Relaxed) {
+        1 => GpuConv::ImplicitGemm,
+        2 => GpuConv::Direct,
+        _ => GpuConv::Gemm,
+    }
+}

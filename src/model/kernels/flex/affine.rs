@@ -1,4 +1,5 @@
-//! Frozen batch norm, residual add and ReLU in one pass on the flex CPU backend.
+//! Frozen batch norm (or, folded into the convolution, its shift), residual add and ReLU
+//! in one pass on the flex CPU backend.
 //!
 //! In Burn's ops a ResNet bottleneck's `relu(bn(conv) + identity)` is four passes over
 //! the activation, each into a newly allocated tensor (a 60 MB one at 800x1200 for
@@ -15,24 +16,25 @@ use crate::model::kernels::portable_channel_affine;
 /// [`ModelBackend::channel_affine`] on flex.
 pub(super) fn channel_affine(
     x: Tensor<Flex, 4>,
-    scale: Tensor<Flex, 1>,
+    scale: Option<Tensor<Flex, 1>>,
     shift: Tensor<Flex, 1>,
     residual: Option<Tensor<Flex, 4>>,
     relu: bool,
 ) -> Tensor<Flex, 4> {
     let dims = x.dims();
     let [_, c, h, w] = dims;
-    let f32s = [x.dtype(), scale.dtype(), shift.dtype()]
+    let f32s = [x.dtype(), shift.dtype()]
         .into_iter()
+        .chain(scale.as_ref().map(|s| s.dtype()))
         .chain(residual.as_ref().map(|r| r.dtype()))
         .all(|d| d == DType::F32);
-    let shapes = scale.dims() == [c]
+    let shapes = scale.as_ref().is_none_or(|s| s.dims() == [c])
         && shift.dims() == [c]
         && residual.as_ref().is_none_or(|r| r.dims() == dims);
     if !f32s || !shapes || c == 0 || h * w == 0 {
         return portable_channel_affine(x, scale, shift, residual, relu);
     }
-    let scale = scale.into_data().iter::<f32>().collect::<Vec<_>>();
+    let scale = scale.map(|s| s.into_data().iter::<f32>().collect::<Vec<_>>());
     let shift = shift.into_data().iter::<f32>().collect::<Vec<_>>();
     let residual = residual.map(|r| r.into_primitive().tensor().to_contiguous());
     // The conversion drops the caller's handle, so a convolution's fresh output is
@@ -42,13 +44,21 @@ pub(super) fn channel_affine(
     let residual = residual.as_ref().map(|r| r.storage::<f32>());
     let data = out.storage_mut::<f32>();
     data.par_chunks_mut(plane).enumerate().for_each(|(i, y)| {
-        let (s, t) = (scale[i % c], shift[i % c]);
-        match residual {
-            Some(r) => {
-                let r = &r[i * plane..(i + 1) * plane];
+        let t = shift[i % c];
+        match (&scale, residual) {
+            (Some(scale), Some(r)) => {
+                let (s, r) = (scale[i % c], &r[i * plane..(i + 1) * plane]);
                 y.iter_mut().zip(r).for_each(|(v, r)| *v = *v * s + t + r);
             }
-            None => y.iter_mut().for_each(|v| *v = *v * s + t),
+            (Some(scale), None) => {
+                let s = scale[i % c];
+                y.iter_mut().for_each(|v| *v = *v * s + t);
+            }
+            (None, Some(r)) => {
+                let r = &r[i * plane..(i + 1) * plane];
+                y.iter_mut().zip(r).for_each(|(v, r)| *v = *v + t + r);
+            }
+            (None, None) => y.iter_mut().for_each(|v| *v += t),
         }
         if relu {
             y.iter_mut()
@@ -73,9 +83,15 @@ mod tests {
     /// the input left as it was when it is shared.
     #[test]
     fn equals_separate_operations() {
-        for (residual, relu) in [(false, false), (false, true), (true, true)] {
+        for (scaled, residual, relu) in [
+            (true, false, false),
+            (true, false, true),
+            (true, true, true),
+            (false, false, false),
+            (false, true, true),
+        ] {
             let x = random([2, 3, 5, 7], 1);
-            let (s, t) = (random([3], 2), random([3], 3));
+            let (s, t) = (scaled.then(|| random([3], 2)), random([3], 3));
             let r = residual.then(|| random([2, 3, 5, 7], 4));
             let want = portable_channel_affine(x.clone(), s.clone(), t.clone(), r.clone(), relu);
             let before = x.clone().into_data();

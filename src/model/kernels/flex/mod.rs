@@ -34,7 +34,7 @@ impl ModelBackend for Flex {
 
     fn channel_affine(
         x: Tensor<Self, 4>,
-        scale: Tensor<Self, 1>,
+        scale: Option<Tensor<Self, 1>>,
         shift: Tensor<Self, 1>,
         residual: Option<Tensor<Self, 4>>,
         relu: bool,
