@@ -5,6 +5,7 @@
 //!     cargo bench --bench load                  # demo config, concurrency 1/4/16/64
 //!     cargo bench --bench load -- --full        # full-size config (random weights)
 //!     cargo bench --bench load -- --requests 64 --batch 8 --policy pad
+//!     cargo bench --bench load -- --full --mixed --policy pad   # 8 sizes, as phones send
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ struct Args {
     policy: BatchPolicy,
     delay_ms: u64,
     levels: Vec<usize>,
+    mixed: bool,
 }
 
 fn args() -> Args {
@@ -48,6 +50,7 @@ fn args() -> Args {
             _ => BatchPolicy::SameSize,
         },
         delay_ms: value("--delay").and_then(|v| v.parse().ok()).unwrap_or(0),
+        mixed: argv.iter().any(|a| a == "--mixed"),
         levels: value("--levels")
             .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
             .unwrap_or_else(|| {
@@ -103,6 +106,26 @@ async fn run(args: Args) {
         .get(&service.classes().expect("classifier"))
         .expect("registered set");
     let body = Arc::new(test_image());
+    // --mixed: each client cycles through photos of 8 sizes and aspect ratios (4:3, 3:4,
+    // 16:9, 9:16, 3:2, 2:3, 1:1, 19.5:9), so almost no two requests in a row share a
+    // resized size, as with a phone app's traffic.
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(if args.mixed {
+        [
+            (640, 480),
+            (480, 640),
+            (1280, 720),
+            (720, 1280),
+            (900, 600),
+            (600, 900),
+            (700, 700),
+            (1560, 720),
+        ]
+        .iter()
+        .map(|&(w, h)| common::test_image_sized(w, h))
+        .collect()
+    } else {
+        vec![test_image()]
+    });
 
     if std::env::args().any(|a| a == "--scaling") {
         scaling(&detector, &set, &body);
@@ -118,11 +141,16 @@ async fn run(args: Args) {
     let addr = listen(&app).await;
 
     println!(
-        "config {}, batch <= {} ({:?}), delay {} ms, 640x480 JPEG",
+        "config {}, batch <= {} ({:?}), delay {} ms, {}",
         if args.full { "full-size" } else { "demo" },
         args.batch,
         args.policy,
         args.delay_ms,
+        if args.mixed {
+            "JPEGs of 8 sizes"
+        } else {
+            "640x480 JPEG"
+        },
     );
     overhead(
         &detector,
@@ -143,16 +171,17 @@ async fn run(args: Args) {
         let started = Instant::now();
         let per_client = requests.div_ceil(c);
         let mut clients = Vec::new();
-        for _ in 0..c {
-            let body = body.clone();
+        for client in 0..c {
+            let bodies = bodies.clone();
             clients.push(tokio::spawn(async move {
                 let stream = TcpStream::connect(addr).await.expect("connect");
                 let mut stream = BufReader::new(stream);
                 let mut out = Vec::new();
-                for _ in 0..per_client {
+                for i in 0..per_client {
+                    let body = &bodies[(client + i) % bodies.len()];
                     let t = Instant::now();
                     let status =
-                        request(&mut stream, "POST", "/detect?top_k=20", "image/jpeg", &body).await;
+                        request(&mut stream, "POST", "/detect?top_k=20", "image/jpeg", body).await;
                     out.push((t.elapsed().as_secs_f64() * 1000.0, status));
                 }
                 out

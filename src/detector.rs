@@ -516,8 +516,7 @@ impl<B: ModelBackend> Detector<B> {
 
     /// One forward pass of the trunk over all items (zero-padded to the largest, with
     /// masks), then the heads once per distinct classifier set, then post-processing per
-    /// image. Items of different sizes pad each other, which changes results slightly
-    /// (hoiclip-reference.md 8.3); the engine batches equal sizes only unless told.
+    /// image. Padding is exact: each item gets its answer alone, up to float rounding.
     pub fn detect_batch(
         &self,
         items: &[BatchItem<'_, B>],

@@ -231,9 +231,9 @@ struct EngineArgs {
     /// whatever is queued as soon as the worker is free (batches still form under load).
     #[arg(long, env = "HOICLIP_MAX_BATCH_DELAY", default_value_t = defaults().engine.max_batch_delay.as_millis() as u64)]
     max_batch_delay: u64,
-    /// same-size: only images of the same resized size share a pass (results equal
-    /// unbatched ones); pad: mixed sizes are padded together (more batching, results move
-    /// slightly, as in the official batched evaluation).
+    /// same-size: only images of the same resized size share a pass; pad: images of
+    /// different sizes and one orientation share a pass, zero-padded (exact: each image
+    /// is answered as it is alone).
     #[arg(long, env = "HOICLIP_BATCH_POLICY", value_enum, default_value_t = PolicyArg::from(defaults().engine.policy))]
     batch_policy: PolicyArg,
 }

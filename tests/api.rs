@@ -1067,3 +1067,124 @@ async fn a_batch_larger_than_the_queue_is_refused() {
     );
     assert_eq!(s.0.service.engine().queue_depth(), 0, "no place was kept");
 }
+
+/// Under `--batch-policy pad`, three landscape images of three sizes sent as one
+/// `/detect/batch` share one forward pass (counted on `/metrics` and in the engine's
+/// stats) and each is answered exactly as it is alone: same triplets in the same order,
+/// scores within 1e-5, boxes within 0.01 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_sizes_share_a_pass_and_answer_as_alone_under_pad() {
+    use hoiclip::engine::BatchPolicy;
+    use std::sync::atomic::Ordering;
+    let settings = hoiclip::config::Settings {
+        engine: EngineOptions {
+            policy: BatchPolicy::Pad,
+            ..EngineOptions::default()
+        },
+        ..common::settings_at(&common::test_db("pad"))
+    };
+    let s = hoiclip::app::build(&settings).await.unwrap().state;
+    let encode = |img: image::RgbImage| {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    let base = image::open(common::fixture("hoiclip/img0.png"))
+        .unwrap()
+        .to_rgb8();
+    let images = [
+        encode(base.clone()),
+        encode(image::imageops::resize(
+            &base,
+            133,
+            71,
+            image::imageops::FilterType::Triangle,
+        )),
+        std::fs::read(common::fixture("hoiclip/img2.jpg")).unwrap(),
+    ];
+    let boundary = "XpadX";
+    let mut body = Vec::new();
+    for image in &images {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"i\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes());
+        body.extend(image);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").into_bytes());
+    let stats = || {
+        s.0.service
+            .engine()
+            .stats()
+            .forward_passes
+            .load(Ordering::Relaxed)
+    };
+    let before = stats();
+    let (status, _, answer) = send(
+        &s,
+        raw(
+            "/detect/batch?top_k=20",
+            &format!("multipart/form-data; boundary={boundary}"),
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(stats() - before, 1, "three landscape images, one pass");
+    let (_, _, metrics) = send(&s, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(
+        String::from_utf8_lossy(&metrics).contains("hoiclip_forward_passes_total"),
+        "no pass counter on /metrics"
+    );
+    let results = json(&answer)["results"].as_array().unwrap().clone();
+    let widths: std::collections::HashSet<String> = results
+        .iter()
+        .map(|r| format!("{}x{}", r["width"], r["height"]))
+        .collect();
+    assert_eq!(widths.len(), 3, "three sizes: {widths:?}");
+    for (i, (result, image)) in results.iter().zip(&images).enumerate() {
+        let (status, _, single) = send(
+            &s,
+            raw(
+                "/detect?top_k=20",
+                "application/octet-stream",
+                image.clone(),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let single = json(&single);
+        let (a, b) = (
+            result["triplets"].as_array().unwrap(),
+            single["triplets"].as_array().unwrap(),
+        );
+        assert!(!a.is_empty());
+        assert_eq!(a.len(), b.len(), "image {i}");
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x["interaction_id"], y["interaction_id"], "image {i}: order");
+            let score = |t: &serde_json::Value| t["score"].as_f64().unwrap();
+            assert!(
+                (score(x) - score(y)).abs() <= 1e-5,
+                "image {i}: {} vs {}",
+                score(x),
+                score(y)
+            );
+            for key in ["human", "object"] {
+                for (p, q) in x[key]["box"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .zip(y[key]["box"].as_array().unwrap())
+                {
+                    assert!(
+                        (p.as_f64().unwrap() - q.as_f64().unwrap()).abs() <= 0.01,
+                        "image {i}: box"
+                    );
+                }
+            }
+        }
+    }
+}

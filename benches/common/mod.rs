@@ -65,10 +65,15 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A 640x480 JPEG with some structure (deterministic).
 pub fn test_image() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(640, 480, |x, y| {
+    test_image_sized(640, 480)
+}
+
+/// A gradient JPEG of `w` x `h` pixels.
+pub fn test_image_sized(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
         image::Rgb([
-            (x * 255 / 640) as u8,
-            (y * 255 / 480) as u8,
+            (x * 255 / w) as u8,
+            (y * 255 / h) as u8,
             ((x ^ y) & 0xff) as u8,
         ])
     });

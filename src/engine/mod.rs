@@ -164,6 +164,8 @@ pub struct RebuildSteps {
 #[derive(Debug, Default)]
 pub struct EngineStats {
     pub batches: AtomicU64,
+    /// Forward passes of the model: fewer than images when images share passes.
+    pub forward_passes: AtomicU64,
     pub jobs_run: AtomicU64,
     pub largest_batch: AtomicUsize,
     pub expired: AtomicU64,
@@ -579,6 +581,9 @@ impl Worker {
         let started = Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runner.run(&requests)));
         metrics::histogram!("hoiclip_forward_seconds").record(started.elapsed().as_secs_f64());
+        self.stats
+            .forward_passes
+            .store(runner.forward_passes(), Ordering::Relaxed);
         let results: Vec<Result<ImageDetections, EngineError>> = match outcome {
             Ok(results) if results.len() == n => results,
             Ok(results) => failed(

@@ -1,5 +1,5 @@
 //! What the worker runs its commands with. The real runner groups a detection batch by
-//! padded size (unless told to pad mixed sizes) and scores each image with its own
+//! size, or by orientation when mixed sizes are padded together, and scores each image with its own
 //! classifier set; it also runs the text tower and builds classifier sets, so every
 //! tensor lives on the worker thread.
 
@@ -17,6 +17,11 @@ use crate::model::kernels::ModelBackend;
 pub trait Runner {
     /// One detection batch: one result per request, in order.
     fn run(&mut self, batch: &[Request]) -> Vec<Result<ImageDetections, EngineError>>;
+
+    /// Forward passes of the model run so far.
+    fn forward_passes(&self) -> u64 {
+        0
+    }
 
     /// L2-normalised text embeddings of tokenized prompts (one text-tower pass).
     fn embed_text(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
@@ -44,9 +49,12 @@ pub enum BatchPolicy {
     /// Only images with the same resized size share a pass: no padding, so a batched
     /// result equals the image's result alone.
     SameSize,
-    /// Mixed sizes are zero-padded into one pass, as the official evaluation batches.
-    /// HOICLIP has no padding mask in its CLIP fusion layers and padding also changes the
-    /// backbone's border features, so results move slightly (hoiclip-reference.md 8.3).
+    /// Images of different sizes and one orientation (landscape or square, or portrait)
+    /// share a pass, zero-padded to the largest. Exact: the model keeps the padding out
+    /// of every answer (the backbone zeroes it where a convolution reads it, and every
+    /// attention over image memory masks it), so a batched result equals the image's
+    /// result alone up to float rounding. Orientations stay apart, since padding one to
+    /// the other's shape would waste a third of a pass or more.
     Pad,
 }
 
@@ -67,6 +75,7 @@ pub struct DetectorRunner<B: ModelBackend> {
     registry: SetRegistry<B>,
     /// The checkpoint's own rows (trained models only), which vocabulary sets reuse.
     trained: Option<TrainedRows<B>>,
+    passes: u64,
 }
 
 impl<B: ModelBackend> DetectorRunner<B> {
@@ -78,11 +87,16 @@ impl<B: ModelBackend> DetectorRunner<B> {
             policy,
             registry,
             trained,
+            passes: 0,
         }
     }
 }
 
 impl<B: ModelBackend> Runner for DetectorRunner<B> {
+    fn forward_passes(&self) -> u64 {
+        self.passes
+    }
+
     fn embed_text(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {
         classifier::embed_ids(&self.detector.model().clip_model, ids)
             .map_err(|e| EngineError::Failed(e.to_string()))
@@ -136,8 +150,11 @@ impl<B: ModelBackend> Runner for DetectorRunner<B> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for (i, request) in batch.iter().enumerate() {
             let size = request.input.detr_size;
+            let portrait = |(h, w): (usize, usize)| h > w;
             let group = match self.policy {
-                BatchPolicy::Pad => groups.first_mut(),
+                BatchPolicy::Pad => groups
+                    .iter_mut()
+                    .find(|g| portrait(batch[g[0]].input.detr_size) == portrait(size)),
                 BatchPolicy::SameSize => groups
                     .iter_mut()
                     .find(|g| batch[g[0]].input.detr_size == size),
@@ -152,6 +169,8 @@ impl<B: ModelBackend> Runner for DetectorRunner<B> {
             .map(|_| Err(EngineError::Failed("not run".into())))
             .collect();
         for group in groups {
+            self.passes += 1;
+            metrics::counter!("hoiclip_forward_passes_total").increment(1);
             metrics::histogram!("hoiclip_forward_images").record(group.len() as f64);
             let items: Vec<BatchItem<'_, B>> = group
                 .iter()

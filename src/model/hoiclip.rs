@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 
 use super::clip::{Clip, ClipConfig, l2_normalize};
-use super::detr::backbone::{ResNet, ResNetConfig};
+use super::detr::backbone::{ResNet, ResNetConfig, Valid};
 use super::detr::position::position_inputs;
 use super::detr::transformer::{DecoderLayer, EncoderLayer, LayerConfig, ffn};
 use super::linear::forward3;
@@ -192,13 +192,16 @@ pub struct Decoder<B: ModelBackend> {
 
 /// One knowledge-integration layer (official `TransformerDecoderFusionLayer`, same
 /// parameters as a DETR decoder layer): the same cross-attention and `norm2` read CLIP's
-/// tokens and the detection memory, and the two results add. No positional embeddings and
-/// no masks, as in the official code (padded memory positions are attended to).
+/// tokens and the detection memory, and the two results add. No positional embeddings, as
+/// in the official code. `det_padding` masks the memory positions that are padding in a
+/// batch of several sizes (the official code has no mask and attends to them; it
+/// evaluates single images, which have none).
 pub fn fusion_layer<B: ModelBackend>(
     layer: &DecoderLayer<B>,
     t: Tensor<B, 3>,
     clip_tokens: Tensor<B, 3>,
     det_memory: Tensor<B, 3>,
+    det_padding: Option<Tensor<B, 2, Bool>>,
 ) -> Tensor<B, 3> {
     let t2 = layer
         .self_attn
@@ -210,7 +213,7 @@ pub fn fusion_layer<B: ModelBackend>(
     let a = layer.norm2.forward(t.clone() + a);
     let b = layer
         .multihead_attn
-        .forward(t.clone(), det_memory.clone(), det_memory, None);
+        .forward(t.clone(), det_memory.clone(), det_memory, det_padding);
     let b = layer.norm2.forward(t + b);
     let t = a + b;
     let t2 = ffn(&layer.linear1, &layer.linear2, t.clone());
@@ -370,10 +373,19 @@ impl<B: ModelBackend> Hoiclip<B> {
     pub fn features_traced(&self, input: ModelInput<B>) -> (Features<B>, Trace<B>) {
         let device = self.logit_scale.device();
         let [batch, _, ph, pw] = input.detr.dims();
-        let c5 = self.backbone.forward(input.detr);
+        // Padding changes no image's answer: the backbone keeps it zero where convolutions
+        // look, and every attention over image memory masks it (the CLIP fusion layers
+        // too, which the official model leaves unmasked: it evaluates single images).
+        let valid = Valid::new(&input.valid, (ph, pw));
+        let c5 = self.backbone.forward_padded(input.detr, &valid);
         let [_, _, h, w] = c5.dims();
         let d = self.input_proj.weight.dims()[0];
-        let position = position_inputs(&input.valid, (ph, pw), (h, w), d / 2);
+        let valid_feat = match &valid {
+            Valid::Whole => vec![(h, w); batch],
+            Valid::Sizes(sizes) => ResNet::<B>::valid_features(sizes),
+        };
+        let position = position_inputs(&valid_feat, (h, w), d / 2);
+        let padded = position.mask.iter().any(|&m| m);
         let mask = Tensor::<B, 2, Bool>::from_data(
             TensorData::new(position.mask, [batch, h * w]),
             &device,
@@ -430,7 +442,13 @@ impl<B: ModelBackend> Hoiclip<B> {
             .forward(forward3(&self.transformer.obj_class_fc, memory.clone()));
         let mut t = t;
         for layer in &self.transformer.clip_interaction_decoder.layers {
-            t = fusion_layer(layer, t, clip.tokens.clone(), det_memory.clone());
+            t = fusion_layer(
+                layer,
+                t,
+                clip.tokens.clone(),
+                det_memory.clone(),
+                padded.then(|| mask.clone()),
+            );
         }
         let t = self.transformer.clip_interaction_decoder.norm.forward(t);
         let inter_hs = self.clip_model.visual.project(t);

@@ -182,13 +182,74 @@ impl<B: ModelBackend> Bottleneck<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_valid(x, &Valid::Whole)
+    }
+
+    /// [`Self::forward`] on a batch padded around images of `valid` sizes: the 3x3
+    /// convolution, the only one that mixes neighbouring positions, reads zeros where its
+    /// own zero padding would be (`valid`: the block's input sizes).
+    fn forward_valid(&self, x: Tensor<B, 4>, valid: &Valid) -> Tensor<B, 4> {
         let identity = match &self.downsample {
             Some(d) => d.bn.forward(conv(&d.conv, x.clone())),
             None => x.clone(),
         };
         let y = self.bn1.forward_relu(conv(&self.conv1, x), None);
+        let y = valid.zero_outside(y);
         let y = self.bn2.forward_relu(conv(&self.conv2, y), None);
         self.bn3.forward_relu(conv(&self.conv3, y), Some(identity))
+    }
+
+    /// The stride of the block (on its 3x3 convolution, ResNet v1.5).
+    fn stride(&self) -> usize {
+        self.conv2.stride[0]
+    }
+}
+
+/// Which positions of a feature map hold an image: all of them, or in a batch padded
+/// around images of several sizes, each image's top-left (h, w).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Valid {
+    Whole,
+    Sizes(Vec<(usize, usize)>),
+}
+
+impl Valid {
+    /// The images' sizes in a tensor of `padded` (h, w): [`Valid::Whole`] when none is
+    /// padded.
+    pub fn new(sizes: &[(usize, usize)], padded: (usize, usize)) -> Self {
+        if sizes.iter().all(|&s| s == padded) {
+            Self::Whole
+        } else {
+            Self::Sizes(sizes.to_vec())
+        }
+    }
+
+    /// After a layer of stride 2 (kernel 1 with no padding, 3 with padding 1 or 7 with
+    /// padding 3, or the 3x3/2 max pool with padding 1): every size `s` becomes
+    /// `ceil(s / 2)`, the output positions computed from the image's own pixels.
+    pub fn halved(&self) -> Self {
+        match self {
+            Self::Whole => Self::Whole,
+            Self::Sizes(s) => Self::Sizes(
+                s.iter()
+                    .map(|&(h, w)| (h.div_ceil(2), w.div_ceil(2)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn zero_outside<B: ModelBackend>(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::Whole => x,
+            Self::Sizes(sizes) => {
+                let [_, _, h, w] = x.dims();
+                if sizes.iter().all(|&s| s == (h, w)) {
+                    x
+                } else {
+                    B::zero_outside(x, sizes)
+                }
+            }
+        }
     }
 }
 
@@ -311,13 +372,29 @@ impl<B: ModelBackend> ResNet<B> {
 
     /// The 7x7/2 convolution, frozen batch norm, ReLU and 3x3/2 max pool before layer1.
     pub fn stem(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.stem_valid(x, &Valid::Whole)
+    }
+
+    /// [`Self::stem`] on a padded batch (`valid`: the input's image sizes): the max pool
+    /// reads zeros around each image, which after the ReLU change no maximum, as its own
+    /// padding does not.
+    fn stem_valid(&self, x: Tensor<B, 4>, valid: &Valid) -> Tensor<B, 4> {
         let x = self.bn1.forward_relu(conv(&self.conv1, x), None);
+        let x = valid.halved().zero_outside(x);
         B::max_pool(x, STEM_POOL.kernel, STEM_POOL.stride, STEM_POOL.padding)
     }
 
     /// C5 features `[B, 32*base_width, ceil(H/32), ceil(W/32)]` of normalised images.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = self.stem(x);
+        self.forward_padded(x, &Valid::Whole)
+    }
+
+    /// C5 features of a batch zero-padded around images of `valid` sizes: each image's
+    /// features, at its top-left `Self::valid_features` positions, are those of the image
+    /// alone (up to float rounding), whatever the padding; the rest is not meaningful.
+    pub fn forward_padded(&self, x: Tensor<B, 4>, valid: &Valid) -> Tensor<B, 4> {
+        let mut x = self.stem_valid(x, valid);
+        let mut valid = valid.halved().halved();
         for block in self
             .layer1
             .iter()
@@ -325,9 +402,20 @@ impl<B: ModelBackend> ResNet<B> {
             .chain(&self.layer3)
             .chain(&self.layer4)
         {
-            x = block.forward(x);
+            x = block.forward_valid(x, &valid);
+            if block.stride() == 2 {
+                valid = valid.halved();
+            }
         }
         x
+    }
+
+    /// The valid (h, w) of C5 for images of `sizes`: `ceil(s / 32)` (five halvings).
+    pub fn valid_features(sizes: &[(usize, usize)]) -> Vec<(usize, usize)> {
+        sizes
+            .iter()
+            .map(|&(h, w)| (h.div_ceil(32), w.div_ceil(32)))
+            .collect()
     }
 }
 

@@ -10,26 +10,20 @@ pub struct PositionInputs {
     pub pos: Vec<f32>,
 }
 
-/// Nearest-neighbour down-sampling of each image's padding mask to `h x w`, as PyTorch's
-/// `F.interpolate(mode="nearest")` does (`src = floor(dst * in / out)` in f32), so padded
-/// pixels can land outside the mask exactly as in the reference.
-pub fn feature_mask(
-    valid: &[(usize, usize)],
-    padded: (usize, usize),
-    feat: (usize, usize),
-) -> Vec<bool> {
-    let (ph, pw) = padded;
+/// Each image's padding mask at feature size `h x w`: `true` outside its own `valid_feat`
+/// (h, w) of the feature map. The backbone computes those exactly (every stride-2 layer
+/// maps a size `s` to `ceil(s / 2)`), so a padded image's valid features, mask and
+/// position encoding are those of the image alone. (The official code down-samples the
+/// pixel mask by nearest sampling instead, which can mark a valid feature row as padding
+/// or the reverse when the padded size is not a multiple of 32; it evaluates single
+/// images, where both agree.)
+pub fn feature_mask(valid_feat: &[(usize, usize)], feat: (usize, usize)) -> Vec<bool> {
     let (h, w) = feat;
-    let src = |dst: usize, input: usize, output: usize| {
-        let scale = input as f32 / output as f32;
-        (((dst as f32) * scale).floor() as usize).min(input - 1)
-    };
-    let mut mask = Vec::with_capacity(valid.len() * h * w);
-    for &(vh, vw) in valid {
+    let mut mask = Vec::with_capacity(valid_feat.len() * h * w);
+    for &(vh, vw) in valid_feat {
         for i in 0..h {
-            let row_pad = src(i, ph, h) >= vh;
             for j in 0..w {
-                mask.push(row_pad || src(j, pw, w) >= vw);
+                mask.push(i >= vh || j >= vw);
             }
         }
     }
@@ -82,16 +76,15 @@ pub fn sine_encoding(
     out
 }
 
-/// Mask and encoding for a batch whose images have `valid` (h, w) sizes inside a
-/// `padded` (H, W) tensor, at feature size `feat` (h, w).
+/// Mask and encoding for a batch whose images have `valid_feat` (h, w) valid features in a
+/// feature map of size `feat` (h, w).
 pub fn position_inputs(
-    valid: &[(usize, usize)],
-    padded: (usize, usize),
+    valid_feat: &[(usize, usize)],
     feat: (usize, usize),
     num_pos_feats: usize,
 ) -> PositionInputs {
-    let mask = feature_mask(valid, padded, feat);
-    let pos = sine_encoding(&mask, valid.len(), feat.0, feat.1, num_pos_feats);
+    let mask = feature_mask(valid_feat, feat);
+    let pos = sine_encoding(&mask, valid_feat.len(), feat.0, feat.1, num_pos_feats);
     PositionInputs { mask, pos }
 }
 
@@ -100,16 +93,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nearest_mask_can_miss_padding_like_pytorch() {
-        // 60 valid rows padded to 91, sampled at 3 rows: floor(i*91/3) = 0, 30, 60 -> row 60 is padding.
-        let m = feature_mask(&[(60, 96)], (91, 96), (3, 3));
+    fn mask_covers_exactly_what_lies_outside_each_image() {
+        let m = feature_mask(&[(2, 3), (3, 1)], (3, 3));
         assert_eq!(
             m,
-            vec![false, false, false, false, false, false, true, true, true]
+            vec![
+                false, false, false, false, false, false, true, true, true, //
+                false, true, true, false, true, true, false, true, true,
+            ]
         );
-        // 64 valid of 96 columns at 3 columns: 0, 32, 64 -> only the last is padding.
-        let m = feature_mask(&[(91, 64)], (91, 96), (1, 3));
-        assert_eq!(m, vec![false, false, true]);
+    }
+
+    /// A padded image's valid positions get the encoding of the image alone.
+    #[test]
+    fn padding_leaves_the_valid_positions_encoding_unchanged() {
+        let alone = position_inputs(&[(2, 3)], (2, 3), 4);
+        let padded = position_inputs(&[(2, 3)], (4, 5), 4);
+        for k in 0..8 {
+            for i in 0..2 {
+                for j in 0..3 {
+                    assert_eq!(
+                        alone.pos[(k * 2 + i) * 3 + j],
+                        padded.pos[(k * 4 + i) * 5 + j],
+                        "channel {k} at ({i}, {j})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -78,6 +78,13 @@ pub trait ModelBackend: Backend {
         burn::tensor::module::conv2d(x, weight, bias, options)
     }
 
+    /// `x` `[N, C, H, W]` with zeros outside each image's top-left `valid[n]` (h, w)
+    /// region: the padding of a batch of images of several sizes, made to hold what a
+    /// convolution's own zero padding holds.
+    fn zero_outside(x: Tensor<Self, 4>, valid: &[(usize, usize)]) -> Tensor<Self, 4> {
+        portable_zero_outside(x, valid)
+    }
+
     /// Max pooling of `x` `[N, C, H, W]` (no dilation, floor mode), as PyTorch's.
     fn max_pool(
         x: Tensor<Self, 4>,
@@ -120,6 +127,26 @@ pub fn portable_attention<B: Backend>(
         options,
     );
     out.swap_dims(1, 2).reshape([batch, len_q, d])
+}
+
+/// [`ModelBackend::zero_outside`] from Burn's tensor ops: one mask, filled with zeros
+/// (not multiplied, so whatever the padding held goes, NaN included).
+pub fn portable_zero_outside<B: Backend>(
+    x: Tensor<B, 4>,
+    valid: &[(usize, usize)],
+) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let mut padding = vec![false; n * h * w];
+    for (b, &(vh, vw)) in valid.iter().enumerate().take(n) {
+        for i in 0..h {
+            for j in 0..w {
+                padding[(b * h + i) * w + j] = i >= vh || j >= vw;
+            }
+        }
+    }
+    let mask = Tensor::<B, 4, Bool>::from_data(TensorData::new(padding, [n, 1, h, w]), &x.device())
+        .expand([n, c, h, w]);
+    x.mask_fill(mask, 0.0)
 }
 
 /// [`ModelBackend::channel_affine`] from Burn's tensor ops.

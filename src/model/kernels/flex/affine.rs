@@ -68,6 +68,29 @@ pub(super) fn channel_affine(
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
+/// [`ModelBackend::zero_outside`] on flex: in place, writing only the padding.
+pub(super) fn zero_outside(x: Tensor<Flex, 4>, valid: &[(usize, usize)]) -> Tensor<Flex, 4> {
+    let [n, c, h, w] = x.dims();
+    if x.dtype() != DType::F32 || valid.len() != n || h * w == 0 {
+        return crate::model::kernels::portable_zero_outside(x, valid);
+    }
+    let mut out = x.into_primitive().tensor().to_contiguous();
+    let data = out.storage_mut::<f32>();
+    data.par_chunks_mut(h * w)
+        .enumerate()
+        .for_each(|(i, plane)| {
+            let (vh, vw) = valid[i / c];
+            let (vh, vw) = (vh.min(h), vw.min(w));
+            if vw < w {
+                for row in plane.chunks_mut(w).take(vh) {
+                    row[vw..].fill(0.0);
+                }
+            }
+            plane[vh * w..].fill(0.0);
+        });
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
 #[cfg(test)]
 mod tests {
     use burn::tensor::Distribution;
@@ -77,6 +100,27 @@ mod tests {
     fn random<const D: usize>(dims: [usize; D], seed: u64) -> Tensor<Flex, D> {
         <Flex as Backend>::seed(&Default::default(), seed);
         Tensor::random(dims, Distribution::Normal(0.0, 1.0), &Default::default())
+    }
+
+    /// Equal to the portable version, and a shared input is left as it was.
+    #[test]
+    fn zero_outside_equals_the_portable_version() {
+        let x = random([3, 2, 5, 7], 5);
+        let before = x.clone().into_data();
+        let valid = [(5, 7), (2, 3), (4, 7)];
+        let want = crate::model::kernels::portable_zero_outside(x.clone(), &valid);
+        let got = zero_outside(x.clone(), &valid);
+        assert_eq!(got.clone().into_data(), want.into_data());
+        assert_eq!(
+            x.clone().into_data(),
+            before,
+            "a shared input must not change"
+        );
+        let v = got.into_data().to_vec::<f32>().unwrap();
+        // Image 1, channel 1: rows 0-1 keep columns 0-2, everything else is zero.
+        let plane = &v[(2 + 1) * 35..(2 + 2) * 35];
+        assert!(plane[3..7].iter().chain(&plane[10..]).all(|&p| p == 0.0));
+        assert!(plane[..3].iter().all(|&p| p != 0.0));
     }
 
     /// Bit for bit Burn's separate operations, with and without residual and ReLU, and

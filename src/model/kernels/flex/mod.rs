@@ -51,6 +51,10 @@ impl ModelBackend for Flex {
         conv::conv2d(x, weight, bias, options)
     }
 
+    fn zero_outside(x: Tensor<Self, 4>, valid: &[(usize, usize)]) -> Tensor<Self, 4> {
+        affine::zero_outside(x, valid)
+    }
+
     fn max_pool(
         x: Tensor<Self, 4>,
         kernel: [usize; 2],
