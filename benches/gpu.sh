@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (issues 6, 26, 27) as one script for a machine with an NVIDIA GPU, in
 # order of value, each step skipped once the time budget is spent (BUDGET seconds, default
-# 500, so one call of the device tool holds it with start-up to spare):
+# 480, so one call of the device tool holds it with start-up to spare):
 #   1. every convolution shape of the full-size detector at batch 8 through every GPU
 #      convolution path (Burn's direct kernel, gemm, implicit-gemm): median ms and the
 #      largest difference from the direct kernel (benches/conv_paths.rs);
@@ -12,33 +12,39 @@
 #   4. the HOICLIP parity fixture on CUDA for each path (tests/cuda_parity.rs, TF32
 #      tolerances from tests/fixtures/tf32_sensitivity.py);
 #   5. the served pipeline (`hoiclip detect`: vocabulary, engine, classifiers from the CLIP
-#      text tower) on CUDA against the same binary on the CPU, same demo weights.
+#      text tower) on CUDA against the same binary on the CPU, same demo weights;
+#   6. a served full-size model's cold start with an empty and then a filled kernel cache
+#      (time to ready with every bucketed shape warmed, the slowest of 50 requests of
+#      random sizes after ready against their median), and 50 images at once under the
+#      `same-size` and `pad` batch policies (benches/serve_cold.rs).
 # Every result is a JSON line in $OUT/results.jsonl; $OUT/summary.md has the tables to
 # paste into BENCHMARKS.md (benches/gpu_summary.py).
 #
 # Two ways to run it:
 #   benches/gpu.sh                      # on a GPU machine with a Rust toolchain: builds, then runs
-#   benches/gpu.sh --prepare            # here: builds the four binaries into .gpu/ and the
+#   benches/gpu.sh --prepare            # here: builds the five binaries into .gpu/ and the
 #                                       # PyTorch reference's wheels into .whl/ (both git-ignored)
 #   BIN_DIR=.gpu OUT=$OUT benches/gpu.sh   # there (no toolchain, no network): runs what was carried
 # Environment: PYTHON (python3), ITERS (5), OUT (where logs and outputs go; default
-# target/gpu), BUDGET (seconds, 500).
+# target/gpu), BUDGET (seconds, 480), STEPS (which steps, in order; default
+# "1 2 4 6 3 2b 5": the convolution sweep, throughput, parity, the served cold start
+# first).
 # Steps do not stop the script when they fail: each prints its own verdict.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 ITERS="${ITERS:-5}"
 OUT="${OUT:-target/gpu}"
-BUDGET="${BUDGET:-500}"
+BUDGET="${BUDGET:-480}"
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 STARTED=$(date +%s)
 
-# The four binaries, built with --features cuda: the CUDA parity test, the detector and
-# convolution benches, and the server/CLI.
+# The five binaries, built with --features cuda: the CUDA parity test, the detector,
+# convolution and cold-start benches, and the server/CLI.
 build() {
   cargo build --release --features cuda --test cuda_parity --bench detector --bench conv_paths \
-    --bin hoiclip --message-format=json-render-diagnostics |
+    --bench serve_cold --bin hoiclip --message-format=json-render-diagnostics |
     "$PYTHON" -c '
 import json, sys
 for line in sys.stdin:
@@ -54,7 +60,7 @@ for line in sys.stdin:
 if [ "${1:-}" = "--prepare" ]; then
   rm -rf .gpu
   build target/gpu-bin
-  # Compressed, the four fit the device tool's 64 MiB with the working tree.
+  # Compressed, the five must fit the device tool's 64 MiB with the working tree.
   mkdir -p .gpu && tar -C target/gpu-bin -czf .gpu/bin.tar.gz .
   ls -la .gpu
   # open_clip is not on the GPU image; its other needs (torch, timm, ...) are.
@@ -130,13 +136,14 @@ with_memory() {
 keep_json() { grep -h '^{' "$@" >>"$RESULTS"; }
 limit() { t=$(left); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 10 ] && t=10; echo "$t"; }
 
-if step "1. convolution paths, every shape at batch 8 (benches/conv_paths.rs)" 60; then
+run_1() {
+  step "1. convolution paths, every shape at batch 8 (benches/conv_paths.rs)" 60 || return
   timeout "$(limit 150)" "$BIN_DIR/conv_paths" --device cuda --batch 8 --iters "$ITERS" \
     >"$OUT/conv.json" 2>"$OUT/conv.err"
   echo "exit $?"
   keep_json "$OUT/conv.json"
   grep summary "$OUT/conv.json"
-fi
+}
 
 detector() { # path batch [--stages]
   local path=$1 batch=$2
@@ -156,39 +163,45 @@ torch_run() { # batch [--tf32]
   echo "pytorch batch $batch ${1:-}: exit $? $(tail -1 "$OUT/$name.json")"
   keep_json "$OUT/$name.json"
 }
-for batch in 1 8; do
-  if step "2. throughput at batch $batch, 800x1200: every path and PyTorch (TF32 off, on)" 40; then
-    stages=""
-    [ "$batch" = 8 ] && stages="--stages"
-    for path in gemm implicit-gemm; do detector "$path" "$batch" $stages; done
-    torch_run "$batch"
-    torch_run "$batch" --tf32
-    detector direct "$batch"
-  fi
-done
+run_2() {
+  for batch in 1 8; do
+    if step "2. throughput at batch $batch, 800x1200: every path and PyTorch (TF32 off, on)" 40; then
+      stages=""
+      [ "$batch" = 8 ] && stages="--stages"
+      for path in gemm implicit-gemm; do detector "$path" "$batch" $stages; done
+      torch_run "$batch"
+      torch_run "$batch" --tf32
+      detector direct "$batch"
+    fi
+  done
+}
 
-if step "3. cold start: first forward, new sizes, new batch sizes (gemm)" 40; then
+run_3() {
+  step "3. cold start: first forward, new sizes, new batch sizes (gemm)" 40 || return
   timeout "$(limit 120)" "$BIN_DIR/detector" --device cuda --gpu-conv gemm --batch 1 --iters 1 --cold \
     >"$OUT/cold.json" 2>"$OUT/cold.err"
   echo "exit $?"
   keep_json "$OUT/cold.err"
   grep cold "$OUT/cold.err"
-fi
+}
 
-if step "4. CUDA parity, every convolution path (tests/cuda_parity.rs)" 60; then
+run_4() {
+  step "4. CUDA parity, every convolution path (tests/cuda_parity.rs)" 60 || return
   timeout "$(limit 200)" "$BIN_DIR/cuda_parity" --nocapture --test-threads 1 >"$OUT/parity.log" 2>&1
   rc=$?
   grep -E "over tolerance|relative error|test result" "$OUT/parity.log" | tail -30
   echo "{\"parity_exit\": $rc}" >>"$RESULTS"
-fi
+}
 
-if step "2b. throughput at batch 32: the tensor-core paths and PyTorch" 60; then
+run_2b() {
+  step "2b. throughput at batch 32: the tensor-core paths and PyTorch" 60 || return
   for path in gemm implicit-gemm; do detector "$path" 32; done
   torch_run 32
   torch_run 32 --tf32
-fi
+}
 
-if step "5. served pipeline: hoiclip detect on cuda vs cpu (demo weights, same seed)" 60; then
+run_5() {
+  step "5. served pipeline: hoiclip detect on cuda vs cpu (demo weights, same seed)" 60 || return
   # Each image twice, one per pass: the second shows the warm time for that input size.
   images="tests/fixtures/hoiclip/img0.png tests/fixtures/hoiclip/img1.png tests/fixtures/hoiclip/img2.jpg"
   images="$images $images"
@@ -205,7 +218,30 @@ if step "5. served pipeline: hoiclip detect on cuda vs cpu (demo weights, same s
   for pack in hico-det v-coco; do
     "$PYTHON" benches/gpu_compare.py "$OUT/detect-cpu-$pack.json" "$OUT/detect-cuda-$pack.json"
   done
-fi
+}
+
+run_6() {
+  step "6. served cold start: empty and filled kernel cache, then 50 images at once per batch policy" 120 || return
+  cache=$(mktemp -d)
+  export CUDA_CACHE_PATH="$cache/nvidia"
+  for round in empty filled; do
+    timeout "$(limit 240)" "$BIN_DIR/serve_cold" --full --device cuda --warm-up all --max-batch-size 4 \
+      --kernel-cache "$cache/cubecl" --images 50 >"$OUT/serve-$round.json" 2>"$OUT/serve-$round.err"
+    echo "kernel cache $round: exit $? $(tail -1 "$OUT/serve-$round.json")"
+    keep_json "$OUT/serve-$round.json"
+  done
+  for policy in same-size pad; do
+    timeout "$(limit 150)" "$BIN_DIR/serve_cold" --full --device cuda --warm-up all --max-batch-size 4 \
+      --kernel-cache "$cache/cubecl" --images 50 --burst --policy "$policy" \
+      >"$OUT/serve-$policy.json" 2>"$OUT/serve-$policy.err"
+    echo "burst $policy: exit $? $(tail -1 "$OUT/serve-$policy.json")"
+    keep_json "$OUT/serve-$policy.json"
+  done
+  unset CUDA_CACHE_PATH
+}
+
+# The steps, most valuable first; STEPS="4 6" (say) runs only those, in that order.
+for s in ${STEPS:-1 2 4 6 3 2b 5}; do "run_$s"; done
 
 echo
 "$PYTHON" benches/gpu_summary.py "$RESULTS" | tee "$OUT/summary.md"

@@ -98,6 +98,25 @@ def main():
                        f"{fmt(r.get('first_ms'), 0)} | {fmt(r.get('second_ms'), 0)} |")
         out.append("")
 
+    served = [r for r in rows if "serve_cold" in r]
+    if served:
+        out.append("**Served cold start and first requests** (full-size model; 50 images of random sizes "
+                   "one at a time after ready; with a burst, the same 50 at once):
+")
+        out.append("| policy | kernel cache | warm-up shapes | s to ready | median ms | slowest ms | "
+                   "slowest / median | burst img/s | burst passes |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        seen_cache = set()
+        for r in served:
+            cache = r.get("kernel_cache") or "-"
+            state = "filled" if cache in seen_cache else "empty"
+            seen_cache.add(cache)
+            burst = r.get("burst") or {}
+            out.append(f"| {r.get('policy', '?')} | {state} | {r['warm_up_shapes']} | {r['seconds_to_ready']:.1f} | "
+                       f"{r['median_ms']:.1f} | {r['slowest_ms']:.1f} | {r['slowest_over_median']:.2f} | "
+                       f"{fmt(burst.get('images_per_s'))} | {burst.get('passes', '-')} |")
+        out.append("")
+
     for r in rows:
         if "parity_exit" in r:
             out.append(f"CUDA parity (tests/cuda_parity.rs): {'passed' if r['parity_exit'] == 0 else 'FAILED'}.")

@@ -11,7 +11,7 @@ use crate::api::{AppState, router};
 use crate::config::{ConfigError, DeviceChoice, ModelSource, Settings};
 use crate::detector::{DetectOptions, Detector, DetectorError};
 use crate::engine::{
-    DetectorRunner, EngineError, Inference, RebuildError, Request, Runner, Service,
+    DetectorRunner, EngineError, Inference, RebuildError, Request, Runner, Service, WarmUpShape,
 };
 use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
 use crate::model::kernels::ModelBackend;
@@ -36,6 +36,8 @@ pub enum StartError {
     Rebuild(#[from] RebuildError),
     #[error("the warm-up forward pass failed: {0}")]
     WarmUp(EngineError),
+    #[error("cannot use the kernel cache: {0}")]
+    KernelCache(String),
     #[error("model loading stopped: {0}")]
     Loading(String),
     #[error("cannot listen on {address}: {source}")]
@@ -47,10 +49,12 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// A built server: its handlers' state and the limits of its HTTP loop.
+/// A built server: its handlers' state, the limits of its HTTP loop, and the input shapes
+/// it runs before it says ready.
 pub struct App {
     pub state: AppState,
     pub limits: ServerLimits,
+    pub warm_up: Vec<WarmUpShape>,
 }
 
 impl App {
@@ -58,9 +62,10 @@ impl App {
         &self.state.0.service
     }
 
-    /// Runs the warm-up pass, then marks the server ready.
+    /// Runs the warm-up passes, then marks the server ready.
     pub async fn make_ready(&self) -> Result<(), StartError> {
         warm_up(self.service().as_ref()).await?;
+        warm_up_shapes(self.service().as_ref(), &self.warm_up).await?;
         self.state
             .0
             .ready
@@ -71,6 +76,7 @@ impl App {
 
 /// Model, vocabulary and engine on the device the settings name.
 pub async fn service(settings: &Settings) -> Result<Arc<dyn Inference>, StartError> {
+    settings.check()?;
     let service: Arc<dyn Inference> = match settings.device.parse::<DeviceChoice>()? {
         DeviceChoice::Cpu => {
             service_on::<crate::backend::Cpu, _, _>(
@@ -86,8 +92,12 @@ pub async fn service(settings: &Settings) -> Result<Arc<dyn Inference>, StartErr
         DeviceChoice::Cuda(index) => {
             crate::backend::check_cuda(index)
                 .map_err(|reason| StartError::CudaUnavailable { index, reason })?;
-            // Before the model exists: one choice for every forward pass of the process.
+            // Before the model exists: one choice for every forward pass of the process,
+            // and where compiled kernels are kept.
             crate::model::kernels::set_gpu_conv(settings.gpu_conv);
+            if let Some(dir) = &settings.kernel_cache {
+                crate::backend::use_kernel_cache(dir).map_err(StartError::KernelCache)?;
+            }
             service_on::<crate::backend::Cuda, _, _>(
                 settings,
                 burn::backend::cuda::CudaDevice::new(index),
@@ -121,7 +131,7 @@ where
 {
     let source = settings.model.clone();
     let load_on = device.clone();
-    let detector = tokio::task::spawn_blocking(move || match source {
+    let mut detector = tokio::task::spawn_blocking(move || match source {
         ModelSource::Weights(path) => Detector::<B>::from_weights(&path, &load_on),
         ModelSource::Random(config) => {
             tracing::warn!(
@@ -132,6 +142,7 @@ where
     })
     .await
     .map_err(|e| StartError::Loading(e.to_string()))??;
+    detector.set_size_bucket(settings.effective_size_bucket());
     let tokenizer = Arc::new(ClipTokenizer::new()?);
     let store = VocabStore::open(&settings.database_url, tokenizer.clone()).await?;
     store.seed(&Pack::hico_det()).await?;
@@ -165,6 +176,7 @@ pub fn assemble(service: Arc<dyn Inference>, settings: &Settings) -> App {
     App {
         state: AppState::new(service, settings.api.clone()),
         limits,
+        warm_up: settings.warm_up_shapes(&crate::vision::PreprocessConfig::default()),
     }
 }
 
@@ -192,6 +204,49 @@ pub async fn warm_up(service: &dyn Inference) -> Result<(), StartError> {
         })
         .map_err(StartError::WarmUp)?;
     ticket.wait().await.map_err(StartError::WarmUp)?;
+    Ok(())
+}
+
+/// Runs every shape once (blank images, the service's classifier set), so that a GPU
+/// backend compiles their kernels before the first request; logs its progress.
+pub async fn warm_up_shapes(
+    service: &dyn Inference,
+    shapes: &[WarmUpShape],
+) -> Result<(), StartError> {
+    if shapes.is_empty() {
+        return Ok(());
+    }
+    let Some(classes) = service.classes() else {
+        return Err(StartError::Loading("no classifier set".into()));
+    };
+    let started = Instant::now();
+    tracing::info!(
+        shapes = shapes.len(),
+        "warming up: one pass per input shape before ready"
+    );
+    for (i, &shape) in shapes.iter().enumerate() {
+        let pass = Instant::now();
+        service
+            .engine()
+            .warm_up(shape, classes.clone())
+            .await
+            .map_err(StartError::WarmUp)?;
+        tracing::debug!(
+            batch = shape.batch,
+            height = shape.size.0,
+            width = shape.size.1,
+            ms = pass.elapsed().as_millis() as u64,
+            "warm-up pass"
+        );
+        if (i + 1) % 32 == 0 || i + 1 == shapes.len() {
+            tracing::info!(
+                done = i + 1,
+                of = shapes.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "warming up"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -117,3 +117,30 @@ mod tests {
         );
     }
 }
+
+/// Has Burn's CUDA runtime keep the kernels it compiles (PTX, from NVRTC) in `dir`, and
+/// read them from there in later runs, so a restarted or second replica skips NVRTC for
+/// every kernel a run has compiled before. Call before the first CUDA operation: cubecl
+/// reads its configuration once. Any other setting of a `cubecl.toml` found from the
+/// working directory up, and of the `CUBECL_*` variables, is kept. The driver still turns
+/// PTX into machine code once per process unless `CUDA_CACHE_PATH` points its own cache
+/// at a kept folder too (`Dockerfile.cuda` and the Kubernetes manifests set both).
+#[cfg(feature = "cuda")]
+pub fn use_kernel_cache(dir: &std::path::Path) -> Result<(), String> {
+    use burn_cubecl::cubecl::config::cache::CacheConfig;
+    use burn_cubecl::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "cannot create the kernel cache folder {}: {e}",
+            dir.display()
+        )
+    })?;
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));
+    let mut slot = CubeClRuntimeConfig::storage().lock();
+    if slot.is_some() {
+        return Err("Burn's CUDA runtime has already read its configuration".into());
+    }
+    *slot = Some(std::sync::Arc::new(config));
+    Ok(())
+}

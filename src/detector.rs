@@ -19,7 +19,7 @@ pub use crate::postprocess::ScoreTerms;
 use crate::postprocess::{
     ImagePredictions, PostprocessConfig, Triplet, VerbLayout, score_terms, triplets,
 };
-use crate::vision::preprocess::{Prepared, PreprocessConfig, batch, prepare};
+use crate::vision::preprocess::{Prepared, PreprocessConfig, batch_in_bucket, prepare};
 use crate::vocab::Pack;
 
 #[derive(Debug, thiserror::Error)]
@@ -281,6 +281,8 @@ pub struct Detector<B: ModelBackend> {
     own: Arc<ClassifierSet<B>>,
     pack: Pack,
     preprocess: PreprocessConfig,
+    /// Padded sizes rounded up to multiples of this (0: off).
+    size_bucket: usize,
     postprocess: PostprocessConfig,
     info: ModelInfo,
     text_fingerprint: String,
@@ -435,6 +437,7 @@ impl<B: ModelBackend> Detector<B> {
             own,
             pack,
             preprocess,
+            size_bucket: 0,
             postprocess,
             info,
             text_fingerprint,
@@ -514,6 +517,31 @@ impl<B: ModelBackend> Detector<B> {
         prepare(image, &self.preprocess)
     }
 
+    /// A blank input of DETR size `size` (h, w), for warm-up passes.
+    pub fn blank_input(&self, size: (usize, usize)) -> Prepared {
+        let r = self.preprocess.clip_resolution;
+        Prepared {
+            original: (size.1 as u32, size.0 as u32),
+            detr: vec![0.0; 3 * size.0 * size.1],
+            detr_size: size,
+            clip: vec![0.0; 3 * r * r],
+        }
+    }
+
+    /// Rounds every batch's padded size up to multiples of `step` (0: off), so a GPU
+    /// backend meets few input shapes. Exact: padding changes no answer.
+    pub fn set_size_bucket(&mut self, step: usize) {
+        self.size_bucket = step;
+    }
+
+    pub fn size_bucket(&self) -> usize {
+        self.size_bucket
+    }
+
+    pub fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.preprocess
+    }
+
     /// One forward pass of the trunk over all items (zero-padded to the largest, with
     /// masks), then the heads once per distinct classifier set, then post-processing per
     /// image. Padding is exact: each item gets its answer alone, up to float rounding.
@@ -525,7 +553,7 @@ impl<B: ModelBackend> Detector<B> {
             return Ok(Vec::new());
         }
         let inputs: Vec<&Prepared> = items.iter().map(|i| i.input).collect();
-        let input = batch::<B>(&inputs, &self.device);
+        let input = batch_in_bucket::<B>(&inputs, self.size_bucket, &self.device);
         let features = self.model.features(input);
         let mut out: Vec<Option<ImageDetections>> = vec![None; items.len()];
         let mut done = vec![false; items.len()];

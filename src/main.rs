@@ -37,6 +37,11 @@ flag_enum!(
     GpuConvArg => GpuConv { Gemm, ImplicitGemm, Direct }
 );
 
+flag_enum!(
+    /// `WarmUp` as a flag value.
+    WarmUpArg => WarmUp { All, Common, None }
+);
+
 mod eval_command;
 
 use std::path::PathBuf;
@@ -50,7 +55,7 @@ use hoiclip::api::dto::DetectParams;
 use hoiclip::api::server::ServerLimits;
 use hoiclip::api::{ApiKeys, RateLimit, ServeOptions};
 use hoiclip::backend::Cpu;
-use hoiclip::config::{ModelSource, Settings};
+use hoiclip::config::{ModelSource, Settings, WarmUp};
 use hoiclip::detector::Detection;
 use hoiclip::engine::{BatchPolicy, EngineOptions, Inference, Request};
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
@@ -148,6 +153,15 @@ enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI document (what openapi/openapi.json holds).
     Openapi,
+    /// Load the model and run the warm-up `serve` would run (default: every input shape
+    /// on a GPU), then exit: with --kernel-cache, fills the cache ahead of deployment so
+    /// that servers start without compiling.
+    WarmUp {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Benchmark numbers: HICO-DET mAP (Default and Known-object; Full/Rare/Non-rare, and
     /// Unseen/Seen for a zero-shot split) or V-COCO role AP (Scenarios 1 and 2), from a
     /// checkpoint run over the test images or from saved predictions.
@@ -192,6 +206,21 @@ struct ModelArgs {
     /// comparison). Ignored on the CPU.
     #[arg(long, env = "HOICLIP_GPU_CONV", value_enum, default_value_t = GpuConvArg::from(defaults().gpu_conv))]
     gpu_conv: GpuConvArg,
+    /// Round padded input sizes up to multiples of this many pixels, so a GPU meets few
+    /// shapes (answers do not change: padding is exact). 0: off. Default: 64 on a GPU,
+    /// off on the CPU.
+    #[arg(long, env = "HOICLIP_SIZE_BUCKET")]
+    size_bucket: Option<usize>,
+    /// Input shapes run before the server says ready: all (every bucketed size at every
+    /// batch size: no kernel is compiled during a request), common (common photo shapes
+    /// at batch 1 and the largest batch) or none (one small image). Default: all on a GPU,
+    /// none on the CPU.
+    #[arg(long, env = "HOICLIP_WARM_UP", value_enum)]
+    warm_up: Option<WarmUpArg>,
+    /// Keep compiled GPU kernels in this folder and reuse them in later runs (also set
+    /// CUDA_CACHE_PATH for the driver's own cache).
+    #[arg(long, env = "HOICLIP_KERNEL_CACHE")]
+    kernel_cache: Option<PathBuf>,
 }
 
 /// The model behind `vocab` commands that need one (the database is `vocab`'s own).
@@ -257,6 +286,9 @@ impl ModelArgs {
             database_url: self.database_url.clone(),
             device: self.device.clone(),
             gpu_conv: self.gpu_conv.into(),
+            size_bucket: self.size_bucket,
+            warm_up: self.warm_up.map(Into::into),
+            kernel_cache: self.kernel_cache.clone(),
             engine: engine.options(),
             ..defaults()
         }
@@ -456,6 +488,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(hoiclip::app::serve(&settings, shutdown_signal()))?;
+    Ok(())
+}
+
+/// `hoiclip warm-up`: builds the server as `serve` does (its warm-up included) and
+/// reports what ran.
+fn warm_up(settings: &Settings) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let app = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(hoiclip::app::build(settings))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "device": app.service().device(),
+            "shapes": app.warm_up.len(),
+            "seconds_to_ready": started.elapsed().as_secs_f64(),
+            "kernel_cache": settings.kernel_cache,
+        })
+    );
     Ok(())
 }
 
@@ -928,6 +980,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => vocab(&database_url, command)?,
         Command::Serve(args) => serve(args)?,
         Command::Openapi => println!("{}", hoiclip::api::openapi_json()),
+        Command::WarmUp { model, engine } => warm_up(&model.settings(&engine))?,
         Command::Eval(args) => eval_command::eval(args)?,
         Command::EmbedText { weights, prompts } => {
             let ckpt = Checkpoint::open(&weights)?;

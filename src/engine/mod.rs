@@ -107,6 +107,18 @@ enum Step {
         source: SetSource,
         reply: oneshot::Sender<Result<ClassView, RebuildError>>,
     },
+    WarmUp {
+        shape: WarmUpShape,
+        classes: ClassView,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+}
+
+/// One input shape to run before serving: `batch` images padded to `size` (h, w).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmUpShape {
+    pub batch: usize,
+    pub size: (usize, usize),
 }
 
 /// What a handler asks of the engine.
@@ -326,6 +338,17 @@ impl Engine {
         self.ask(|reply| Step::Install { source, reply }).await
     }
 
+    /// Runs one forward pass of `shape` (blank images) with `classes`, so that a GPU
+    /// backend compiles that shape's kernels now rather than during a request.
+    pub async fn warm_up(&self, shape: WarmUpShape, classes: ClassView) -> Result<(), EngineError> {
+        self.ask(|reply| Step::WarmUp {
+            shape,
+            classes,
+            reply,
+        })
+        .await
+    }
+
     /// Sends the rebuild step `make` builds around a reply channel and awaits the answer;
     /// a stopped worker is [`EngineError::Stopped`].
     async fn ask<T, E: From<EngineError>>(
@@ -462,6 +485,22 @@ impl Worker {
                 let result = match outcome {
                     Ok(r) => r.map_err(RebuildError::from),
                     Err(panic) => Err(EngineError::Failed(panic_message(panic.as_ref())).into()),
+                };
+                let _ = reply.send(result);
+            }
+            Step::WarmUp {
+                shape,
+                classes,
+                reply,
+            } => {
+                let outcome =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| runner.warm_up(shape, &classes)));
+                self.stats
+                    .forward_passes
+                    .store(runner.forward_passes(), Ordering::Relaxed);
+                let result = match outcome {
+                    Ok(r) => r,
+                    Err(panic) => Err(EngineError::Failed(panic_message(panic.as_ref()))),
                 };
                 let _ = reply.send(result);
             }

@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use super::classes::{ClassView, SetRegistry, SetSource};
-use super::{EngineError, Request};
+use super::{EngineError, Request, WarmUpShape};
 use crate::classifier::{self, ClassifierError, ClassifierSet, TrainedRows};
 use crate::detector::{BatchItem, Detector, ImageDetections};
 use crate::model::kernels::ModelBackend;
@@ -17,6 +17,13 @@ use crate::model::kernels::ModelBackend;
 pub trait Runner {
     /// One detection batch: one result per request, in order.
     fn run(&mut self, batch: &[Request]) -> Vec<Result<ImageDetections, EngineError>>;
+
+    /// One forward pass over `shape.batch` blank images padded to `shape.size`, scored
+    /// with `classes` (warm-up before serving).
+    fn warm_up(&mut self, shape: WarmUpShape, classes: &ClassView) -> Result<(), EngineError> {
+        let _ = (shape, classes);
+        Err(EngineError::Unsupported("warm-up passes"))
+    }
 
     /// Forward passes of the model run so far.
     fn forward_passes(&self) -> u64 {
@@ -95,6 +102,27 @@ impl<B: ModelBackend> DetectorRunner<B> {
 impl<B: ModelBackend> Runner for DetectorRunner<B> {
     fn forward_passes(&self) -> u64 {
         self.passes
+    }
+
+    fn warm_up(&mut self, shape: WarmUpShape, classes: &ClassView) -> Result<(), EngineError> {
+        let set = self.registry.get(classes).ok_or_else(|| {
+            EngineError::Failed("the warm-up's classifier set is not registered".into())
+        })?;
+        let blank = self.detector.blank_input(shape.size);
+        let options = crate::detector::DetectOptions::default();
+        let items: Vec<BatchItem<'_, B>> = (0..shape.batch.max(1))
+            .map(|_| BatchItem {
+                input: &blank,
+                options: &options,
+                set: &set,
+            })
+            .collect();
+        self.passes += 1;
+        metrics::counter!("hoiclip_forward_passes_total").increment(1);
+        self.detector
+            .detect_batch(&items)
+            .map(|_| ())
+            .map_err(|e| EngineError::Failed(e.to_string()))
     }
 
     fn embed_text(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EngineError> {

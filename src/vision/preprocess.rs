@@ -142,8 +142,30 @@ pub fn prepare(img: &RgbImage, config: &PreprocessConfig) -> Prepared {
 
 /// Zero-pads the DETR branches to the largest height and width and stacks both branches.
 pub fn batch<B: ModelBackend>(images: &[&Prepared], device: &B::Device) -> ModelInput<B> {
-    let ph = images.iter().map(|p| p.detr_size.0).max().unwrap_or(1);
-    let pw = images.iter().map(|p| p.detr_size.1).max().unwrap_or(1);
+    batch_in_bucket(images, 0, device)
+}
+
+/// `size` with each side rounded up to a multiple of `step` (unchanged for 0).
+pub fn bucket(size: (usize, usize), step: usize) -> (usize, usize) {
+    match step {
+        0 => size,
+        s => (size.0.div_ceil(s) * s, size.1.div_ceil(s) * s),
+    }
+}
+
+/// As [`batch`], the padded size rounded up to a multiple of `step` on each side (a size
+/// bucket, so that a GPU backend meets few input shapes; padding is exact, so answers do
+/// not change).
+pub fn batch_in_bucket<B: ModelBackend>(
+    images: &[&Prepared],
+    step: usize,
+    device: &B::Device,
+) -> ModelInput<B> {
+    let largest = (
+        images.iter().map(|p| p.detr_size.0).max().unwrap_or(1),
+        images.iter().map(|p| p.detr_size.1).max().unwrap_or(1),
+    );
+    let (ph, pw) = bucket(largest, step);
     let res2 = images.first().map(|p| p.clip.len() / 3).unwrap_or(1);
     let res = (res2 as f64).sqrt() as usize;
     let n = images.len();
@@ -167,6 +189,54 @@ pub fn batch<B: ModelBackend>(images: &[&Prepared], device: &B::Device) -> Model
     }
 }
 
+/// Every padded (h, w) that images resized by `config`'s rule fall into when sizes are
+/// rounded up to multiples of `step` (> 0): the shorter side at `resize_short` with the
+/// longer anywhere up to `resize_max`, or the longer side at `resize_max` with the shorter
+/// anywhere below, down to images 64 times longer than wide (the most `decode` accepts),
+/// whose rounded shorter side can push the longer a little past `resize_max`; both
+/// orientations, sorted.
+pub fn detr_shapes(config: &PreprocessConfig, step: usize) -> Vec<(usize, usize)> {
+    let step = step.max(1);
+    let mut shapes = std::collections::BTreeSet::new();
+    let (short, long) = (
+        config.resize_short,
+        config.resize_max.max(config.resize_short),
+    );
+    let mut add = |s: usize, l: usize| {
+        shapes.insert(bucket((s, l), step));
+        shapes.insert(bucket((l, s), step));
+    };
+    // Every multiple of the step plus the extremes covers every bucket in between.
+    let mut l = short;
+    while l <= long {
+        add(short, l);
+        l += step.min(long - l).max(1);
+    }
+    add(short, long);
+    // A shorter side `s` is `round(resize_max / ratio)`, so the longer, `s * ratio`, is
+    // at most `resize_max * s / (s - 1/2)`.
+    let overshoot = |s: usize| (long as f64 * s as f64 / (s as f64 - 0.5)).floor() as usize;
+    for s in (long / 64).max(1)..short {
+        add(s, long);
+        add(s, overshoot(s));
+    }
+    add(short - 1, long);
+    shapes.into_iter().collect()
+}
+
+/// The most common photo shapes (1:1, 4:3, 3:2, 16:9, both orientations) as `config`
+/// resizes them, rounded up to multiples of `step`.
+pub fn common_shapes(config: &PreprocessConfig, step: usize) -> Vec<(usize, usize)> {
+    let mut shapes = std::collections::BTreeSet::new();
+    for (w, h) in [(1, 1), (4, 3), (3, 2), (16, 9)] {
+        for (w, h) in [(w * 1200, h * 1200), (h * 1200, w * 1200)] {
+            let (rw, rh) = detr_size(w, h, config.resize_short, config.resize_max);
+            shapes.insert(bucket((rh, rw), step));
+        }
+    }
+    shapes.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +247,35 @@ mod tests {
         assert_eq!(round_half_even(7.5), 8.0);
         assert_eq!(round_half_even(2.4), 2.0);
         assert_eq!(round_half_even(-0.5), -0.0);
+    }
+
+    #[test]
+    fn buckets_round_each_side_up() {
+        assert_eq!(bucket((800, 1066), 64), (832, 1088));
+        assert_eq!(bucket((832, 1088), 64), (832, 1088));
+        assert_eq!(bucket((1, 1), 32), (32, 32));
+        assert_eq!(bucket((801, 1333), 0), (801, 1333));
+    }
+
+    /// Every size DETR's resize gives (shorter side 800, longer at most 1333) to images
+    /// up to 64:1, bucketed by 64, is one of the shapes `detr_shapes` lists.
+    #[test]
+    fn detr_shapes_cover_every_resized_size() {
+        let shapes = detr_shapes(&PreprocessConfig::default(), 64);
+        for long in (1..=4000usize).step_by(7) {
+            for short in (long.div_ceil(64)..=long).step_by(3) {
+                for (w, h) in [(long, short), (short, long)] {
+                    let (rw, rh) = detr_size(w, h, 800, 1333);
+                    assert!(
+                        shapes.contains(&bucket((rh, rw), 64)),
+                        "{w}x{h} -> {rw}x{rh}"
+                    );
+                }
+            }
+        }
+        // Landscape: 832 high and 832 to 1344 wide (9), 1344 wide and 64 to 768 high
+        // (12), and the strips' 64 x 1408; the same portrait; the square counted once.
+        assert_eq!(shapes.len(), 43);
     }
 
     #[test]
