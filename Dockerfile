@@ -5,9 +5,10 @@
 
 # --- build ---------------------------------------------------------------------------
 FROM rust:1.92-bookworm AS build
-# libjpeg-turbo (Pillow's JPEG decoder) and SQLite are built from vendored sources.
+# libjpeg-turbo's decoder (as Pillow decodes) and SQLite are built from bundled C with the
+# image's compiler; nasm gives the JPEG decoder its SIMD (optional, same pixels).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake nasm \
+ && apt-get install -y --no-install-recommends nasm \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

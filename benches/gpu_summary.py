@@ -101,8 +101,7 @@ def main():
     served = [r for r in rows if "serve_cold" in r]
     if served:
         out.append("**Served cold start and first requests** (full-size model; 50 images of random sizes "
-                   "one at a time after ready; with a burst, the same 50 at once):
-")
+                   "one at a time after ready; with a burst, the same 50 at once):\n")
         out.append("| policy | kernel cache | warm-up shapes | s to ready | median ms | slowest ms | "
                    "slowest / median | burst img/s | burst passes |")
         out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
