@@ -77,6 +77,7 @@ impl App {
 /// Model, vocabulary and engine on the device the settings name.
 pub async fn service(settings: &Settings) -> Result<Arc<dyn Inference>, StartError> {
     settings.check()?;
+    let settings = &settings.normalized();
     let service: Arc<dyn Inference> = match settings.device.parse::<DeviceChoice>()? {
         DeviceChoice::Cpu => {
             service_on::<crate::backend::Cpu, _, _>(
@@ -129,6 +130,7 @@ where
     R: Runner,
     W: FnOnce(DetectorRunner<B>) -> R + Send + 'static,
 {
+    let settings = &settings.normalized();
     let source = settings.model.clone();
     let load_on = device.clone();
     let mut detector = tokio::task::spawn_blocking(move || match source {
@@ -164,6 +166,7 @@ where
 
 /// The handlers' state and loop limits for a service (not yet marked ready).
 pub fn assemble(service: Arc<dyn Inference>, settings: &Settings) -> App {
+    let settings = &settings.normalized();
     let mut limits = settings.server;
     limits.max_connections = effective_max_connections(settings.server.max_connections);
     if limits.max_connections < settings.server.max_connections {

@@ -96,6 +96,21 @@ impl Settings {
         })
     }
 
+    /// The settings as the server runs them: durations that would refuse everything or
+    /// spin raised to their floor (a body or header timeout of at least a second, a send
+    /// timeout of at least a second, a vocabulary poll of at least 10 ms, which is one
+    /// small query, not a busy loop). The composition root runs only these.
+    pub fn normalized(&self) -> Self {
+        let at_least = |d: std::time::Duration, floor: std::time::Duration| d.max(floor);
+        let second = std::time::Duration::from_secs(1);
+        let mut s = self.clone();
+        s.api.body_timeout = at_least(s.api.body_timeout, second);
+        s.server.header_timeout = at_least(s.server.header_timeout, second);
+        s.server.send_timeout = at_least(s.server.send_timeout, second);
+        s.vocabulary_poll = at_least(s.vocabulary_poll, std::time::Duration::from_millis(10));
+        s
+    }
+
     /// Checks what no single field can: the device name, and that warming every shape
     /// has a finite set of shapes to warm.
     pub fn check(&self) -> Result<(), ConfigError> {
@@ -202,6 +217,22 @@ impl std::str::FromStr for DeviceChoice {
 #[cfg(test)]
 mod tests {
     use super::{ConfigError, DeviceChoice, Settings, WarmUp};
+
+    #[test]
+    fn durations_that_would_refuse_everything_are_raised_to_their_floor() {
+        let mut s = Settings::default();
+        s.api.body_timeout = std::time::Duration::ZERO;
+        s.server.header_timeout = std::time::Duration::ZERO;
+        s.server.send_timeout = std::time::Duration::ZERO;
+        s.vocabulary_poll = std::time::Duration::ZERO;
+        let n = s.normalized();
+        assert_eq!(n.api.body_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(n.server.header_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(n.server.send_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(n.vocabulary_poll, std::time::Duration::from_millis(10));
+        let d = Settings::default();
+        assert_eq!(d.normalized().api.body_timeout, d.api.body_timeout);
+    }
 
     #[test]
     fn gpu_defaults_bucket_and_warm_every_shape_cpu_defaults_do_not() {

@@ -184,6 +184,8 @@ pub struct DetectOptions {
     pub score_threshold: f32,
     /// Return at most this many triplets per image (after NMS).
     pub max_results: usize,
+    /// Candidates kept before NMS, or as the verb-level top-k (the official 100).
+    pub candidates: usize,
     /// Training-free enhancement with CLIP's top-K image-level scores (paper: K=10).
     pub tfe_top_k: Option<usize>,
     /// Score only these HOI classes (indices into the classifier's rows); `None`: all.
@@ -196,7 +198,8 @@ impl Default for DetectOptions {
     fn default() -> Self {
         Self {
             score_threshold: 0.0,
-            max_results: 100,
+            max_results: crate::engine::detection::DEFAULT_TOP_K,
+            candidates: crate::engine::detection::OFFICIAL_CANDIDATES,
             tfe_top_k: None,
             classes: None,
             explain: false,
@@ -618,6 +621,7 @@ impl<B: ModelBackend> Detector<B> {
                 let size = items[i].input.original;
                 let config = PostprocessConfig {
                     tfe_top_k: options.tfe_top_k,
+                    top_k: options.candidates,
                     ..self.postprocess
                 };
                 let allowed = options

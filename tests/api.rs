@@ -1264,3 +1264,53 @@ async fn bucketed_and_warmed_up_server_answers_as_the_plain_one() {
         }
     }
 }
+
+/// Two settings with two names: `top_k` results out of `candidates` kept before NMS.
+/// Asking for more results than the official 100 candidates widens the pool (the first
+/// results stay the same); asking for more results than explicit candidates is a 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_k_beyond_the_official_candidates_widens_the_pool() {
+    let s = state(ServeOptions::default()).await;
+    let image = std::fs::read(common::fixture("hoiclip/img0.png")).unwrap();
+    let triplets = |query: &str| {
+        let s = s.clone();
+        let image = image.clone();
+        let uri = format!("/detect?{query}");
+        async move {
+            let (status, _, body) = send(&s, raw(&uri, "image/png", image)).await;
+            assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+            json(&body)["triplets"].as_array().unwrap().clone()
+        }
+    };
+    let official = triplets("top_k=100").await;
+    let wider = triplets("top_k=300").await;
+    assert!(
+        wider.len() > official.len(),
+        "300 candidates kept no more than 100 did ({} vs {})",
+        wider.len(),
+        official.len()
+    );
+    assert_eq!(
+        &wider[..official.len()],
+        &official[..],
+        "the first results changed"
+    );
+    let pool = triplets("top_k=10&candidates=300").await;
+    assert_eq!(
+        &pool[..],
+        &wider[..10.min(wider.len())],
+        "top_k cuts the wider pool's answer"
+    );
+    let (status, ct, body) = send(
+        &s,
+        raw(
+            "/detect?top_k=300&candidates=200",
+            "image/png",
+            image.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(ct.starts_with("application/problem+json"));
+    assert!(String::from_utf8_lossy(&body).contains("candidates"));
+}

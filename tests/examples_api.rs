@@ -598,10 +598,12 @@ fn the_cli_adds_examples_and_lists_row_sources() {
     assert!(ok, "{err}");
     let added: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(added["examples"].as_array().unwrap().len(), 2);
+    // The API's answer to `POST /verbs/{id}/examples`, field for field.
     assert_eq!(
-        added["row_source"],
+        added["verb"]["row_source"],
         serde_json::json!({"kind": "examples", "examples": 2})
     );
+    assert!(added["vocabulary_version"].as_i64().unwrap() > 0);
 
     let (ok, out, err) = hoiclip(&["list", "verbs", "--row-sources"]);
     assert!(ok, "{err}");

@@ -389,3 +389,130 @@ fn training_arguments_are_read_from_the_checkpoint_and_survive_conversion() {
     assert_eq!(detector.info().scoring.verb_weight, 0.25);
     assert_eq!(detector.info().scoring.source, "checkpoint args");
 }
+
+/// Whether two JSON values have the same shape: the same object keys, recursively
+/// (arrays by their first items); `null` (an optional field without a value) matches
+/// anything, as the schema allows.
+fn same_shape(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Null, _) | (_, Value::Null) => true,
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_shape(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => match (x.first(), y.first()) {
+            (Some(p), Some(q)) => same_shape(p, q),
+            _ => true,
+        },
+        (x, y) => std::mem::discriminant(x) == std::mem::discriminant(y),
+    }
+}
+
+/// `hoiclip vocab` prints what the API answers for the same write or listing, field for
+/// field: a new verb, object and interaction, the listings, and a removal, run on two
+/// fresh vocabularies (one through the CLI, one through the API) with the same versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vocab_commands_print_the_apis_shapes() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let db = common::sqlite_file_db("vocab-shapes");
+    let cli = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoiclip"))
+            .args(["vocab", "--database-url", &db])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let s = served_demo().await;
+    let api = |request: Request<Body>| {
+        let s = s.clone();
+        async move {
+            let (status, _, body) = send(&s, request).await;
+            assert!(
+                status.is_success(),
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            json(&body)
+        }
+    };
+    let same = |cli: &serde_json::Value, api: &serde_json::Value, what: &str| {
+        assert!(same_shape(cli, api), "{what}: CLI {cli} vs API {api}");
+    };
+
+    let c = cli(&["add-object", "kettlebell"]).remove(0);
+    let a = api(post_json(
+        "/objects",
+        serde_json::json!({"name": "kettlebell"}),
+    ))
+    .await;
+    same(&c, &a, "add-object");
+    assert_eq!(c["vocabulary_version"], a["vocabulary_version"]);
+
+    let c = cli(&[
+        "add-verb",
+        "heft",
+        "--ing",
+        "hefting",
+        "--object",
+        "kettlebell",
+    ])
+    .remove(0);
+    let a = api(post_json(
+        "/verbs",
+        serde_json::json!({"name": "heft", "ing": "hefting", "objects": ["kettlebell"]}),
+    ))
+    .await;
+    same(&c, &a, "add-verb");
+    assert_eq!(c["vocabulary_version"], a["vocabulary_version"]);
+
+    let c = cli(&["add-interaction", "heft", "orange"]).remove(0);
+    let a = api(post_json(
+        "/interactions",
+        serde_json::json!({"verb": "heft", "object": "orange"}),
+    ))
+    .await;
+    same(&c, &a, "add-interaction");
+
+    for (what, path) in [
+        ("verbs", "/verbs"),
+        ("objects", "/objects"),
+        ("interactions", "/interactions"),
+        ("packs", "/packs"),
+    ] {
+        let c = cli(&["list", what]);
+        let a = api(Request::get(path).body(Body::empty()).unwrap()).await;
+        let a = a.as_array().unwrap().clone();
+        assert_eq!(c.len(), a.len(), "list {what}");
+        same(&c[0], &a[0], &format!("list {what}"));
+    }
+
+    let id = c["interaction"]["id"].to_string();
+    let c = cli(&["remove", "interaction", &id]).remove(0);
+    let a = api(Request::delete(format!("/interactions/{id}"))
+        .body(Body::empty())
+        .unwrap())
+    .await;
+    same(&c, &a, "remove");
+    assert_eq!(c["vocabulary_version"], a["vocabulary_version"]);
+}
+
+/// The demo model served with a fresh vocabulary of its own.
+async fn served_demo() -> AppState {
+    hoiclip::app::build(&common::settings_at("sqlite::memory:"))
+        .await
+        .unwrap()
+        .state
+}

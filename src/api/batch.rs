@@ -11,16 +11,15 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 
 use super::AppState;
 use super::detect::{
-    FormOptions, base64_image, body_error, content_type, decoded, detect_options, fresh_enough,
-    merge, multipart_error, read_json, refuse_if_queue_full, response,
+    FormOptions, base64_image, body_error, content_type, decoded, merge, multipart_error,
+    read_json, refuse_if_queue_full,
 };
 use super::dto::{
-    DetectBatchJson, DetectBatchMultipart, DetectBatchResponse, DetectParams, TimingsOut,
+    DetectBatchJson, DetectBatchMultipart, DetectBatchResponse, DetectParams, DetectResponse,
 };
 use super::error::{ApiError, Problem};
 use super::extract::{ApiQuery, within_body_timeout};
-use crate::engine::{self, EngineError};
-use crate::vision::decode::orient;
+use crate::engine::{DetectError, DetectPlan, EngineError};
 
 /// Images one batch request may carry.
 pub const MAX_BATCH_IMAGES: usize = 16;
@@ -55,10 +54,11 @@ pub async fn detect_batch(
 ) -> Result<Json<DetectBatchResponse>, ApiError> {
     let started = Instant::now();
     let deadline = started + state.0.options.request_timeout;
-    let Some(set) = state.0.service.classes() else {
-        return Err(ApiError::Unavailable("the model is still loading".into()));
-    };
-    let engine = state.0.service.engine();
+    let service = state.0.service.clone();
+    if service.classes().is_none() {
+        return Err(DetectError::NotReady.into());
+    }
+    let engine = service.engine();
     refuse_if_queue_full(engine)?;
     let content_type = content_type(&request);
     let (images, params) =
@@ -76,9 +76,14 @@ pub async fn detect_batch(
             "render is not available for batches: send the image to /detect".into(),
         ));
     }
-    let set = fresh_enough(&state, set, params.min_vocabulary_version, deadline).await?;
-    let options = detect_options(&params, &set, &state.0.service.info().vocabulary)?;
-    let auto_orient = params.auto_orient.unwrap_or(true);
+    let detect = params.request();
+    let plan = DetectPlan::new(
+        service.as_ref(),
+        &detect,
+        deadline,
+        state.0.options.vocabulary_wait,
+    )
+    .await?;
 
     // A place in the queue for every image before any is decoded, as `/detect` takes one
     // before decoding: prepared inputs stay bounded by the queue however many batches
@@ -91,46 +96,17 @@ pub async fn detect_batch(
     // pass runs. Decoded pixels are dropped once prepared.
     let mut prepared = Vec::with_capacity(images.len());
     for (k, bytes) in images.into_iter().enumerate() {
-        let decode_started = Instant::now();
-        let service = state.0.service.clone();
-        let (input, exif, oriented) =
-            decoded(&state, bytes, deadline, move |image, exif, _permit| {
-                let oriented = auto_orient && exif != 1;
-                let image = if oriented { orient(image, exif) } else { image };
-                Ok((service.prepare(&image), exif, oriented))
-            })
+        let (input, _) = decoded(&state, bytes, deadline, detect.auto_orient, false)
             .await
             .map_err(|e| e.for_item(&format!("images[{k}]")))?;
-        prepared.push((input, exif, oriented, decode_started.elapsed()));
+        prepared.push(input);
     }
-
-    let infer_started = Instant::now();
-    let mut tickets = Vec::with_capacity(prepared.len());
-    for ((input, exif, oriented, decode_time), admission) in prepared.into_iter().zip(admissions) {
-        let ticket = engine.submit_admitted(
-            engine::Request {
-                input,
-                options: options.clone(),
-                classes: set.clone(),
-                deadline,
-            },
-            admission,
-        )?;
-        tickets.push((ticket, exif, oriented, decode_time));
-    }
-    let mut results = Vec::with_capacity(tickets.len());
-    for (ticket, exif, oriented, decode_time) in tickets {
-        let result = ticket.wait().await?;
-        let timings = TimingsOut {
-            decode_ms: decode_time.as_secs_f64() * 1000.0,
-            inference_ms: infer_started.elapsed().as_secs_f64() * 1000.0,
-            total_ms: started.elapsed().as_secs_f64() * 1000.0,
-        };
-        let mut answer = response(state.0.service.info(), &set, result, timings);
-        answer.exif_orientation = exif;
-        answer.oriented = oriented;
-        results.push(answer);
-    }
+    // Submitted together: images that can share forward passes do.
+    let answers = plan.run(service.as_ref(), prepared, admissions).await?;
+    let results = answers
+        .into_iter()
+        .map(|answer| DetectResponse::new(service.info(), &plan.set, answer, started.elapsed()))
+        .collect();
     Ok(Json(DetectBatchResponse { results }))
 }
 

@@ -3,6 +3,12 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::classifier::RowSources;
+use crate::detector::ModelInfo;
+use crate::engine::ClassView;
+use crate::engine::detection::{Answer, DetectRequest};
+use crate::vocab::store::{ExampleRecord, InteractionRecord, ObjectRecord, PackRecord, VerbRecord};
+
 /// Options of a detection request (query string, or fields of the JSON body).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -15,6 +21,13 @@ pub struct DetectParams {
     #[schema(minimum = 1, maximum = 10000)]
     #[param(minimum = 1, maximum = 10000)]
     pub top_k: Option<usize>,
+    /// Candidates kept per image before triplet NMS (HICO-DET models), or as the
+    /// verb-level top-k (V-COCO models). Default: the official 100, or `top_k` when that
+    /// is larger; the first results are the same either way (a wider pool only adds
+    /// triplets after them). Less than `top_k` is refused (422).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[param(minimum = 1, maximum = 10000)]
+    pub candidates: Option<usize>,
     /// Only interactions of this pack (e.g. `hico-det`, `v-coco`, `user`). Default: the
     /// model's own pack plus every user pack.
     #[schema(min_length = 1, max_length = 1024, pattern = "\\S")]
@@ -42,6 +55,35 @@ pub struct DetectParams {
     #[param(minimum = 0)]
     pub min_vocabulary_version: Option<i64>,
 }
+
+impl DetectParams {
+    /// The request these options make (defaults in [`DetectRequest`]); `render` is the
+    /// API's own and not part of it.
+    pub fn request(&self) -> DetectRequest {
+        let defaults = DetectRequest::default();
+        DetectRequest {
+            score_threshold: self.score_threshold.unwrap_or(defaults.score_threshold),
+            top_k: self.top_k.unwrap_or(defaults.top_k),
+            candidates: self.candidates,
+            pack: self.pack.clone(),
+            verbs: self
+                .verbs
+                .as_ref()
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
+            tfe_top_k: self
+                .training_free_enhancement
+                .unwrap_or(false)
+                .then_some(TFE_TOP_K),
+            explain: self.explain.unwrap_or(defaults.explain),
+            auto_orient: self.auto_orient.unwrap_or(defaults.auto_orient),
+            min_vocabulary_version: self.min_vocabulary_version,
+        }
+    }
+}
+
+/// CLIP's top-K image-level scores the training-free enhancement adds (the paper's 34.69
+/// setting), which `training_free_enhancement=true` turns on.
+pub const TFE_TOP_K: usize = 10;
 
 /// `POST /detect` with a JSON body: the image as base64, plus options.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -115,6 +157,9 @@ pub struct ObjectOut {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TripletOut {
+    /// The human-object pair (decoder query) it belongs to: the triplets of one pair share
+    /// their boxes, and the number matches the official model's query index.
+    pub pair: usize,
     pub human: BoxOut,
     pub object: ObjectOut,
     pub verb: String,
@@ -191,6 +236,82 @@ pub struct DetectResponse {
     pub vocabulary_version: i64,
     pub model: ModelOut,
     pub timings: TimingsOut,
+}
+
+impl DetectResponse {
+    /// The answer for one image, scored with `set` by a model described by `info`, its
+    /// whole request having taken `total` so far.
+    pub fn new(
+        info: &ModelInfo,
+        set: &ClassView,
+        answer: Answer,
+        total: std::time::Duration,
+    ) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        let result = answer.detections;
+        let triplets = result
+            .detections
+            .into_iter()
+            .map(|d| TripletOut {
+                explanation: d
+                    .terms
+                    .map(|t| ExplanationOut::new(set, d.interaction_index, t)),
+                pair: d.query,
+                human: BoxOut { bbox: d.human.bbox },
+                object: ObjectOut {
+                    bbox: d.object.bbox,
+                    label: d.object.label,
+                },
+                verb: d.verb,
+                interaction: d.interaction,
+                interaction_id: set.rows[d.interaction_index].interaction_id,
+                score: d.score,
+            })
+            .collect();
+        Self {
+            width: result.width,
+            height: result.height,
+            exif_orientation: answer.exif_orientation,
+            oriented: answer.oriented,
+            output: info.scoring.output,
+            triplets,
+            vocabulary_version: set.version,
+            model: ModelOut {
+                name: info.name.clone(),
+                trained: info.trained,
+            },
+            timings: TimingsOut {
+                decode_ms: ms(answer.decode_time),
+                inference_ms: ms(answer.inference_time),
+                total_ms: ms(total),
+            },
+        }
+    }
+}
+
+impl ExplanationOut {
+    /// A triplet's score terms with the sources of the rows behind them.
+    fn new(set: &ClassView, class: usize, t: crate::detector::ScoreTerms) -> Self {
+        let row = &set.rows[class];
+        let sources = &set.sources;
+        Self {
+            text_logit: t.text_logit,
+            interaction_row: sources
+                .interactions
+                .get(&row.interaction_id)
+                .map(|&s| s.into()),
+            verb_logit: t.verb_logit,
+            verb_row: sources.verbs.get(&row.verb_id).map(|&s| s.into()),
+            interaction_score: t.interaction,
+            tfe_score: t.tfe,
+            object_logit: t.object_logit,
+            object_row: row
+                .object_id
+                .and_then(|o| sources.objects.get(&o))
+                .map(|&s| s.into()),
+            object_score: t.object,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -505,4 +626,88 @@ pub struct StatusOut {
 pub struct PackFilter {
     /// Only interactions of this pack.
     pub pack: Option<String>,
+}
+
+// Wire shapes from domain records: the API's handlers and the CLI build them here, so
+// both write the same shapes.
+
+impl VerbOut {
+    /// A verb with the row it is scored with in the classifier whose rows are `sources`.
+    pub fn new(v: VerbRecord, sources: &RowSources) -> Self {
+        Self {
+            row_source: sources.verbs.get(&v.id).map(|&s| s.into()),
+            id: v.id,
+            name: v.name,
+            ing: v.ing,
+            origin: v.origin,
+        }
+    }
+}
+
+impl ObjectRecordOut {
+    pub fn new(o: ObjectRecord, sources: &RowSources) -> Self {
+        Self {
+            row_source: sources.objects.get(&o.id).map(|&s| s.into()),
+            id: o.id,
+            name: o.name,
+            prompt: o.prompt,
+            origin: o.origin,
+        }
+    }
+}
+
+impl InteractionOut {
+    /// An interaction, marked when it is one of the unseen classes of `model` (when a
+    /// model is loaded).
+    pub fn new(i: InteractionRecord, sources: &RowSources, model: Option<&ModelInfo>) -> Self {
+        let unseen = model.is_some_and(|info| {
+            i.pack == info.vocabulary
+                && info
+                    .zero_shot
+                    .as_ref()
+                    .and_then(|z| z.unseen.as_ref())
+                    .is_some_and(|u| {
+                        i.seed_index
+                            .is_some_and(|s| u.iter().any(|&c| i64::try_from(c) == Ok(s)))
+                    })
+        });
+        Self {
+            row_source: sources.interactions.get(&i.id).map(|&s| s.into()),
+            unseen_in_training: unseen,
+            id: i.id,
+            pack: i.pack,
+            verb: i.verb,
+            object: i.object,
+            prompt: i.prompt,
+            origin: i.origin,
+            enabled: i.enabled,
+        }
+    }
+}
+
+impl ExampleOut {
+    /// An example, marked by whether `fingerprint`'s image tower made its features.
+    pub fn new(e: ExampleRecord, fingerprint: &str) -> Self {
+        Self {
+            used_by_model: e.fingerprint == fingerprint,
+            id: e.id,
+            verb: e.verb,
+            object: e.object,
+            image: e.image,
+            human_box: e.human_box,
+            object_box: e.object_box,
+            created_at: e.created_at,
+        }
+    }
+}
+
+impl From<PackRecord> for PackOut {
+    fn from(p: PackRecord) -> Self {
+        Self {
+            name: p.name,
+            description: p.description,
+            origin: p.origin,
+            interactions: p.interactions,
+        }
+    }
 }

@@ -295,6 +295,19 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<crate::engine::DetectError> for ApiError {
+    fn from(e: crate::engine::DetectError) -> Self {
+        use crate::engine::DetectError;
+        match e {
+            DetectError::Invalid(m) => ApiError::Unprocessable(m),
+            DetectError::NotReady => ApiError::Unavailable(e.to_string()),
+            DetectError::StaleVocabulary(m) => ApiError::StaleVocabulary(m),
+            DetectError::Image(v) => v.into(),
+            DetectError::Engine(e) => e.into(),
+        }
+    }
+}
+
 impl From<RebuildError> for ApiError {
     fn from(e: RebuildError) -> Self {
         match e {

@@ -11,7 +11,9 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 
 use super::AppState;
-use super::detect::{base64_image, body_error, content_type, decoded, multipart_error, read_json};
+use super::detect::{
+    base64_image, body_error, content_type, decode_then, multipart_error, read_json,
+};
 use super::dto::{
     CreatedExamples, Deleted, ExampleOut, ExamplesIn, ExamplesMultipart, ExamplesParams,
 };
@@ -19,7 +21,8 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiPath, ApiQuery, within_body_timeout};
 use super::vocab::{rebuild, verb_out};
 use crate::engine::examples::{ExampleCrops, MAX_EXAMPLES, check_count, image_id, learn};
-use crate::vision::decode::orient;
+use crate::vision::decode;
+use crate::vision::decode::{exif_orientation, orient};
 use crate::vocab::store::ExampleRecord;
 
 /// One example as received, before its image is decoded.
@@ -31,16 +34,7 @@ struct Received {
 }
 
 fn example_out(fingerprint: &str) -> impl Fn(ExampleRecord) -> ExampleOut + '_ {
-    move |e| ExampleOut {
-        used_by_model: e.fingerprint == fingerprint,
-        id: e.id,
-        verb: e.verb,
-        object: e.object,
-        image: e.image,
-        human_box: e.human_box,
-        object_box: e.object_box,
-        created_at: e.created_at,
-    }
+    move |e| ExampleOut::new(e, fingerprint)
 }
 
 /// Teach a verb from example images. Each example is an image with a person's box, an
@@ -93,15 +87,17 @@ pub async fn add_examples(
         .await?;
     let res = state.0.service.clip_resolution();
     let auto_orient = params.auto_orient.unwrap_or(true);
+    let limits = state.0.options.decode;
     let mut crops = Vec::with_capacity(received.len());
     // One image at a time: only its crops outlive the decode.
     for r in received {
         let id = image_id(&r.image);
         let (human_box, object_box, object) = (r.human_box, r.object_box, r.object);
         crops.push(
-            decoded(&state, r.image, deadline, move |image, exif, _permit| {
+            decode_then(&state, r.image, deadline, move |bytes, _permit| {
+                let image = decode(bytes, limits)?;
                 let image = match auto_orient {
-                    true => orient(image, exif),
+                    true => orient(image, exif_orientation(bytes)),
                     false => image,
                 };
                 Ok(ExampleCrops::new(

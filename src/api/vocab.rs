@@ -28,48 +28,19 @@ fn sources(state: &AppState) -> Arc<RowSources> {
 /// Verb records as the API shows them, with the row each is scored with now.
 pub(super) fn verb_out(state: &AppState) -> impl Fn(VerbRecord) -> VerbOut + use<> {
     let sources = sources(state);
-    move |v| VerbOut {
-        row_source: sources.verbs.get(&v.id).map(|&s| s.into()),
-        id: v.id,
-        name: v.name,
-        ing: v.ing,
-        origin: v.origin,
-    }
+    move |v| VerbOut::new(v, &sources)
 }
 
 fn object_out(state: &AppState) -> impl Fn(ObjectRecord) -> ObjectRecordOut + use<> {
     let sources = sources(state);
-    move |o| ObjectRecordOut {
-        row_source: sources.objects.get(&o.id).map(|&s| s.into()),
-        id: o.id,
-        name: o.name,
-        prompt: o.prompt,
-        origin: o.origin,
-    }
+    move |o| ObjectRecordOut::new(o, &sources)
 }
 
 /// Interaction records as the API shows them, marking the model's unseen classes.
 fn interaction_out(state: &AppState) -> impl Fn(InteractionRecord) -> InteractionOut + use<> {
-    let info = state.0.service.info();
-    let pack = info.vocabulary.clone();
-    let unseen: std::collections::HashSet<i64> = info
-        .zero_shot
-        .as_ref()
-        .and_then(|z| z.unseen.as_ref())
-        .map(|u| u.iter().filter_map(|&c| i64::try_from(c).ok()).collect())
-        .unwrap_or_default();
+    let info = state.0.service.info().clone();
     let sources = sources(state);
-    move |i| InteractionOut {
-        row_source: sources.interactions.get(&i.id).map(|&s| s.into()),
-        unseen_in_training: i.pack == pack && i.seed_index.is_some_and(|s| unseen.contains(&s)),
-        id: i.id,
-        pack: i.pack,
-        verb: i.verb,
-        object: i.object,
-        prompt: i.prompt,
-        origin: i.origin,
-        enabled: i.enabled,
-    }
+    move |i| InteractionOut::new(i, &sources, Some(&info))
 }
 
 /// Rebuilds the classifier after a committed write, so the next request on this replica
@@ -341,12 +312,7 @@ pub async fn list_packs(State(state): State<AppState>) -> Result<Json<Vec<PackOu
             .packs()
             .await?
             .into_iter()
-            .map(|p| PackOut {
-                name: p.name,
-                description: p.description,
-                origin: p.origin,
-                interactions: p.interactions,
-            })
+            .map(PackOut::from)
             .collect(),
     ))
 }

@@ -16,6 +16,7 @@
 //! inside the runner fails that command's callers only; the worker goes on.
 
 mod classes;
+pub mod detection;
 pub mod examples;
 mod runner;
 mod service;
@@ -34,6 +35,7 @@ use crate::detector::{DetectOptions, ImageDetections};
 use crate::vision::preprocess::Prepared;
 
 pub use classes::{ClassView, SetRegistry, SetSource};
+pub use detection::{DetectError, DetectPlan, DetectRequest, ImageInput};
 pub use runner::{BatchPolicy, DetectorRunner, Runner};
 pub use service::{Inference, Service};
 pub use vocabulary::{ClassifierService, RebuildError};

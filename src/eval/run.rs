@@ -1,67 +1,47 @@
-//! Runs the detector over a dataset's images through the engine (batched, decoding
+//! Runs the model over a dataset's images through the engine (batched, decoding
 //! overlapped with inference, memory bounded by the queue) and collects predictions.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::EvalError;
 use super::predictions::{ImagePredictions, PredictedTriplet, PredictionFile};
 use super::vcoco::{VcocoDetection, VcocoGroundTruth};
-use crate::detector::{DetectOptions, Detector, ImageDetections};
-use crate::engine::{
-    BatchPolicy, DetectorRunner, Engine, EngineOptions, Request, SetRegistry, SetSource,
-};
-use crate::model::kernels::ModelBackend;
-use crate::vision::{DecodeLimits, decode};
+use crate::detector::ImageDetections;
+use crate::engine::detection::{OFFICIAL_CANDIDATES, OFFLINE_DEADLINE, PendingAnswer};
+use crate::engine::{DetectPlan, DetectRequest, ImageInput, Inference, SetSource};
+use crate::vision::DecodeLimits;
 
-/// How to run the model.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub batch_size: usize,
-    pub policy: BatchPolicy,
-    /// Training-free enhancement with CLIP's top-K (the paper's best HICO-DET run: 10).
-    pub tfe_top_k: Option<usize>,
-}
-
-/// Detects every image (`file_name` relative to `images`) with the checkpoint's own
-/// classifier, keeping the official top-100 triplets per image. `progress(done, total)` is
+/// Detects every image (`file_name` relative to `images`) through `service`'s engine
+/// (batched as its settings say, decoding overlapped with inference, memory bounded by
+/// its queue) with the checkpoint's own classifier, keeping the official top-100 triplets
+/// per image, the stored pixels read as the official evaluation reads them (no EXIF
+/// turn). `tfe_top_k` turns on the training-free enhancement. `progress(done, total)` is
 /// called after each image. A missing or undecodable image is an error naming it.
-pub async fn predict<B: ModelBackend>(
-    detector: Arc<Detector<B>>,
+pub async fn predict(
+    service: Arc<dyn Inference>,
     dataset: &str,
     images: &Path,
     file_names: &[String],
-    options: &RunOptions,
+    tfe_top_k: Option<usize>,
     progress: impl Fn(usize, usize),
 ) -> Result<PredictionFile, EvalError> {
-    let max_queue = options.batch_size.max(1) * 2;
-    let engine = Engine::start(
-        {
-            let detector = detector.clone();
-            let policy = options.policy;
-            move || DetectorRunner::new(detector, policy, SetRegistry::default())
-        },
-        EngineOptions {
-            max_queue,
-            max_batch_size: options.batch_size.max(1),
-            max_batch_delay: Duration::from_millis(20),
-            policy: options.policy,
-        },
-    );
-    let classes = engine
+    let classes = service
+        .engine()
         .install(SetSource::Checkpoint)
         .await
         .map_err(|e| EvalError::invalid("(model)", "classifier", e.to_string()))?;
-    let detect = DetectOptions {
-        score_threshold: 0.0,
-        max_results: 100,
-        tfe_top_k: options.tfe_top_k,
-        classes: None,
-        explain: false,
+    let request = DetectRequest {
+        top_k: OFFICIAL_CANDIDATES,
+        tfe_top_k,
+        auto_orient: false,
+        ..DetectRequest::default()
     };
-    let model = detector.info();
+    let plan = DetectPlan::with_set(classes, &request, Instant::now() + OFFLINE_DEADLINE)
+        .map_err(|e| EvalError::invalid("(model)", "options", e.to_string()))?;
+    let model = service.info();
     let mut out = PredictionFile::new(
         dataset,
         Some(match &model.weights {
@@ -69,7 +49,8 @@ pub async fn predict<B: ModelBackend>(
             None => format!("{} (random demo weights)", model.name),
         }),
     );
-    let mut pending: VecDeque<(usize, crate::engine::Ticket)> = VecDeque::new();
+    let max_queue = service.engine().options().max_queue.max(1);
+    let mut pending: VecDeque<(usize, PendingAnswer)> = VecDeque::new();
     let total = file_names.len();
     for (i, name) in file_names.iter().enumerate() {
         // Bounded: wait for the oldest answer before the queue could overflow.
@@ -78,22 +59,17 @@ pub async fn predict<B: ModelBackend>(
             progress(out.images.len(), total);
         }
         let path = images.join(name);
-        let prepare_with = detector.clone();
-        let input = tokio::task::spawn_blocking(move || {
-            let image = read_image(&path)?;
-            Ok::<_, EvalError>(prepare_with.prepare(&image))
-        })
-        .await
-        .map_err(|e| EvalError::invalid(name, "preparation", e.to_string()))??;
-        let ticket = engine
-            .submit(Request {
-                input,
-                options: detect.clone(),
-                classes: classes.clone(),
-                deadline: Instant::now() + Duration::from_secs(24 * 3600),
-            })
-            .map_err(|e| EvalError::invalid(name, "detection", e.to_string()))?;
-        pending.push_back((i, ticket));
+        let decode_with = service.clone();
+        let input = tokio::task::spawn_blocking(move || read_image(decode_with.as_ref(), &path))
+            .await
+            .map_err(|e| EvalError::invalid(name, "preparation", e.to_string()))??;
+        let detection =
+            |e: &dyn std::fmt::Display| EvalError::invalid(name, "detection", e.to_string());
+        let admission = service.engine().admit().map_err(|e| detection(&e))?;
+        let answer = plan
+            .submit(service.as_ref(), input, admission)
+            .map_err(|e| detection(&e))?;
+        pending.push_back((i, answer));
     }
     while !pending.is_empty() {
         collect_one(&mut pending, file_names, &mut out).await?;
@@ -103,22 +79,23 @@ pub async fn predict<B: ModelBackend>(
 }
 
 async fn collect_one(
-    pending: &mut VecDeque<(usize, crate::engine::Ticket)>,
+    pending: &mut VecDeque<(usize, PendingAnswer)>,
     file_names: &[String],
     out: &mut PredictionFile,
 ) -> Result<(), EvalError> {
-    if let Some((i, ticket)) = pending.pop_front() {
+    if let Some((i, answer)) = pending.pop_front() {
         let name = &file_names[i];
-        let result = ticket
+        let answer = answer
             .wait()
             .await
             .map_err(|e| EvalError::invalid(name, "detection", e.to_string()))?;
-        out.images.push(to_predictions(name, result));
+        out.images.push(to_predictions(name, answer.detections));
     }
     Ok(())
 }
 
-fn read_image(path: &PathBuf) -> Result<image::RgbImage, EvalError> {
+/// A dataset image read and prepared (dataset images may be larger than a server takes).
+fn read_image(service: &dyn Inference, path: &PathBuf) -> Result<ImageInput, EvalError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| EvalError::Io {
         path: name.clone(),
@@ -128,7 +105,8 @@ fn read_image(path: &PathBuf) -> Result<image::RgbImage, EvalError> {
         max_pixels: 100_000_000,
         ..DecodeLimits::default()
     };
-    decode(&bytes, limits).map_err(|e| EvalError::invalid(&name, "image", e.to_string()))
+    ImageInput::decode(service, &bytes, limits, false, false)
+        .map_err(|e| EvalError::invalid(&name, "image", e.to_string()))
 }
 
 fn to_predictions(name: &str, result: ImageDetections) -> ImagePredictions {

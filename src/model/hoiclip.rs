@@ -1237,6 +1237,19 @@ pub fn save_native<B: ModelBackend>(
     )
 }
 
+/// Converts the checkpoint at `weights` (official or native) into a native file at `out`
+/// (`hoiclip convert`): what a later load reads without pickle parsing, fp16 widening or
+/// layout conversion. Returns what the load used and left out.
+pub fn convert<B: ModelBackend>(
+    weights: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<LoadReport, WeightsError> {
+    let checkpoint = Checkpoint::open(weights)?;
+    let (model, config, report) = load_checkpoint::<B>(&checkpoint, &Default::default())?;
+    save_native(&model, &config, checkpoint.args(), out)?;
+    Ok(report)
+}
+
 /// Loads an official-layout checkpoint strictly: every tensor used or known to be unused.
 /// `config` is checked first (see [`HoiclipConfig::validate`]): a bad one is an error.
 pub fn load<B: ModelBackend>(

@@ -1,16 +1,18 @@
-//! `hoiclip eval`: benchmark numbers from a checkpoint or from saved predictions.
+//! `hoiclip eval`: benchmark numbers from a checkpoint (run through the composition root,
+//! on any device) or from saved predictions.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use hoiclip::detector::Detector;
+use hoiclip::config::{ModelSource, Settings};
+use hoiclip::engine::EngineOptions;
 use hoiclip::eval::ap::ApMethod;
 use hoiclip::eval::hico::{
     self, HicoAnnotations, HicoOptions, HicoVocabulary, NoDetectionRule, Protocol,
 };
 use hoiclip::eval::predictions::PredictionFile;
-use hoiclip::eval::run::{RunOptions, predict, vcoco_detections};
+use hoiclip::eval::run::{predict, vcoco_detections};
 use hoiclip::eval::vcoco::{self, VcocoGroundTruth};
 
 flag_enum!(ProtocolArg => Protocol { Official, GenVlkt });
@@ -85,11 +87,17 @@ pub struct EvalArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// cpu, or cuda / cuda:N (build with --features cuda).
+    #[arg(long, env = "HOICLIP_DEVICE", default_value = "cpu")]
+    device: String,
+    /// How the GPU runs convolutions (as `serve --gpu-conv`).
+    #[arg(long, env = "HOICLIP_GPU_CONV", value_enum, default_value = "gemm")]
+    gpu_conv: super::GpuConvArg,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
-    /// same-size (results equal batch-1 ones) or pad (mixed sizes padded together, as the
-    /// official evaluation batched).
+    /// same-size (images of one size share a pass) or pad (images of one orientation share
+    /// a pass, padded; exact: the same answers as alone).
     #[arg(long, value_enum, default_value = "same-size")]
     batch_policy: super::PolicyArg,
     /// Training-free enhancement with CLIP's top-K; the paper's 34.69 uses 10.
@@ -223,24 +231,37 @@ fn report_hico(
     Ok(())
 }
 
-/// Loads the model on the CPU and runs it over the split with a progress bar.
+/// Builds the model on `--device` as `serve` does (composition root, an in-memory
+/// vocabulary) and runs it over the split with a progress bar.
 fn run_model(
     args: &EvalArgs,
     images: &Path,
     file_names: &[String],
 ) -> anyhow::Result<PredictionFile> {
-    type B = hoiclip::backend::Cpu;
-    let device = Default::default();
-    let detector = Arc::new(match &args.weights {
-        Some(path) => Detector::<B>::from_weights(path, &device)?,
-        None => {
-            tracing::warn!(
-                "no --weights: evaluating the DEMO model (random weights); the numbers mean nothing"
-            );
-            Detector::<B>::demo(&device)?
-        }
-    });
-    let vocabulary = &detector.info().vocabulary;
+    if args.weights.is_none() {
+        tracing::warn!(
+            "no --weights: evaluating the DEMO model (random weights); the numbers mean nothing"
+        );
+    }
+    let batch = args.batch_size.max(1);
+    let settings = Settings {
+        model: ModelSource::from_weights(args.weights.clone()),
+        database_url: "sqlite::memory:".into(),
+        device: args.device.clone(),
+        gpu_conv: args.gpu_conv.into(),
+        engine: EngineOptions {
+            max_queue: batch * 2,
+            max_batch_size: batch,
+            max_batch_delay: Duration::from_millis(20),
+            policy: args.batch_policy.into(),
+        },
+        ..Settings::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let service = runtime.block_on(hoiclip::app::service(&settings))?;
+    let vocabulary = &service.info().vocabulary;
     if vocabulary != args.dataset.name() {
         anyhow::bail!(
             "the model's classifier is {vocabulary}; evaluating {} needs a {} checkpoint",
@@ -255,20 +276,12 @@ fn run_model(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let options = RunOptions {
-        batch_size: args.batch_size,
-        policy: args.batch_policy.into(),
-        tfe_top_k: args.tfe,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let predictions = runtime.block_on(predict(
-        detector,
+        service,
         args.dataset.name(),
         images,
         file_names,
-        &options,
+        args.tfe,
         |done, _| bar.set_position(done as u64),
     ))?;
     bar.finish();
