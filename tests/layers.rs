@@ -19,8 +19,8 @@ const LAYERS: &[&[&str]] = &[
     &["app"],
 ];
 
-/// The binary's files (main.rs and its command modules) sit above every layer.
-const BINARY: &[&str] = &["main", "lib", "eval_command"];
+/// The binary's files (main.rs and its command modules under cli/) sit above every layer.
+const BINARY: &[&str] = &["main", "lib", "cli"];
 
 fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))
