@@ -419,13 +419,13 @@ impl<B: ModelBackend> ResNet<B> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use burn::tensor::Distribution;
 
     use super::*;
 
-    type B = crate::backend::Cpu;
+    type B = burn::backend::Flex;
 
     /// Random statistics and affine parameters in every batch norm (`new` gives the
     /// identity, which folding would leave unchanged).

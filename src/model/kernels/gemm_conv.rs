@@ -63,13 +63,13 @@ pub fn gemm_convolution<B: Backend>(
     out.reshape([n, o, ho, wo])
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
     use proptest::prelude::*;
 
-    type B = crate::backend::Cpu;
+    type B = burn::backend::Flex;
 
     fn max_relative_error(a: Tensor<B, 4>, b: Tensor<B, 4>) -> f32 {
         assert_eq!(a.dims(), b.dims());
