@@ -177,6 +177,9 @@ impl Scoring {
     }
 }
 
+/// Triplets an answer carries unless asked otherwise.
+pub const DEFAULT_TOP_K: usize = 100;
+
 /// Per-call options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectOptions {
@@ -198,8 +201,8 @@ impl Default for DetectOptions {
     fn default() -> Self {
         Self {
             score_threshold: 0.0,
-            max_results: crate::engine::detection::DEFAULT_TOP_K,
-            candidates: crate::engine::detection::OFFICIAL_CANDIDATES,
+            max_results: DEFAULT_TOP_K,
+            candidates: crate::postprocess::OFFICIAL_CANDIDATES,
             tfe_top_k: None,
             classes: None,
             explain: false,

@@ -19,6 +19,10 @@ pub enum Output {
     Verbs,
 }
 
+/// Candidates the official post-processing keeps per image before triplet NMS
+/// (HICO-DET) or as its verb-level top-k (V-COCO).
+pub const OFFICIAL_CANDIDATES: usize = 100;
+
 /// Post-processing settings (official defaults).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, Serialize)]
 pub struct PostprocessConfig {
@@ -40,7 +44,7 @@ impl Default for PostprocessConfig {
     fn default() -> Self {
         Self {
             output: Output::Interactions,
-            top_k: 100,
+            top_k: OFFICIAL_CANDIDATES,
             nms: true,
             nms_threshold: 0.7,
             nms_alpha: 1.0,

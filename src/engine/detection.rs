@@ -12,13 +12,11 @@ use crate::detector::{DetectOptions, ImageDetections};
 use crate::vision::decode::{exif_orientation, orient};
 use crate::vision::{DecodeLimits, Prepared, VisionError, decode};
 
-/// Triplets an answer carries unless asked otherwise.
-pub const DEFAULT_TOP_K: usize = 100;
+pub use crate::detector::DEFAULT_TOP_K;
+pub use crate::postprocess::OFFICIAL_CANDIDATES;
+
 /// Most triplets one answer may carry.
 pub const MAX_TOP_K: usize = 10_000;
-/// Candidates the official post-processing keeps per image before triplet NMS (HICO-DET)
-/// or as its verb-level top-k (V-COCO).
-pub const OFFICIAL_CANDIDATES: usize = 100;
 /// How long a detection may wait for the engine where no client is waiting on a
 /// connection (`hoiclip detect`, `hoiclip eval`).
 pub const OFFLINE_DEADLINE: Duration = Duration::from_secs(24 * 3600);
