@@ -73,7 +73,7 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoOut> {
         vocabulary: info.vocabulary.clone(),
         weights: info.weights.as_ref().map(|p| p.display().to_string()),
         text_fingerprint: inner.service.text_fingerprint().to_string(),
-        database: inner.service.store().engine().name().to_string(),
+        database: inner.service.store().database().name().to_string(),
         backend: inner.service.backend().to_string(),
         device: inner.service.device().to_string(),
         max_body_bytes: inner.options.max_body_bytes,

@@ -1,5 +1,5 @@
 //! Images in: decoding with limits, PIL-compatible resizing, normalisation, batching.
-//! Mirrors the official evaluation transforms (hoiclip-reference.md section 1.1).
+//! Mirrors the official evaluation transforms (docs/model-reference.md, section 1).
 
 pub mod decode;
 mod jpeg;

@@ -1,6 +1,6 @@
 //! Operations the model asks of its backend, as Burn's backend-extension pattern has it:
 //! [`ModelBackend`] gives every backend a portable version built from Burn's tensor ops,
-//! and a backend with a faster kernel of ours overrides it (`flex.rs`, the default CPU
+//! and a backend with a faster kernel of ours overrides it (`flex/`, the default CPU
 //! backend). The model code calls the trait and never sees which one runs.
 
 #[cfg(feature = "cuda")]

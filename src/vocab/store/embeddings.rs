@@ -42,9 +42,9 @@ impl VocabStore {
         rows: &[(String, Vec<f32>)],
     ) -> Result<(), VocabError> {
         // Upserts of a cache: on Postgres they need not queue behind vocabulary writers.
-        let mut tx = match self.engine {
-            Engine::Sqlite => self.write_tx().await?,
-            Engine::Postgres => self.pool.begin().await?,
+        let mut tx = match self.database {
+            Database::Sqlite => self.write_tx().await?,
+            Database::Postgres => self.pool.begin().await?,
         };
         // One order for every writer: replicas caching overlapping prompts at once then
         // wait for each other instead of deadlocking.

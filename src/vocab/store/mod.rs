@@ -2,9 +2,9 @@
 //! interactions, the text embedding cache and the version counter. Every change is one
 //! transaction that bumps the version; invalid input is refused before anything is
 //! written. Queries are written once, for sqlx's `Any` driver (numbered `$N` parameters,
-//! SQL both engines speak); each engine has its own migrations (`migrations/<engine>`).
+//! SQL both databases speak); each has its own migrations (`migrations/<database>`).
 //! On Postgres a committed change also notifies [`CHANNEL`], so every replica sharing the
-//! database hears of it (see `engine::sync`).
+//! database hears of it (`ClassifierService::follow` in the engine listens).
 //!
 //! Parts: `names` (cleaning and checking names and prompts), `writes` (seeding, adding,
 //! removing), `records` (the rows and the queries that read them), `packs` (export and
@@ -50,15 +50,15 @@ pub use records::{
 /// new version).
 pub const CHANNEL: &str = "hoiclip_vocabulary";
 
-/// The database engine behind a store.
+/// The kind of database behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+pub enum Database {
     Sqlite,
     Postgres,
 }
 
-impl Engine {
-    /// The engine a database URL names (`sqlite:` or `postgres:`/`postgresql:`).
+impl Database {
+    /// The kind of database a URL names (`sqlite:` or `postgres:`/`postgresql:`).
     pub fn of(url: &str) -> Result<Self, VocabError> {
         if url.starts_with("sqlite:") {
             Ok(Self::Sqlite)
@@ -102,7 +102,7 @@ pub fn redact_url(url: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct VocabStore {
     pool: AnyPool,
-    engine: Engine,
+    database: Database,
     url: String,
     tokenizer: std::sync::Arc<ClipTokenizer>,
 }
@@ -121,24 +121,24 @@ impl VocabStore {
         tokenizer: std::sync::Arc<ClipTokenizer>,
     ) -> Result<Self, VocabError> {
         install_default_drivers();
-        let engine = Engine::of(url)?;
-        let pool = match engine {
-            Engine::Sqlite => Self::open_sqlite(url).await?,
-            Engine::Postgres => AnyPoolOptions::new()
+        let database = Database::of(url)?;
+        let pool = match database {
+            Database::Sqlite => Self::open_sqlite(url).await?,
+            Database::Postgres => AnyPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(3))
                 .connect(url)
                 .await
                 .map_err(VocabError::from)?,
         };
-        match engine {
-            Engine::Sqlite => Self::migrate_sqlite(&pool).await?,
+        match database {
+            Database::Sqlite => Self::migrate_sqlite(&pool).await?,
             // Replicas starting together are serialised by the migrator's advisory lock.
-            Engine::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+            Database::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         Ok(Self {
             pool,
-            engine,
+            database,
             url: url.to_string(),
             tokenizer,
         })
@@ -210,8 +210,8 @@ impl VocabStore {
         &self.pool
     }
 
-    pub fn engine(&self) -> Engine {
-        self.engine
+    pub fn database(&self) -> Database {
+        self.database
     }
 
     /// The URL the store was opened with (the password is in it: never log it as is).
@@ -225,9 +225,9 @@ impl VocabStore {
     /// when another writer commits in between). Postgres: the version row is locked
     /// first, so writers on every replica queue behind one another.
     pub(super) async fn write_tx(&self) -> Result<Transaction<'static, Any>, VocabError> {
-        match self.engine {
-            Engine::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
-            Engine::Postgres => {
+        match self.database {
+            Database::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Database::Postgres => {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("SELECT version FROM vocabulary_version WHERE id = 1 FOR UPDATE")
                     .execute(&mut *tx)
@@ -240,9 +240,9 @@ impl VocabStore {
     /// A read transaction that sees one consistent state (SQLite's deferred transaction
     /// reads one snapshot; Postgres needs REPEATABLE READ for that).
     pub(super) async fn read_tx(&self) -> Result<Transaction<'static, Any>, VocabError> {
-        match self.engine {
-            Engine::Sqlite => Ok(self.pool.begin().await?),
-            Engine::Postgres => Ok(self
+        match self.database {
+            Database::Sqlite => Ok(self.pool.begin().await?),
+            Database::Postgres => Ok(self
                 .pool
                 .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await?),
@@ -282,16 +282,16 @@ mod tests {
 
     #[test]
     fn database_urls_are_told_apart_without_showing_passwords() {
-        assert_eq!(Engine::of("sqlite::memory:").ok(), Some(Engine::Sqlite));
+        assert_eq!(Database::of("sqlite::memory:").ok(), Some(Database::Sqlite));
         assert_eq!(
-            Engine::of("postgresql://u:pw@db/x").ok(),
-            Some(Engine::Postgres)
+            Database::of("postgresql://u:pw@db/x").ok(),
+            Some(Database::Postgres)
         );
         for (value, hidden, shown) in [
             ("hunter2", "hunter2", "the value given"),
             ("mysql://me:s3cret@db/x", "s3cret", "mysql://me:***@db/x"),
         ] {
-            let message = Engine::of(value).err().map(|e| e.to_string());
+            let message = Database::of(value).err().map(|e| e.to_string());
             let message = message.as_deref().unwrap_or("");
             assert!(message.contains(shown), "{message}");
             assert!(!message.contains(hidden), "{message}");

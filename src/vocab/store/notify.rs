@@ -15,7 +15,7 @@ impl VocabStore {
     /// Listens for announced changes, waiting at most `timeout` for a connection. None for
     /// SQLite, which has no announcements (its writers are seen by polling the version).
     pub async fn listen(&self, timeout: Duration) -> Result<Option<VocabListener>, VocabError> {
-        if self.engine != Engine::Postgres {
+        if self.database != Database::Postgres {
             return Ok(None);
         }
         let connect = async {
