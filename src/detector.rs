@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use image::RgbImage;
-use serde::Serialize;
 
 use crate::classifier::{ClassRow, ClassifierSet};
 use crate::model::clip::ClipConfig;
@@ -48,7 +47,7 @@ pub enum DetectorError {
 }
 
 /// What model is running, for responses and `/info`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ModelInfo {
     /// "hoiclip-hico-det" for official weights, "hoiclip-demo" otherwise.
     pub name: String,
@@ -65,7 +64,7 @@ pub struct ModelInfo {
 /// A checkpoint trained for a zero-shot split (reference 1.7 and 5): its trained
 /// classifier has only the seen classes; it scores with the evaluation classifier over all
 /// classes (CLIP text rows), as the official evaluation does.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ZeroShot {
     /// The saved `args.zero_shot_type` (`rare_first`, `unseen_verb`, ...), if any.
     pub split: Option<String>,
@@ -109,7 +108,7 @@ impl ZeroShot {
 
 /// How raw outputs become scores and triplets: from the checkpoint's saved training
 /// arguments when it has them, else the dataset's defaults.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Scoring {
     /// Weight of the verb branch in the HOI logits (HICO-DET 0.5, V-COCO 0.1).
     pub verb_weight: f64,
@@ -210,25 +209,26 @@ impl Default for DetectOptions {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HumanOut {
+/// A detected person's box.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HumanBox {
     /// `[x1, y1, x2, y2]` in original pixels.
-    #[serde(rename = "box")]
     pub bbox: [f32; 4],
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ObjectOut {
-    #[serde(rename = "box")]
+/// A detected object's box and its predicted label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectBox {
+    /// `[x1, y1, x2, y2]` in original pixels.
     pub bbox: [f32; 4],
     pub label: String,
 }
 
 /// One detected interaction.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
-    pub human: HumanOut,
-    pub object: ObjectOut,
+    pub human: HumanBox,
+    pub object: ObjectBox,
     pub verb: String,
     /// The interaction's prompt text, e.g. "a photo of a person riding a bicycle".
     pub interaction: String,
@@ -259,8 +259,8 @@ impl Detection {
 
     fn new(t: Triplet, verb: &str, label: &str, prompt: &str) -> Self {
         Self {
-            human: HumanOut { bbox: t.human_box },
-            object: ObjectOut {
+            human: HumanBox { bbox: t.human_box },
+            object: ObjectBox {
                 bbox: t.object_box,
                 label: label.to_string(),
             },
@@ -274,7 +274,7 @@ impl Detection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImageDetections {
     pub width: u32,
     pub height: u32,

@@ -229,8 +229,7 @@ pub struct DetectResponse {
     /// triplet NMS) or `verbs` (V-COCO models, as V-COCO's evaluation scores them: one per
     /// (human-object pair, verb), the best of the verb's interactions times the verb's
     /// validity for the pair's predicted object, whose name is `object.label`; no NMS).
-    #[schema(value_type = super::schemas::OutputDoc)]
-    pub output: crate::postprocess::Output,
+    pub output: OutputOut,
     pub triplets: Vec<TripletOut>,
     /// The vocabulary version the classifier was built from.
     pub vocabulary_version: i64,
@@ -273,7 +272,7 @@ impl DetectResponse {
             height: result.height,
             exif_orientation: answer.exif_orientation,
             oriented: answer.oriented,
-            output: info.scoring.output,
+            output: info.scoring.output.into(),
             triplets,
             vocabulary_version: set.version,
             model: ModelOut {
@@ -602,13 +601,90 @@ pub struct InfoOut {
     /// `same-size` (batched results equal unbatched ones) or `pad`.
     pub batch_policy: String,
     /// Scoring settings in use (from the checkpoint's saved arguments when present).
-    #[schema(value_type = super::schemas::ScoringDoc)]
-    pub scoring: crate::detector::Scoring,
+    pub scoring: ScoringOut,
     /// Set when the checkpoint was trained for a zero-shot split: which classes it never
     /// saw in training (it scores every class with CLIP text rows, as the official
     /// evaluation does).
-    #[schema(value_type = Option<super::schemas::ZeroShotDoc>)]
-    pub zero_shot: Option<crate::detector::ZeroShot>,
+    pub zero_shot: Option<ZeroShotOut>,
+}
+
+/// What a triplet is about: an HOI class (HICO-DET's evaluation) or a verb with the
+/// predicted object (V-COCO's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schema(as = Output)]
+pub enum OutputOut {
+    Interactions,
+    Verbs,
+}
+
+impl From<crate::postprocess::Output> for OutputOut {
+    fn from(o: crate::postprocess::Output) -> Self {
+        match o {
+            crate::postprocess::Output::Interactions => Self::Interactions,
+            crate::postprocess::Output::Verbs => Self::Verbs,
+        }
+    }
+}
+
+/// How raw outputs become scores and triplets: from the checkpoint's saved training
+/// arguments when it has them, else the dataset's defaults.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Scoring)]
+pub struct ScoringOut {
+    /// Weight of the verb branch in the HOI logits (HICO-DET 0.5, V-COCO 0.1).
+    pub verb_weight: f64,
+    /// `interactions` (HICO-DET: one triplet per HOI class, triplet NMS) or `verbs`
+    /// (V-COCO: one per verb with the predicted object, validity matrix, no NMS).
+    pub output: OutputOut,
+    /// Triplet NMS: applied to interactions output only, so always false for verbs.
+    pub nms: bool,
+    pub nms_threshold: f32,
+    pub nms_alpha: f32,
+    pub nms_beta: f32,
+    /// `checkpoint args` or `dataset defaults`.
+    pub source: String,
+}
+
+impl From<&crate::detector::Scoring> for ScoringOut {
+    fn from(s: &crate::detector::Scoring) -> Self {
+        Self {
+            verb_weight: s.verb_weight,
+            output: s.output.into(),
+            nms: s.nms,
+            nms_threshold: s.nms_threshold,
+            nms_alpha: s.nms_alpha,
+            nms_beta: s.nms_beta,
+            source: s.source.clone(),
+        }
+    }
+}
+
+/// A checkpoint trained for a zero-shot split.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ZeroShot)]
+pub struct ZeroShotOut {
+    /// The saved `args.zero_shot_type` (`rare_first`, `non_rare_first`, `unseen_object`,
+    /// `unseen_verb`, `uc0`..`uc4`), if any.
+    pub split: Option<String>,
+    /// Rows of the trained (seen-only) classifier.
+    pub seen_classes: usize,
+    /// Rows of the evaluation classifier the model scores with (all classes).
+    pub classes: usize,
+    /// The interactions unseen in training: 0-based indices in the vocabulary's official
+    /// order; null where the split is unknown or disagrees with the checkpoint's shapes.
+    pub unseen: Option<Vec<usize>>,
+}
+
+impl From<&crate::detector::ZeroShot> for ZeroShotOut {
+    fn from(z: &crate::detector::ZeroShot) -> Self {
+        Self {
+            split: z.split.clone(),
+            seen_classes: z.seen_classes,
+            classes: z.classes,
+            unseen: z.unseen.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

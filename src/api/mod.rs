@@ -126,7 +126,7 @@ impl AppState {
         dto::VocabularyOut, dto::InfoOut,
         dto::RowKind, dto::RowSourceOut, dto::RowSourceCounts, dto::RowSourcesOut,
         dto::ExamplesIn, dto::ExampleIn, dto::ExamplesMultipart, dto::ExampleOut, dto::CreatedExamples, dto::StatusOut, error::Problem,
-        schemas::ScoringDoc, schemas::OutputDoc,
+        dto::ScoringOut, dto::OutputOut, dto::ZeroShotOut,
         schemas::PackExportDoc, schemas::ExportVerbDoc, schemas::ExportObjectDoc,
         schemas::ExportInteractionDoc,
     )),

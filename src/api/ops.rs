@@ -82,7 +82,7 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoOut> {
         max_batch_size: engine.max_batch_size,
         max_batch_delay_ms: engine.max_batch_delay.as_secs_f64() * 1000.0,
         batch_policy: engine.policy.name().to_string(),
-        scoring: info.scoring.clone(),
-        zero_shot: info.zero_shot.clone(),
+        scoring: (&info.scoring).into(),
+        zero_shot: info.zero_shot.as_ref().map(Into::into),
     })
 }
