@@ -100,7 +100,19 @@ async fn run(args: Args) {
     )
     .await
     .expect("service");
-    let detector = service.detector().clone();
+    // The bare-model comparisons run a second copy of the same seeded model here (the
+    // service's own copy lives on its worker).
+    let detector = Arc::new(
+        Detector::<Cpu>::random(
+            if args.full {
+                HoiclipConfig::hico_det()
+            } else {
+                HoiclipConfig::demo()
+            },
+            &Default::default(),
+        )
+        .expect("detector"),
+    );
     let set = service
         .registry()
         .get(&service.classes().expect("classifier"))

@@ -59,7 +59,7 @@ pub struct App {
 
 impl App {
     pub fn service(&self) -> &Arc<dyn Inference> {
-        &self.state.0.service
+        &self.state.service
     }
 
     /// Runs the warm-up passes, then marks the server ready.
@@ -67,7 +67,6 @@ impl App {
         warm_up(self.service().as_ref()).await?;
         warm_up_shapes(self.service().as_ref(), &self.warm_up).await?;
         self.state
-            .0
             .ready
             .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
@@ -151,7 +150,7 @@ where
     store.seed(&Pack::v_coco()).await?;
     let policy = settings.engine.policy;
     let service = Service::with_runner(
-        Arc::new(detector),
+        detector,
         store,
         tokenizer,
         settings.engine.clone(),

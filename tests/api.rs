@@ -559,7 +559,7 @@ async fn full_queue_answers_429_at_once_and_readiness_follows_the_flag() {
     let running = tokio::spawn(send_owned(s.clone(), raw("/detect", "image/png", png())));
     batches.recv_timeout(Duration::from_secs(60)).unwrap();
     let waiting = tokio::spawn(send_owned(s.clone(), raw("/detect", "image/png", png())));
-    while s.0.service.engine().queue_depth() < 1 {
+    while s.service.engine().queue_depth() < 1 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let response = router(s.clone())
@@ -576,7 +576,7 @@ async fn full_queue_answers_429_at_once_and_readiness_follows_the_flag() {
     // Places are given back, also by a request that fails after admission.
     let (status, ..) = send(&s, raw("/detect", "image/png", b"not an image".to_vec())).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(s.0.service.engine().queue_depth(), 0);
+    assert_eq!(s.service.engine().queue_depth(), 0);
     assert_eq!(
         send(&s, raw("/detect", "image/png", png())).await.0,
         StatusCode::OK
@@ -591,7 +591,7 @@ async fn full_queue_answers_429_at_once_and_readiness_follows_the_flag() {
         .0,
         StatusCode::OK
     );
-    s.0.ready.store(false, std::sync::atomic::Ordering::Release);
+    s.ready.store(false, std::sync::atomic::Ordering::Release);
     let (status, ct, body) = send(
         &s,
         Request::get("/health/ready").body(Body::empty()).unwrap(),
@@ -670,8 +670,8 @@ fn committed_openapi_document_is_current() {
 #[tokio::test]
 async fn other_seed_packs_are_scored_only_when_asked_for() {
     let s = state(ServeOptions::default()).await;
-    s.0.service.store().seed(&Pack::v_coco()).await.unwrap();
-    s.0.service.refresh().await.unwrap();
+    s.service.store().seed(&Pack::v_coco()).await.unwrap();
+    s.service.refresh().await.unwrap();
     let (_, _, body) = send(&s, raw("/detect?top_k=100", "image/png", png())).await;
     let v = json(&body);
     let hico: Vec<String> = Pack::hico_det()
@@ -935,12 +935,12 @@ async fn a_batch_answers_each_image_in_order() {
         body.extend(b"\r\n");
     }
     body.extend(format!("--{boundary}--\r\n").into_bytes());
-    let batches_before =
-        s.0.service
-            .engine()
-            .stats()
-            .largest_batch
-            .load(std::sync::atomic::Ordering::Relaxed);
+    let batches_before = s
+        .service
+        .engine()
+        .stats()
+        .largest_batch
+        .load(std::sync::atomic::Ordering::Relaxed);
     let (status, _, answer) = send(
         &s,
         raw(
@@ -968,7 +968,7 @@ async fn a_batch_answers_each_image_in_order() {
     }
     assert_eq!(results[1]["width"], 70);
     assert!(
-        s.0.service
+        s.service
             .engine()
             .stats()
             .largest_batch
@@ -1065,7 +1065,7 @@ async fn a_batch_larger_than_the_queue_is_refused() {
             .unwrap()
             .contains("at most 2")
     );
-    assert_eq!(s.0.service.engine().queue_depth(), 0, "no place was kept");
+    assert_eq!(s.service.engine().queue_depth(), 0, "no place was kept");
 }
 
 /// Under `--batch-policy pad`, three landscape images of three sizes sent as one
@@ -1111,7 +1111,7 @@ async fn mixed_sizes_share_a_pass_and_answer_as_alone_under_pad() {
     }
     body.extend(format!("--{boundary}--\r\n").into_bytes());
     let stats = || {
-        s.0.service
+        s.service
             .engine()
             .stats()
             .forward_passes
@@ -1211,7 +1211,6 @@ async fn bucketed_and_warmed_up_server_answers_as_the_plain_one() {
     assert_eq!(app.warm_up.len(), 14);
     let passes = app
         .state
-        .0
         .service
         .engine()
         .stats()

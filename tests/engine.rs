@@ -434,11 +434,10 @@ async fn run_batched(
         .iter()
         .map(|set| registry.register((*set).clone()))
         .collect();
+    // The worker owns a copy of the same seeded demo model; `detector` stays here for
+    // preparing inputs and direct comparisons.
     let engine = Engine::start(
-        {
-            let detector = detector.clone();
-            move || DetectorRunner::new(detector, policy, registry)
-        },
+        move || DetectorRunner::new(common::demo_detector(), policy, registry),
         EngineOptions {
             max_batch_size: images.len(),
             max_batch_delay: Duration::from_secs(2),
@@ -471,7 +470,7 @@ async fn run_batched(
 #[tokio::test]
 async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() {
     let service = common::demo_service().await;
-    let detector = service.detector().clone();
+    let detector = Arc::new(common::demo_detector());
     let classifiers = service.classifiers();
     let first_view = classifiers.current().unwrap();
     let first: Arc<ClassifierSet<B>> = service.registry().get(&first_view).unwrap();
@@ -522,7 +521,7 @@ async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() 
 #[tokio::test]
 async fn the_pad_policy_answers_mixed_sizes_as_each_image_alone() {
     let service = common::demo_service().await;
-    let detector = service.detector().clone();
+    let detector = Arc::new(common::demo_detector());
     let set = service
         .registry()
         .get(&service.classifiers().current().unwrap())

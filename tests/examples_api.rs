@@ -158,7 +158,7 @@ async fn a_verb_learns_from_examples_sent_as_json_and_multipart() {
     assert_eq!(json(&body)["verb"]["row_source"]["examples"], 3);
 
     // The stored features are the image tower's on the official crops of the image.
-    let service = s.0.service.clone();
+    let service = s.service.clone();
     let decoded = hoiclip::vision::decode(&image, Default::default()).unwrap();
     let res = service.clip_resolution();
     let mut crops = Vec::new();
@@ -523,11 +523,11 @@ async fn refused_examples_store_nothing() {
         );
     }
     // With every learning slot taken, an upload is 429 at once and stores nothing.
-    let slots =
-        s.0.learning
-            .clone()
-            .try_acquire_many_owned(hoiclip::api::LEARNING_AT_ONCE as u32)
-            .unwrap();
+    let slots = s
+        .learning
+        .clone()
+        .try_acquire_many_owned(hoiclip::api::LEARNING_AT_ONCE as u32)
+        .unwrap();
     let (status, ct, body) = send(&s, post_json(&uri, with(vec![good.clone()]))).await;
     assert_problem(
         status,

@@ -124,11 +124,11 @@ async fn a_database_row_that_cannot_be_embedded_is_skipped_and_reported_not_fata
         // As if written by an older release or another tokenizer: bypass validation.
         sqlx::query("INSERT INTO verbs (name, ing, origin) VALUES ('ponder', $1, 'user')")
             .bind(long_ing())
-            .execute(s.0.service.store().pool())
+            .execute(s.service.store().pool())
             .await
             .unwrap();
         sqlx::query("UPDATE vocabulary_version SET version = version + 1")
-            .execute(s.0.service.store().pool())
+            .execute(s.service.store().pool())
             .await
             .unwrap();
     }
@@ -199,7 +199,7 @@ async fn concurrent_writers_never_get_500() {
 #[tokio::test]
 async fn internal_errors_hide_their_cause_and_name_the_request_id() {
     let s = state(ServeOptions::default()).await;
-    s.0.service.store().pool().close().await;
+    s.service.store().pool().close().await;
     let with_id = |uri: &str, id: &str| {
         router(s.clone()).oneshot(
             Request::get(uri)
@@ -499,13 +499,13 @@ async fn decodes_wait_for_room_in_the_pixel_budget() {
     })
     .await;
     // Hold the whole budget, as concurrent large decodes would.
-    let all = s.0.decode_budget.available_permits() as u32;
-    let held =
-        s.0.decode_budget
-            .clone()
-            .acquire_many_owned(all)
-            .await
-            .unwrap();
+    let all = s.decode_budget.available_permits() as u32;
+    let held = s
+        .decode_budget
+        .clone()
+        .acquire_many_owned(all)
+        .await
+        .unwrap();
     let (status, ct, body) = send(&s, raw("/detect", "image/png", png())).await;
     assert_problem(
         status,
@@ -518,13 +518,13 @@ async fn decodes_wait_for_room_in_the_pixel_budget() {
     // (a server with the default deadline, so a loaded test machine cannot time it out).
     drop(held);
     let s = state(ServeOptions::default()).await;
-    let all = s.0.decode_budget.available_permits() as u32;
-    let held =
-        s.0.decode_budget
-            .clone()
-            .acquire_many_owned(all)
-            .await
-            .unwrap();
+    let all = s.decode_budget.available_permits() as u32;
+    let held = s
+        .decode_budget
+        .clone()
+        .acquire_many_owned(all)
+        .await
+        .unwrap();
     let waiting = {
         let s = s.clone();
         tokio::spawn(async move { send(&s, raw("/detect", "image/png", png())).await.0 })
@@ -536,7 +536,7 @@ async fn decodes_wait_for_room_in_the_pixel_budget() {
     );
     drop(held);
     assert_eq!(waiting.await.unwrap(), StatusCode::OK);
-    assert_eq!(s.0.decode_budget.available_permits() as u32, all);
+    assert_eq!(s.decode_budget.available_permits() as u32, all);
 }
 
 #[tokio::test]
@@ -714,7 +714,7 @@ async fn a_key_has_one_rate_across_detection_and_vocabulary_routes() {
 #[tokio::test]
 async fn readiness_reports_a_failed_rebuild_and_recovers_when_it_succeeds() {
     let s = state(ServeOptions::default()).await;
-    let pool = s.0.service.store().pool().clone();
+    let pool = s.service.store().pool().clone();
     // Break what a rebuild needs (the embedding cache) but not what a write needs.
     sqlx::query("ALTER TABLE text_embeddings RENAME TO text_embeddings_away")
         .execute(&pool)

@@ -154,7 +154,7 @@ async fn example_boxes_are_in_the_oriented_picture() {
             String::from_utf8_lossy(&body)
         );
     }
-    let service = s.0.service.clone();
+    let service = s.service.clone();
     let stored_features = service
         .store()
         .example_features(service.vision_fingerprint())

@@ -198,8 +198,7 @@ async fn a_new_verbs_row_comes_from_its_examples() {
     service.refresh().await.unwrap();
     let text_row = verb_column(&service, "juggle");
 
-    let detector = service.detector();
-    let res = detector.clip_resolution();
+    let res = service.clip_resolution();
     let image = image::RgbImage::from_fn(96, 64, |x, y| {
         image::Rgb([(2 * x) as u8, (3 * y) as u8, ((x * y) % 255) as u8])
     });
@@ -226,7 +225,7 @@ async fn a_new_verbs_row_comes_from_its_examples() {
             union: f[2].clone(),
         })
         .collect();
-    let fingerprint = detector.vision_fingerprint().to_string();
+    let fingerprint = service.vision_fingerprint().to_string();
     let (records, _) = store
         .add_examples(verb.id, &fingerprint, &examples)
         .await

@@ -53,8 +53,8 @@ pub async fn detect_batch(
     request: Request,
 ) -> Result<Json<DetectBatchResponse>, ApiError> {
     let started = Instant::now();
-    let deadline = started + state.0.options.request_timeout;
-    let service = state.0.service.clone();
+    let deadline = started + state.options.request_timeout;
+    let service = state.service.clone();
     if service.classes().is_none() {
         return Err(DetectError::NotReady.into());
     }
@@ -81,7 +81,7 @@ pub async fn detect_batch(
         service.as_ref(),
         &detect,
         deadline,
-        state.0.options.vocabulary_wait,
+        state.options.vocabulary_wait,
     )
     .await?;
 

@@ -57,8 +57,8 @@ pub async fn detect(
     request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let deadline = started + state.0.options.request_timeout;
-    let service = state.0.service.clone();
+    let deadline = started + state.options.request_timeout;
+    let service = state.service.clone();
     if service.classes().is_none() {
         return Err(DetectError::NotReady.into());
     }
@@ -74,7 +74,7 @@ pub async fn detect(
         service.as_ref(),
         &detect,
         deadline,
-        state.0.options.vocabulary_wait,
+        state.options.vocabulary_wait,
     )
     .await?;
     let render_wanted = params.render.unwrap_or(false);
@@ -210,8 +210,8 @@ pub(super) async fn decoded(
     auto_orient: bool,
     keep_image: bool,
 ) -> Result<(ImageInput, Option<OwnedSemaphorePermit>), ApiError> {
-    let service = state.0.service.clone();
-    let limits = state.0.options.decode;
+    let service = state.service.clone();
+    let limits = state.options.decode;
     decode_then(state, bytes, deadline, move |bytes, permit| {
         let input = ImageInput::decode(service.as_ref(), bytes, limits, auto_orient, keep_image)?;
         Ok((input, keep_image.then_some(permit)))
@@ -230,12 +230,12 @@ pub(super) async fn decode_then<T: Send + 'static>(
     deadline: Instant,
     then: impl FnOnce(&[u8], OwnedSemaphorePermit) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let limits = state.0.options.decode;
+    let limits = state.options.decode;
     let (width, height) = probe(&bytes, limits)?;
     let pixels = u32::try_from(u64::from(width) * u64::from(height)).unwrap_or(u32::MAX);
     let permit = tokio::time::timeout_at(
         deadline.into(),
-        state.0.decode_budget.clone().acquire_many_owned(pixels),
+        state.decode_budget.clone().acquire_many_owned(pixels),
     )
     .await
     .map_err(|_| ApiError::Timeout("waited too long for room to decode the image".into()))?

@@ -65,13 +65,13 @@ pub async fn add_examples(
     ApiQuery(params): ApiQuery<ExamplesParams>,
     request: Request,
 ) -> Result<(StatusCode, Json<CreatedExamples>), ApiError> {
-    let deadline = Instant::now() + state.0.options.request_timeout;
+    let deadline = Instant::now() + state.options.request_timeout;
     let content_type = content_type(&request);
     let received =
         within_body_timeout(&state, read_examples(request, &state, &content_type)).await??;
     check_count(received.len())?;
     // Bounded work at once: each upload holds up to 48 crops and the worker's passes.
-    let _learning = state.0.learning.clone().try_acquire_owned().map_err(|_| {
+    let _learning = state.learning.clone().try_acquire_owned().map_err(|_| {
         ApiError::Busy(format!(
             "{} example uploads are being processed; retry shortly",
             super::LEARNING_AT_ONCE
@@ -80,14 +80,13 @@ pub async fn add_examples(
     // Names first: a wrong verb or object must not cost decoding and image-tower passes.
     let objects: Vec<&str> = received.iter().map(|r| r.object.as_str()).collect();
     state
-        .0
         .service
         .store()
         .check_example_targets(verb_id, &objects)
         .await?;
-    let res = state.0.service.clip_resolution();
+    let res = state.service.clip_resolution();
     let auto_orient = params.auto_orient.unwrap_or(true);
-    let limits = state.0.options.decode;
+    let limits = state.options.decode;
     let mut crops = Vec::with_capacity(received.len());
     // One image at a time: only its crops outlive the decode.
     for r in received {
@@ -109,12 +108,12 @@ pub async fn add_examples(
     }
     let replace = params.replace.unwrap_or(false);
     let (records, version) =
-        learn(state.0.service.as_ref(), verb_id, crops, replace, deadline).await?;
+        learn(state.service.as_ref(), verb_id, crops, replace, deadline).await?;
     // Stored: the answer is 201 whatever happens next. The rebuild runs detached, so
     // waiting is only bounded here, not cut short.
     let _ = tokio::time::timeout_at(deadline.into(), rebuild(&state)).await;
-    let verb = state.0.service.store().verb(verb_id).await?;
-    let fingerprint = state.0.service.vision_fingerprint();
+    let verb = state.service.store().verb(verb_id).await?;
+    let fingerprint = state.service.vision_fingerprint();
     Ok((
         StatusCode::CREATED,
         Json(CreatedExamples {
@@ -133,8 +132,8 @@ pub async fn list_examples(
     State(state): State<AppState>,
     ApiPath(verb_id): ApiPath<i64>,
 ) -> Result<Json<Vec<ExampleOut>>, ApiError> {
-    let records = state.0.service.store().examples(verb_id).await?;
-    let fingerprint = state.0.service.vision_fingerprint();
+    let records = state.service.store().examples(verb_id).await?;
+    let fingerprint = state.service.vision_fingerprint();
     Ok(Json(
         records.into_iter().map(example_out(fingerprint)).collect(),
     ))
@@ -151,7 +150,6 @@ pub async fn delete_example(
     ApiPath((verb_id, example_id)): ApiPath<(i64, i64)>,
 ) -> Result<Json<Deleted>, ApiError> {
     let version = state
-        .0
         .service
         .store()
         .remove_example(verb_id, example_id)

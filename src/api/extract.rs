@@ -85,7 +85,7 @@ pub async fn within_body_timeout<F: std::future::Future>(
     state: &AppState,
     read: F,
 ) -> Result<F::Output, ApiError> {
-    let limit = state.0.options.body_timeout;
+    let limit = state.options.body_timeout;
     tokio::time::timeout(limit, read).await.map_err(|_| {
         ApiError::RequestTimeout(format!(
             "the request body was not received within {} s",

@@ -86,9 +86,17 @@ pub struct Inner {
 /// Example uploads (`POST /verbs/{id}/examples`) processed at once.
 pub const LEARNING_AT_ONCE: usize = 2;
 
-/// Shared state of every handler.
+/// Shared state of every handler (cheap to clone); its fields are [`Inner`]'s.
 #[derive(Clone)]
-pub struct AppState(pub Arc<Inner>);
+pub struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
 
 impl AppState {
     pub fn new(service: Arc<dyn Inference>, options: ServeOptions) -> Self {
@@ -243,7 +251,7 @@ fn guarded(
 /// All routes, with auth, rate limits, body limits, deadlines, request ids, metrics,
 /// tracing and (optionally) CORS.
 pub fn router(state: AppState) -> Router {
-    let options = state.0.options.clone();
+    let options = state.options.clone();
     metrics::handle();
     let keys = Arc::new(options.keys.clone());
     let limit = auth::rate_limit_layer(options.rate_limit);

@@ -28,24 +28,24 @@ pub async fn live() -> Json<StatusOut> {
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses((status = 200, description = "Ready, or degraded (detections served, vocabulary database unreachable)", body = StatusOut), (status = 503, description = "Unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<StatusOut>, ApiError> {
-    if !state.0.ready.load(Ordering::Acquire) {
+    if !state.ready.load(Ordering::Acquire) {
         return Err(ApiError::Unavailable("warming up".into()));
     }
     // The follower retries an unreachable database every poll; a probe does not wait on
     // connection timeouts for it.
-    if state.0.service.store_unreachable()
-        && let Some(e) = state.0.service.rebuild_error()
+    if state.service.store_unreachable()
+        && let Some(e) = state.service.rebuild_error()
     {
         return Ok(Json(StatusOut {
             status: "degraded".into(),
             detail: Some(format!(
                 "{e}; detections use the vocabulary of version {}",
-                state.0.service.classes().map_or(-1, |s| s.version)
+                state.service.classes().map_or(-1, |s| s.version)
             )),
         }));
     }
-    if state.0.service.rebuild_error().is_some()
-        && let Err(e) = state.0.service.refresh().await
+    if state.service.rebuild_error().is_some()
+        && let Err(e) = state.service.refresh().await
         && !e.store_unreachable()
     {
         tracing::error!(error = %e, "classifier rebuild failed again");

@@ -18,7 +18,6 @@ use crate::vocab::store::{InteractionRecord, NewVerb, ObjectRecord, PackExport, 
 /// Row sources of the classifier in service (empty before the first build).
 fn sources(state: &AppState) -> Arc<RowSources> {
     state
-        .0
         .service
         .classes()
         .map(|set| set.sources)
@@ -38,7 +37,7 @@ fn object_out(state: &AppState) -> impl Fn(ObjectRecord) -> ObjectRecordOut + us
 
 /// Interaction records as the API shows them, marking the model's unseen classes.
 fn interaction_out(state: &AppState) -> impl Fn(InteractionRecord) -> InteractionOut + use<> {
-    let info = state.0.service.info().clone();
+    let info = state.service.info().clone();
     let sources = sources(state);
     move |i| InteractionOut::new(i, &sources, Some(&info))
 }
@@ -50,8 +49,8 @@ fn interaction_out(state: &AppState) -> impl Fn(InteractionRecord) -> Interactio
 /// answer goes out without waiting for the rebuild (which the follower finishes once the
 /// database is back): a committed write is not held for the outage.
 pub(super) async fn rebuild(state: &AppState) {
-    let failures = state.0.service.store_failures();
-    let service = state.0.service.clone();
+    let failures = state.service.store_failures();
+    let service = state.service.clone();
     let mut rebuilt = tokio::spawn(async move { service.refresh().await });
     let mut look = tokio::time::interval(Duration::from_millis(50));
     loop {
@@ -65,7 +64,7 @@ pub(super) async fn rebuild(state: &AppState) {
                 return;
             }
             _ = look.tick() => {
-                if state.0.service.store_failures() != failures {
+                if state.service.store_failures() != failures {
                     tracing::warn!("the vocabulary database went out of reach after a write; answering before the classifier is rebuilt");
                     return;
                 }
@@ -79,7 +78,6 @@ pub(super) async fn rebuild(state: &AppState) {
 pub async fn list_verbs(State(state): State<AppState>) -> Result<Json<Vec<VerbOut>>, ApiError> {
     Ok(Json(
         state
-            .0
             .service
             .store()
             .verbs()
@@ -98,7 +96,7 @@ pub async fn get_verb(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<VerbOut>, ApiError> {
     Ok(Json(verb_out(&state)(
-        state.0.service.store().verb(id).await?,
+        state.service.store().verb(id).await?,
     )))
 }
 
@@ -127,7 +125,7 @@ pub async fn create_verb(
             .collect(),
         pack: body.pack,
     };
-    let (verb, interactions, version) = state.0.service.store().add_verb(new).await?;
+    let (verb, interactions, version) = state.service.store().add_verb(new).await?;
     rebuild(&state).await;
     Ok((
         StatusCode::CREATED,
@@ -150,7 +148,7 @@ pub async fn delete_verb(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let version = state.0.service.store().remove_verb(id).await?;
+    let version = state.service.store().remove_verb(id).await?;
     rebuild(&state).await;
     Ok(Json(Deleted {
         vocabulary_version: version,
@@ -164,7 +162,6 @@ pub async fn list_objects(
 ) -> Result<Json<Vec<ObjectRecordOut>>, ApiError> {
     Ok(Json(
         state
-            .0
             .service
             .store()
             .objects()
@@ -183,7 +180,7 @@ pub async fn get_object(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ObjectRecordOut>, ApiError> {
     Ok(Json(object_out(&state)(
-        state.0.service.store().object(id).await?,
+        state.service.store().object(id).await?,
     )))
 }
 
@@ -196,7 +193,6 @@ pub async fn create_object(
     ApiJson(body): ApiJson<NewObjectIn>,
 ) -> Result<(StatusCode, Json<CreatedObject>), ApiError> {
     let (object, version) = state
-        .0
         .service
         .store()
         .add_object(&body.name, body.prompt.as_deref())
@@ -219,7 +215,7 @@ pub async fn delete_object(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let version = state.0.service.store().remove_object(id).await?;
+    let version = state.service.store().remove_object(id).await?;
     rebuild(&state).await;
     Ok(Json(Deleted {
         vocabulary_version: version,
@@ -234,7 +230,6 @@ pub async fn list_interactions(
 ) -> Result<Json<Vec<InteractionOut>>, ApiError> {
     Ok(Json(
         state
-            .0
             .service
             .store()
             .interactions(filter.pack.as_deref())
@@ -253,7 +248,7 @@ pub async fn get_interaction(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<InteractionOut>, ApiError> {
     Ok(Json(interaction_out(&state)(
-        state.0.service.store().interaction(id).await?,
+        state.service.store().interaction(id).await?,
     )))
 }
 
@@ -266,7 +261,6 @@ pub async fn create_interaction(
     ApiJson(body): ApiJson<NewInteractionIn>,
 ) -> Result<(StatusCode, Json<CreatedInteraction>), ApiError> {
     let (interaction, version) = state
-        .0
         .service
         .store()
         .add_interaction(
@@ -294,7 +288,7 @@ pub async fn delete_interaction(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let version = state.0.service.store().remove_interaction(id).await?;
+    let version = state.service.store().remove_interaction(id).await?;
     rebuild(&state).await;
     Ok(Json(Deleted {
         vocabulary_version: version,
@@ -306,7 +300,6 @@ pub async fn delete_interaction(
 pub async fn list_packs(State(state): State<AppState>) -> Result<Json<Vec<PackOut>>, ApiError> {
     Ok(Json(
         state
-            .0
             .service
             .store()
             .packs()
@@ -324,7 +317,7 @@ pub async fn export_pack(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PackExport>, ApiError> {
-    Ok(Json(state.0.service.store().export_pack(&name).await?))
+    Ok(Json(state.service.store().export_pack(&name).await?))
 }
 
 /// Import a pack exported by `/packs/{name}/export`.
@@ -335,7 +328,7 @@ pub async fn import_pack(
     State(state): State<AppState>,
     ApiJson(pack): ApiJson<PackExport>,
 ) -> Result<(StatusCode, Json<Deleted>), ApiError> {
-    let version = state.0.service.store().import_pack(&pack).await?;
+    let version = state.service.store().import_pack(&pack).await?;
     rebuild(&state).await;
     Ok((
         StatusCode::CREATED,
@@ -348,15 +341,15 @@ pub async fn import_pack(
 /// Vocabulary version and counts.
 #[utoipa::path(get, path = "/vocabulary", tag = "vocabulary", responses((status = 200, description = "OK", body = VocabularyOut)))]
 pub async fn vocabulary(State(state): State<AppState>) -> Result<Json<VocabularyOut>, ApiError> {
-    let store = state.0.service.store();
+    let store = state.service.store();
     Ok(Json(VocabularyOut {
         version: store.version().await?,
-        classifier_version: state.0.service.classes().map(|s| s.version),
+        classifier_version: state.service.classes().map(|s| s.version),
         verbs: store.verbs().await?.len(),
         objects: store.objects().await?.len(),
         interactions: store.interactions(None).await?.len(),
         packs: store.packs().await?.len(),
-        skipped: state.0.service.skipped_rows(),
+        skipped: state.service.skipped_rows(),
         row_sources: row_source_counts(&sources(&state)),
     }))
 }

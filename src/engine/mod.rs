@@ -37,7 +37,7 @@ use crate::vision::preprocess::Prepared;
 pub use classes::{ClassView, SetRegistry, SetSource};
 pub use detection::{DetectError, DetectPlan, DetectRequest, ImageInput};
 pub use runner::{BatchPolicy, DetectorRunner, Runner};
-pub use service::{Inference, Service};
+pub use service::{Inference, ModelHandle, Service};
 pub use vocabulary::{ClassifierService, RebuildError};
 
 /// Prompts per text command of a rebuild (one cache write each).

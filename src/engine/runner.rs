@@ -77,7 +77,8 @@ impl BatchPolicy {
 
 /// The runner of a real detector.
 pub struct DetectorRunner<B: ModelBackend> {
-    detector: Arc<Detector<B>>,
+    /// Owned: the worker is the only code that touches the model's tensors.
+    detector: Detector<B>,
     policy: BatchPolicy,
     registry: SetRegistry<B>,
     /// The checkpoint's own rows (trained models only), which vocabulary sets reuse.
@@ -87,7 +88,7 @@ pub struct DetectorRunner<B: ModelBackend> {
 
 impl<B: ModelBackend> DetectorRunner<B> {
     /// Scores requests with the sets in `registry` (the service shares it).
-    pub fn new(detector: Arc<Detector<B>>, policy: BatchPolicy, registry: SetRegistry<B>) -> Self {
+    pub fn new(detector: Detector<B>, policy: BatchPolicy, registry: SetRegistry<B>) -> Self {
         let trained = detector.trained_rows();
         Self {
             detector,

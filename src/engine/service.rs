@@ -8,13 +8,12 @@ use std::time::Duration;
 use image::RgbImage;
 
 use super::{
-    ClassView, ClassifierService, DetectorRunner, Engine, EngineOptions, RebuildError, Runner,
-    SetRegistry,
+    ClassView, ClassifierService, Engine, EngineOptions, RebuildError, Runner, SetRegistry,
 };
 use crate::detector::{Detector, ModelInfo};
 use crate::model::clip::tokenizer::ClipTokenizer;
 use crate::model::kernels::ModelBackend;
-use crate::vision::preprocess::Prepared;
+use crate::vision::preprocess::{Prepared, PreprocessConfig, prepare};
 use crate::vocab::store::VocabStore;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -52,10 +51,37 @@ pub trait Inference: Send + Sync {
     fn store_failures(&self) -> u64;
 }
 
-/// [`Inference`] for a detector on backend `B`. The detector is shared with the worker;
-/// this side only reads its settings (`info`, `prepare`), never its tensors.
+/// What the async side knows of the model: plain data, no tensors. The detector itself
+/// is moved into the engine's worker, the only code that computes.
+#[derive(Debug, Clone)]
+pub struct ModelHandle {
+    pub info: ModelInfo,
+    pub preprocess: PreprocessConfig,
+    /// The text tower's fingerprint (keys the embedding cache).
+    pub text_fingerprint: String,
+    /// The image tower's fingerprint (keys stored example features).
+    pub vision_fingerprint: String,
+    /// The pack whose rows the checkpoint was trained with (trained models only).
+    pub trained_pack: Option<String>,
+}
+
+impl ModelHandle {
+    pub fn of<B: ModelBackend>(detector: &Detector<B>) -> Self {
+        let info = detector.info().clone();
+        Self {
+            trained_pack: info.trained.then(|| detector.pack().name.clone()),
+            info,
+            preprocess: *detector.preprocess_config(),
+            text_fingerprint: detector.text_fingerprint().to_string(),
+            vision_fingerprint: detector.vision_fingerprint().to_string(),
+        }
+    }
+}
+
+/// [`Inference`] for a detector on backend `B`, which the engine's worker owns; this side
+/// holds only its [`ModelHandle`] and the sets the worker registered (by key).
 pub struct Service<B: ModelBackend> {
-    detector: Arc<Detector<B>>,
+    model: ModelHandle,
     classifiers: Arc<ClassifierService>,
     registry: SetRegistry<B>,
     engine: Engine,
@@ -100,33 +126,11 @@ impl<B: ModelBackend> Service<B> {
         }
     }
 
-    /// Starts the engine's worker for `detector` and builds the first classifier set
-    /// from `store` (through the worker).
-    pub async fn start(
-        detector: Arc<Detector<B>>,
-        store: VocabStore,
-        tokenizer: Arc<ClipTokenizer>,
-        options: EngineOptions,
-        device: impl Into<String>,
-        backend: impl Into<String>,
-    ) -> Result<Self, RebuildError> {
-        let policy = options.policy;
-        Self::with_runner(
-            detector,
-            store,
-            tokenizer,
-            options,
-            device,
-            backend,
-            move |d, registry| DetectorRunner::new(d, policy, registry),
-        )
-        .await
-    }
-
-    /// As [`Self::start`], with the worker's runner made by `make_runner` (on the worker
-    /// thread): tests wrap the real runner to hold or break batches.
+    /// Moves `detector` into a new engine worker, whose runner `make_runner` makes (on the
+    /// worker thread: the binary passes the real one through, tests wrap it to hold or
+    /// break batches), and builds the first classifier set from `store` through it.
     pub async fn with_runner<R, F>(
-        detector: Arc<Detector<B>>,
+        detector: Detector<B>,
         store: VocabStore,
         tokenizer: Arc<ClipTokenizer>,
         options: EngineOptions,
@@ -136,34 +140,30 @@ impl<B: ModelBackend> Service<B> {
     ) -> Result<Self, RebuildError>
     where
         R: Runner,
-        F: FnOnce(Arc<Detector<B>>, SetRegistry<B>) -> R + Send + 'static,
+        F: FnOnce(Detector<B>, SetRegistry<B>) -> R + Send + 'static,
     {
+        let model = ModelHandle::of(&detector);
         let registry = SetRegistry::default();
         let engine = Engine::start(
             {
-                let detector = detector.clone();
                 let registry = registry.clone();
                 move || make_runner(detector, registry)
             },
             options,
         );
-        let trained_pack = detector
-            .info()
-            .trained
-            .then(|| detector.pack().name.clone());
         let classifiers = Arc::new(
             ClassifierService::new(
                 store,
                 tokenizer,
-                detector.text_fingerprint().to_string(),
-                trained_pack,
+                model.text_fingerprint.clone(),
+                model.trained_pack.clone(),
                 engine.clone(),
             )
-            .with_examples(detector.vision_fingerprint().to_string()),
+            .with_examples(model.vision_fingerprint.clone()),
         );
         classifiers.refresh().await?;
         Ok(Self {
-            detector,
+            model,
             classifiers,
             registry,
             engine,
@@ -173,8 +173,8 @@ impl<B: ModelBackend> Service<B> {
         })
     }
 
-    pub fn detector(&self) -> &Arc<Detector<B>> {
-        &self.detector
+    pub fn model(&self) -> &ModelHandle {
+        &self.model
     }
 
     pub fn classifiers(&self) -> &Arc<ClassifierService> {
@@ -189,7 +189,7 @@ impl<B: ModelBackend> Service<B> {
 
 impl<B: ModelBackend> Inference for Service<B> {
     fn info(&self) -> &ModelInfo {
-        self.detector.info()
+        &self.model.info
     }
 
     fn device(&self) -> &str {
@@ -205,7 +205,7 @@ impl<B: ModelBackend> Inference for Service<B> {
     }
 
     fn prepare(&self, image: &RgbImage) -> Prepared {
-        self.detector.prepare(image)
+        prepare(image, &self.model.preprocess)
     }
 
     fn engine(&self) -> &Engine {
@@ -221,11 +221,11 @@ impl<B: ModelBackend> Inference for Service<B> {
     }
 
     fn vision_fingerprint(&self) -> &str {
-        self.detector.vision_fingerprint()
+        &self.model.vision_fingerprint
     }
 
     fn clip_resolution(&self) -> usize {
-        self.detector.clip_resolution()
+        self.model.preprocess.clip_resolution
     }
 
     fn rebuild_error(&self) -> Option<String> {

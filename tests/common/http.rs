@@ -48,7 +48,6 @@ pub async fn held_state(
     .await;
     let app = hoiclip::app::assemble(service, &settings);
     app.state
-        .0
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
     (app.state, gate, batches)

@@ -136,6 +136,12 @@ pub fn settings_at(url: &str) -> hoiclip::config::Settings {
     }
 }
 
+/// The demo model (seeded weights: every copy is the same model), for direct calls beside
+/// a service whose own copy lives on its worker.
+pub fn demo_detector() -> hoiclip::detector::Detector<B> {
+    hoiclip::detector::Detector::<B>::demo(&Default::default()).unwrap()
+}
+
 /// The demo model's service as `hoiclip serve` builds it, with a fresh in-memory
 /// vocabulary and its first classifier set built.
 pub async fn demo_service() -> std::sync::Arc<hoiclip::engine::Service<B>> {
