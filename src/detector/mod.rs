@@ -1,6 +1,17 @@
 //! One object that turns images into interaction triplets: model + classifier +
-//! vocabulary + pre/post-processing. The engine's worker runs it (for the server, the CLI
-//! and evaluation alike); only `prepare` (host work) is called from elsewhere.
+//! vocabulary + pre/post-processing. The engine's worker owns and runs it (for the server,
+//! the CLI and evaluation alike). Parts: `info` (what model runs and how it scores),
+//! `output` (the triplets it gives), `demo` (the seeded demo model and classifiers from
+//! text).
+
+mod demo;
+mod info;
+mod output;
+
+use demo::SeededReinit;
+pub use demo::{DEMO_SEED, text_classifier};
+pub use info::{ModelInfo, Scoring, ZeroShot};
+pub use output::{Detection, HumanBox, ImageDetections, ObjectBox};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,136 +57,6 @@ pub enum DetectorError {
     ReadBack(String),
 }
 
-/// What model is running, for responses and `/info`.
-#[derive(Debug, Clone)]
-pub struct ModelInfo {
-    /// "hoiclip-hico-det" for official weights, "hoiclip-demo" otherwise.
-    pub name: String,
-    /// False for the demo model: random weights, meaningless detections.
-    pub trained: bool,
-    pub weights: Option<PathBuf>,
-    pub vocabulary: String,
-    /// The scoring settings in use and where they came from.
-    pub scoring: Scoring,
-    /// Set for a checkpoint trained for a zero-shot split.
-    pub zero_shot: Option<ZeroShot>,
-}
-
-/// A checkpoint trained for a zero-shot split (reference 1.7 and 5): its trained
-/// classifier has only the seen classes; it scores with the evaluation classifier over all
-/// classes (CLIP text rows), as the official evaluation does.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ZeroShot {
-    /// The saved `args.zero_shot_type` (`rare_first`, `unseen_verb`, ...), if any.
-    pub split: Option<String>,
-    /// Rows of the trained classifier, and of the evaluation one.
-    pub seen_classes: usize,
-    pub classes: usize,
-    /// The interactions (0-based, the vocabulary's order) unseen in training: the split's
-    /// list where the split is known and agrees with the checkpoint's shapes.
-    pub unseen: Option<Vec<usize>>,
-}
-
-impl ZeroShot {
-    /// What `config` and the saved split name say, checked against `pack`'s splits.
-    fn read(config: &HoiclipConfig, pack: &Pack, split: Option<&str>) -> Option<Self> {
-        let seen_classes = config.seen_hoi_classes?;
-        let classes = config.num_hoi_classes;
-        let split = split.filter(|s| *s != "default").map(str::to_string);
-        let unseen = split.as_ref().and_then(|name| {
-            let list = pack.zero_shot.get(name)?;
-            // With --del_unseen the trained classifier lacks exactly the unseen classes.
-            let agrees = seen_classes == classes || list.len() == classes - seen_classes;
-            if !agrees {
-                tracing::warn!(
-                    split = name.as_str(),
-                    unseen = list.len(),
-                    seen_classes,
-                    classes,
-                    "the checkpoint's zero-shot split does not match its classifier's size; unseen classes unknown"
-                );
-            }
-            agrees.then(|| list.clone())
-        });
-        Some(Self {
-            split,
-            seen_classes,
-            classes,
-            unseen,
-        })
-    }
-}
-
-/// How raw outputs become scores and triplets: from the checkpoint's saved training
-/// arguments when it has them, else the dataset's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scoring {
-    /// Weight of the verb branch in the HOI logits (HICO-DET 0.5, V-COCO 0.1).
-    pub verb_weight: f64,
-    /// `interactions` (HICO-DET: one triplet per HOI class, triplet NMS) or `verbs`
-    /// (V-COCO: one per verb with the predicted object, validity matrix, no NMS).
-    pub output: crate::postprocess::Output,
-    /// Triplet NMS: applied to interactions output only, so always false for verbs.
-    pub nms: bool,
-    pub nms_threshold: f32,
-    pub nms_alpha: f32,
-    pub nms_beta: f32,
-    /// `checkpoint args` or `dataset defaults`.
-    pub source: String,
-}
-
-impl Scoring {
-    /// The settings for a checkpoint of `vocabulary` with `verb_weight`, overridden by its
-    /// saved `args` where present.
-    pub fn from_args(
-        vocabulary: &str,
-        verb_weight: f64,
-        arg: impl Fn(&str) -> Option<f64>,
-    ) -> (Self, PostprocessConfig) {
-        let defaults = PostprocessConfig::default();
-        let output = if vocabulary == "v-coco" {
-            crate::postprocess::Output::Verbs
-        } else {
-            crate::postprocess::Output::Interactions
-        };
-        let finite = |name: &str| arg(name).filter(|v| v.is_finite());
-        let found = [
-            "verb_weight",
-            "use_nms_filter",
-            "thres_nms",
-            "nms_alpha",
-            "nms_beta",
-        ]
-        .iter()
-        .any(|n| finite(n).is_some());
-        let config = PostprocessConfig {
-            output,
-            // V-COCO's evaluation never applies triplet NMS, whatever the saved args say.
-            nms: output == crate::postprocess::Output::Interactions
-                && finite("use_nms_filter").map_or(defaults.nms, |v| v != 0.0),
-            nms_threshold: finite("thres_nms").map_or(defaults.nms_threshold, |v| v as f32),
-            nms_alpha: finite("nms_alpha").map_or(defaults.nms_alpha, |v| v as f32),
-            nms_beta: finite("nms_beta").map_or(defaults.nms_beta, |v| v as f32),
-            ..defaults
-        };
-        let scoring = Self {
-            verb_weight,
-            output,
-            nms: config.nms,
-            nms_threshold: config.nms_threshold,
-            nms_alpha: config.nms_alpha,
-            nms_beta: config.nms_beta,
-            source: if found {
-                "checkpoint args"
-            } else {
-                "dataset defaults"
-            }
-            .into(),
-        };
-        (scoring, config)
-    }
-}
-
 /// Triplets an answer carries unless asked otherwise.
 pub const DEFAULT_TOP_K: usize = 100;
 
@@ -209,78 +90,6 @@ impl Default for DetectOptions {
     }
 }
 
-/// A detected person's box.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HumanBox {
-    /// `[x1, y1, x2, y2]` in original pixels.
-    pub bbox: [f32; 4],
-}
-
-/// A detected object's box and its predicted label.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObjectBox {
-    /// `[x1, y1, x2, y2]` in original pixels.
-    pub bbox: [f32; 4],
-    pub label: String,
-}
-
-/// One detected interaction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detection {
-    pub human: HumanBox,
-    pub object: ObjectBox,
-    pub verb: String,
-    /// The interaction's prompt text, e.g. "a photo of a person riding a bicycle".
-    pub interaction: String,
-    /// Index of the interaction in the vocabulary.
-    pub interaction_index: usize,
-    pub score: f32,
-    /// The decoder query (human-object pair) it came from: triplets of one query share
-    /// their boxes.
-    pub query: usize,
-    /// What the score is made of (when asked for).
-    pub terms: Option<ScoreTerms>,
-}
-
-impl Detection {
-    /// What rendering draws for it: both boxes and "verb object score".
-    pub fn pair(&self) -> crate::vision::render::Pair {
-        crate::vision::render::Pair {
-            human: self.human.bbox,
-            object: self.object.bbox,
-            caption: format!("{} {} {:.2}", self.verb, self.object.label, self.score),
-        }
-    }
-
-    /// [`Self::pair`] of each detection.
-    pub fn pairs(detections: &[Detection]) -> Vec<crate::vision::render::Pair> {
-        detections.iter().map(Detection::pair).collect()
-    }
-
-    fn new(t: Triplet, verb: &str, label: &str, prompt: &str) -> Self {
-        Self {
-            human: HumanBox { bbox: t.human_box },
-            object: ObjectBox {
-                bbox: t.object_box,
-                label: label.to_string(),
-            },
-            verb: verb.to_string(),
-            interaction: prompt.to_string(),
-            interaction_index: t.hoi,
-            score: t.score,
-            query: t.query,
-            terms: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageDetections {
-    pub width: u32,
-    pub height: u32,
-    pub detections: Vec<Detection>,
-}
-
 pub struct Detector<B: ModelBackend> {
     model: Hoiclip<B>,
     /// The checkpoint's own classifier as a set (version 0) over its pack's rows.
@@ -302,39 +111,6 @@ pub struct BatchItem<'a, B: ModelBackend> {
     pub options: &'a DetectOptions,
     pub set: &'a ClassifierSet<B>,
 }
-impl HoiclipConfig {
-    /// The demo model: the full architecture at a small size (fast on a CPU), HICO-DET's
-    /// 600 classes, random weights with a fixed seed. Its detections mean nothing.
-    pub fn demo() -> Self {
-        let clip = ClipConfig {
-            embed_dim: 64,
-            image_resolution: 64,
-            vision_patch_size: 16,
-            vision_width: 64,
-            vision_layers: 2,
-            vision_heads: 2,
-            context_length: 77,
-            vocab_size: 49408,
-            text_width: 64,
-            text_layers: 2,
-            text_heads: 2,
-        };
-        HoiclipConfig::new(clip)
-            .with_backbone_layers([1, 1, 1, 1])
-            .with_backbone_base_width(16)
-            .with_hidden_dim(64)
-            .with_nheads(4)
-            .with_enc_layers(1)
-            .with_dec_layers(2)
-            .with_inter_dec_layers(1)
-            .with_dim_feedforward(128)
-            .with_num_queries(16)
-    }
-}
-
-/// Seed of the demo model's weights.
-pub const DEMO_SEED: u64 = 20_261_127;
-
 impl<B: ModelBackend> Detector<B> {
     /// The clearly labelled demo model (see [`HoiclipConfig::demo`]). Its classifier is
     /// built the way new vocabularies are: HICO-DET prompts through its own text tower.
@@ -702,106 +478,6 @@ impl<B: ModelBackend> Detector<B> {
             correct_matrix: self.pack.correct_matrix.clone(),
         })
     }
-}
-
-/// Re-draws every randomly initialised float parameter from a private seeded generator,
-/// with a scale fixed by the parameter's shape (constants such as norm weights stay).
-/// Burn's own RNG is global (shared with anything else initialising at the same time), so
-/// it cannot make the demo model reproducible; this can.
-struct SeededReinit {
-    rng: rand::rngs::StdRng,
-    in_embedding: usize,
-}
-
-impl SeededReinit {
-    fn new(seed: u64) -> Self {
-        use rand::SeedableRng;
-        Self {
-            rng: rand::rngs::StdRng::seed_from_u64(seed),
-            in_embedding: 0,
-        }
-    }
-}
-
-impl<B: ModelBackend> burn::module::ModuleMapper<B> for SeededReinit {
-    fn enter_module(&mut self, _name: &str, container_type: &str) {
-        if container_type == "Struct:Embedding" {
-            self.in_embedding += 1;
-        }
-    }
-
-    fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if container_type == "Struct:Embedding" {
-            self.in_embedding -= 1;
-        }
-    }
-
-    fn map_float<const D: usize>(
-        &mut self,
-        param: burn::module::Param<Tensor<B, D>>,
-    ) -> burn::module::Param<Tensor<B, D>> {
-        use rand::Rng;
-        let (id, tensor, mapper) = param.consume();
-        let dims = tensor.dims();
-        let device = tensor.device();
-        let values: Vec<f32> = tensor
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
-        let constant = values.windows(2).all(|w| w[0] == w[1]);
-        if constant {
-            return burn::module::Param::from_mapped_value(id, tensor, mapper);
-        }
-        let bound = match D {
-            1 => 0.05,
-            2 if self.in_embedding > 0 => 1.0,
-            2 => 1.0 / (dims[0] as f32).sqrt(),
-            _ => 1.0 / (dims[1..].iter().product::<usize>() as f32).sqrt(),
-        };
-        let fresh: Vec<f32> = values
-            .iter()
-            .map(|_| bound * self.rng.random_range(-1.0f32..=1.0))
-            .collect();
-        let tensor = Tensor::from_data(TensorData::new(fresh, dims), &device);
-        burn::module::Param::from_mapped_value(id, tensor, mapper)
-    }
-}
-
-/// A classifier made from text only: normalised prompt embeddings (bias 0) for the HOI
-/// and object rows, the model's verb rows and the pack's verb -> HOI map.
-pub fn text_classifier<B: ModelBackend>(
-    model: &Hoiclip<B>,
-    pack: &Pack,
-    tokenizer: &ClipTokenizer,
-    device: &B::Device,
-) -> Result<Classifier<B>, DetectorError> {
-    let embed = |prompts: Vec<String>| -> Result<Tensor<B, 2>, DetectorError> {
-        let rows = crate::classifier::embed_prompts(
-            &model.clip_model,
-            tokenizer,
-            &prompts,
-            crate::classifier::TEXT_BATCH,
-        )?;
-        let (n, dim) = (rows.len(), rows.first().map_or(0, Vec::len));
-        Ok(Tensor::from_data(
-            TensorData::new(rows.concat(), [n, dim]),
-            device,
-        ))
-    };
-    let hoi = embed(pack.interactions.iter().map(|i| i.prompt.clone()).collect())?;
-    let obj = embed(pack.object_prompts.clone())?;
-    let (c, k) = (hoi.dims()[0], obj.dims()[0]);
-    let v = pack.verbs.len();
-    Ok(Classifier {
-        hoi_weight: hoi.transpose(),
-        hoi_bias: Tensor::zeros([c], device),
-        verb_weight: model.verb_projection.weight.val(),
-        verb2hoi: Tensor::from_data(TensorData::new(pack.verb_to_hoi(), [v, c]), device),
-        obj_weight: obj.transpose(),
-        obj_bias: Tensor::zeros([k], device),
-    })
 }
 
 /// The checkpoint's classifier with its pack's rows, so one code path scores both.
