@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hoiclip::backend::Cpu;
 use hoiclip::config::{ModelSource, Settings};
 use hoiclip::detector::{DetectOptions, Detector};
-use hoiclip::engine::{BatchPolicy, EngineOptions, Inference};
+use hoiclip::engine::{BatchPolicy, EngineOptions};
 use hoiclip::model::hoiclip::HoiclipConfig;
 use hoiclip::vision::{DecodeLimits, decode};
 use tokio::io::BufReader;
@@ -91,15 +91,28 @@ async fn run(args: Args) {
     };
     // Built as `hoiclip serve` builds it; the bare-model comparisons read the same
     // detector and classifier set.
+    let slot = Arc::new(std::sync::Mutex::new(None));
     let service = hoiclip::app::service_on::<Cpu, _, _>(
         &settings,
         Default::default(),
         "cpu",
         hoiclip::backend::cpu_backend_name(),
-        |runner| runner,
+        {
+            let slot = slot.clone();
+            move |runner| {
+                *slot.lock().expect("slot") = Some(runner.registry().clone());
+                runner
+            }
+        },
     )
     .await
     .expect("service");
+    // The worker's sets: its runner was made before the first set was built through it.
+    let sets = slot
+        .lock()
+        .expect("slot")
+        .take()
+        .expect("the runner was made");
     // The bare-model comparisons run a second copy of the same seeded model here (the
     // service's own copy lives on its worker).
     let detector = Arc::new(
@@ -113,8 +126,7 @@ async fn run(args: Args) {
         )
         .expect("detector"),
     );
-    let set = service
-        .registry()
+    let set = sets
         .get(&service.classes().expect("classifier"))
         .expect("registered set");
     let body = Arc::new(test_image());

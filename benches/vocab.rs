@@ -15,7 +15,6 @@ use std::time::Instant;
 use hoiclip::backend::Cpu;
 use hoiclip::config::{ModelSource, Settings};
 use hoiclip::detector::Detector;
-use hoiclip::engine::Inference;
 use hoiclip::model::hoiclip::HoiclipConfig;
 
 fn main() {

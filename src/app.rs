@@ -11,7 +11,8 @@ use crate::api::{AppState, router};
 use crate::config::{ConfigError, DeviceChoice, ModelSource, Settings};
 use crate::detector::{DetectOptions, Detector, DetectorError};
 use crate::engine::{
-    DetectorRunner, EngineError, Inference, RebuildError, Request, Runner, Service, WarmUpShape,
+    ClassifierSets, DetectorRunner, EngineError, RebuildError, Request, Runner, Service,
+    WarmUpShape,
 };
 use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
 use crate::model::kernels::ModelBackend;
@@ -58,7 +59,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn service(&self) -> &Arc<dyn Inference> {
+    pub fn service(&self) -> &Arc<Service> {
         &self.state.service
     }
 
@@ -74,10 +75,10 @@ impl App {
 }
 
 /// Model, vocabulary and engine on the device the settings name.
-pub async fn service(settings: &Settings) -> Result<Arc<dyn Inference>, StartError> {
+pub async fn service(settings: &Settings) -> Result<Arc<Service>, StartError> {
     settings.check()?;
     let settings = &settings.normalized();
-    let service: Arc<dyn Inference> = match settings.device.parse::<DeviceChoice>()? {
+    let service: Arc<Service> = match settings.device.parse::<DeviceChoice>()? {
         DeviceChoice::Cpu => {
             service_on::<crate::backend::Cpu, _, _>(
                 settings,
@@ -123,7 +124,7 @@ pub async fn service_on<B, R, W>(
     device_name: &str,
     backend_name: &str,
     wrap: W,
-) -> Result<Arc<Service<B>>, StartError>
+) -> Result<Arc<Service>, StartError>
 where
     B: ModelBackend,
     R: Runner,
@@ -156,7 +157,13 @@ where
         settings.engine.clone(),
         device_name,
         backend_name,
-        move |detector, registry| wrap(DetectorRunner::new(detector, policy, registry)),
+        move |detector| {
+            wrap(DetectorRunner::new(
+                detector,
+                policy,
+                ClassifierSets::default(),
+            ))
+        },
     )
     .await?;
     service.follow(settings.vocabulary_poll);
@@ -164,7 +171,7 @@ where
 }
 
 /// The handlers' state and loop limits for a service (not yet marked ready).
-pub fn assemble(service: Arc<dyn Inference>, settings: &Settings) -> App {
+pub fn assemble(service: Arc<Service>, settings: &Settings) -> App {
     let settings = &settings.normalized();
     let mut limits = settings.server;
     limits.max_connections = effective_max_connections(settings.server.max_connections);
@@ -191,7 +198,7 @@ pub async fn build(settings: &Settings) -> Result<App, StartError> {
 
 /// One blank image through the whole path (queue, worker, device): readiness means a
 /// forward pass has run.
-pub async fn warm_up(service: &dyn Inference) -> Result<(), StartError> {
+pub async fn warm_up(service: &Service) -> Result<(), StartError> {
     let Some(classes) = service.classes() else {
         return Err(StartError::Loading("no classifier set".into()));
     };
@@ -211,10 +218,7 @@ pub async fn warm_up(service: &dyn Inference) -> Result<(), StartError> {
 
 /// Runs every shape once (blank images, the service's classifier set), so that a GPU
 /// backend compiles their kernels before the first request; logs its progress.
-pub async fn warm_up_shapes(
-    service: &dyn Inference,
-    shapes: &[WarmUpShape],
-) -> Result<(), StartError> {
+pub async fn warm_up_shapes(service: &Service, shapes: &[WarmUpShape]) -> Result<(), StartError> {
     if shapes.is_empty() {
         return Ok(());
     }

@@ -1,6 +1,6 @@
 //! Classifier sets: the HOI, verb and object rows a detection is scored against, built
 //! from a vocabulary snapshot. Immutable and versioned; the engine builds them on its
-//! worker (`engine::ClassifierService` decides when), and a request keeps the set it
+//! worker (`engine::ClassifierSync` decides when), and a request keeps the set it
 //! started with.
 //!
 //! Rows: for the interactions, verbs and objects of the checkpoint's own pack, the
@@ -20,7 +20,7 @@ use burn::prelude::*;
 
 use crate::model::clip::tokenizer::ClipTokenizer;
 use crate::model::clip::{Clip, ClipTextError, l2_normalize};
-use crate::model::hoiclip::Classifier;
+use crate::model::hoiclip::ClassifierWeights;
 use crate::model::kernels::ModelBackend;
 pub use crate::vocab::store::verb_prompt;
 use crate::vocab::store::{VocabError, VocabSnapshot};
@@ -75,7 +75,7 @@ pub struct RowSources {
 pub struct ClassifierSet<B: ModelBackend> {
     /// The vocabulary version it was built from.
     pub version: i64,
-    pub classifier: Classifier<B>,
+    pub classifier: ClassifierWeights<B>,
     /// Shared so request handlers can read them without holding tensors.
     pub rows: Arc<Vec<ClassRow>>,
     /// Object-classifier row of each HOI class.
@@ -105,7 +105,7 @@ pub struct ClassifierSet<B: ModelBackend> {
 #[derive(Debug, Clone)]
 pub struct TrainedRows<B: ModelBackend> {
     pub pack: String,
-    pub classifier: Classifier<B>,
+    pub classifier: ClassifierWeights<B>,
     /// The pack's official verb x object validity matrix (V-COCO's `corre_vcoco.npy`),
     /// in the checkpoint's verb and object order.
     pub correct_matrix: Option<Vec<Vec<u8>>>,
@@ -639,7 +639,7 @@ pub fn assemble<B: ModelBackend>(
     let k = obj_bias.len();
     Ok(ClassifierSet {
         version: snapshot.version,
-        classifier: Classifier {
+        classifier: ClassifierWeights {
             hoi_weight: matrix(hoi_cols),
             hoi_bias: Tensor::from_data(TensorData::new(hoi_bias, [c]), device),
             verb_weight: matrix(verb_cols),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hoiclip::classifier::ClassifierError;
 use hoiclip::detector::{DetectOptions, ImageDetections};
 use hoiclip::engine::{
-    ClassView, EngineError, Inference, Request, Runner, SetSource, TEXT_BATCH, TEXT_SLICE,
+    ClassifierHandle, EngineError, Request, Runner, SetSource, TEXT_BATCH, TEXT_SLICE,
 };
 use hoiclip::vocab::store::NewVerb;
 
@@ -43,7 +43,7 @@ impl<R: Runner> Runner for Recording<R> {
         self.inner.embed_text(ids)
     }
 
-    fn install(&mut self, source: SetSource) -> Result<ClassView, ClassifierError> {
+    fn install(&mut self, source: SetSource) -> Result<ClassifierHandle, ClassifierError> {
         // For a build, the number logged is the vocabulary version it is built from.
         let version = match &source {
             SetSource::Vocabulary { snapshot, .. } => snapshot.version as usize,
@@ -60,7 +60,7 @@ impl<R: Runner> Runner for Recording<R> {
 }
 
 /// The demo server with its runner recording, and the log (start-up included).
-async fn recorded() -> (Arc<hoiclip::engine::Service<common::B>>, Log) {
+async fn recorded() -> (Arc<hoiclip::engine::Service>, Log) {
     let log: Log = Arc::default();
     let recorder = log.clone();
     let service =

@@ -12,8 +12,8 @@ use common::{B, Gate, Held, fixture};
 use hoiclip::classifier::ClassifierSet;
 use hoiclip::detector::{DetectOptions, Detection, Detector, ImageDetections};
 use hoiclip::engine::{
-    BatchPolicy, ClassView, DetectorRunner, Engine, EngineError, EngineOptions, Request, Runner,
-    SetRegistry,
+    BatchPolicy, ClassifierHandle, ClassifierSets, DetectorRunner, Engine, EngineError,
+    EngineOptions, Request, Runner,
 };
 use hoiclip::vision::preprocess::Prepared;
 
@@ -48,12 +48,12 @@ fn fake_input(width: u32, floats: usize) -> Prepared {
     }
 }
 
-async fn some_classes() -> ClassView {
+async fn some_classes() -> ClassifierHandle {
     // The echo runner scores nothing: a view of no registered set does.
-    ClassView::detached(1, Vec::new())
+    ClassifierHandle::detached(1, Vec::new())
 }
 
-fn request(input: Prepared, classes: &ClassView, deadline: Duration) -> Request {
+fn request(input: Prepared, classes: &ClassifierHandle, deadline: Duration) -> Request {
     Request {
         input,
         options: DetectOptions::default(),
@@ -82,7 +82,7 @@ fn held_echo(options: EngineOptions) -> (Engine, Gate, std::sync::mpsc::Receiver
 /// 1-pixel-wide job, held at the gate.
 fn held_with_one_running(
     max_queue: usize,
-    classes: &ClassView,
+    classes: &ClassifierHandle,
 ) -> (
     Engine,
     Gate,
@@ -267,9 +267,9 @@ impl Runner for Journal {
     fn install(
         &mut self,
         _source: hoiclip::engine::SetSource,
-    ) -> Result<ClassView, hoiclip::classifier::ClassifierError> {
+    ) -> Result<ClassifierHandle, hoiclip::classifier::ClassifierError> {
         self.note("install".into());
-        Ok(ClassView::detached(2, Vec::new()))
+        Ok(ClassifierHandle::detached(2, Vec::new()))
     }
 }
 
@@ -278,7 +278,7 @@ type Log = Arc<std::sync::Mutex<Vec<String>>>;
 /// A held journal engine (batches of one) busy with a 1-pixel-wide job held at the gate,
 /// and `queued` more jobs (widths 2, 3, ...) waiting behind it.
 fn busy_journal(
-    classes: &ClassView,
+    classes: &ClassifierHandle,
     queued: u32,
 ) -> (
     Engine,
@@ -429,8 +429,8 @@ async fn run_batched(
     sets: &[&Arc<ClassifierSet<B>>],
     options: &DetectOptions,
 ) -> (Engine, Vec<ImageDetections>) {
-    let registry = SetRegistry::default();
-    let views: Vec<ClassView> = sets
+    let registry = ClassifierSets::default();
+    let views: Vec<ClassifierHandle> = sets
         .iter()
         .map(|set| registry.register((*set).clone()))
         .collect();
@@ -469,11 +469,11 @@ async fn run_batched(
 
 #[tokio::test]
 async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() {
-    let service = common::demo_service().await;
+    let (service, sets) = common::demo_service_and_sets(&common::test_db("batched")).await;
     let detector = Arc::new(common::demo_detector());
     let classifiers = service.classifiers();
     let first_view = classifiers.current().unwrap();
-    let first: Arc<ClassifierSet<B>> = service.registry().get(&first_view).unwrap();
+    let first: Arc<ClassifierSet<B>> = sets.get(&first_view).unwrap();
     classifiers
         .store()
         .add_interaction(
@@ -484,10 +484,7 @@ async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() 
         )
         .await
         .unwrap();
-    let second = service
-        .registry()
-        .get(&classifiers.refresh().await.unwrap())
-        .unwrap();
+    let second = sets.get(&classifiers.refresh().await.unwrap()).unwrap();
     assert_ne!(first.version, second.version);
 
     let base = photo("hoiclip/img0.png");
@@ -520,12 +517,9 @@ async fn batched_results_equal_unbatched_across_sizes_and_classifier_versions() 
 /// within 0.01 px.
 #[tokio::test]
 async fn the_pad_policy_answers_mixed_sizes_as_each_image_alone() {
-    let service = common::demo_service().await;
+    let (service, sets) = common::demo_service_and_sets(&common::test_db("pad")).await;
     let detector = Arc::new(common::demo_detector());
-    let set = service
-        .registry()
-        .get(&service.classifiers().current().unwrap())
-        .unwrap();
+    let set = sets.get(&service.classifiers().current().unwrap()).unwrap();
     let landscape = photo("hoiclip/img0.png");
     let portrait = photo("hoiclip/img1.png");
     let images = [

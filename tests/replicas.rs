@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use common::http::*;
 use hoiclip::api::{AppState, ServeOptions};
-use hoiclip::engine::Inference;
 use hoiclip::vocab::store::NewVerb;
 
 /// A replica on the database at `url`, polling every `poll` (the LISTEN fallback).
@@ -241,8 +240,8 @@ async fn writes_reach_the_other_replica_without_any_request_asking() {
 #[tokio::test]
 async fn a_replica_takes_embeddings_another_computed_from_the_shared_cache() {
     let url = common::temp_db("shared-cache");
-    let a = common::demo_service_at(&url).await;
-    let b = common::demo_service_at(&url).await;
+    let (a, sets_a) = common::demo_service_and_sets(&url).await;
+    let (b, sets_b) = common::demo_service_and_sets(&url).await;
     // B started on a vocabulary A had embedded already.
     assert_eq!(b.classifiers().text_passes().1, 0);
     // B hears of the change only when told below: A has embedded the new prompts by then
@@ -273,11 +272,8 @@ async fn a_replica_takes_embeddings_another_computed_from_the_shared_cache() {
         "B ran the text tower for prompts A had cached"
     );
     // The two replicas score with the same rows.
-    let sa = a
-        .registry()
-        .get(&a.classifiers().current().unwrap())
-        .unwrap();
-    let sb = b.registry().get(&set).unwrap();
+    let sa = sets_a.get(&a.classifiers().current().unwrap()).unwrap();
+    let sb = sets_b.get(&set).unwrap();
     assert_eq!(sa.rows.len(), sb.rows.len());
     let diff = common::max_abs_diff(
         sa.classifier.hoi_weight.clone(),

@@ -6,7 +6,6 @@ mod common;
 
 use std::sync::Arc;
 
-use hoiclip::engine::Inference;
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::vocab::Pack;
 use hoiclip::vocab::store::{NewExample, NewVerb, VocabError, VocabStore};
@@ -173,9 +172,13 @@ async fn a_removed_verb_takes_its_examples_along() {
 }
 
 /// Column `name` of the verb rows of the set in service.
-fn verb_column(service: &hoiclip::engine::Service<common::B>, name: &str) -> Vec<f32> {
+fn verb_column(
+    service: &hoiclip::engine::Service,
+    sets: &hoiclip::engine::ClassifierSets<common::B>,
+    name: &str,
+) -> Vec<f32> {
     let view = service.classes().unwrap();
-    let set = service.registry().get(&view).unwrap();
+    let set = sets.get(&view).unwrap();
     let v = set.verb_labels.iter().position(|l| l == name).unwrap();
     let w = set.classifier.verb_weight.clone();
     let [e, _] = w.dims();
@@ -192,11 +195,11 @@ async fn a_new_verbs_row_comes_from_its_examples() {
     use hoiclip::classifier::arithmetic::{rows_by_verb, union_box};
     use hoiclip::vision::preprocess::clip_crop;
 
-    let service = common::demo_service().await;
+    let (service, sets) = common::demo_service_and_sets(&common::test_db("rows")).await;
     let store = service.store();
     let verb = juggle(store, &["orange", "person"]).await;
     service.refresh().await.unwrap();
-    let text_row = verb_column(&service, "juggle");
+    let text_row = verb_column(&service, &sets, "juggle");
 
     let res = service.clip_resolution();
     let image = image::RgbImage::from_fn(96, 64, |x, y| {
@@ -231,7 +234,7 @@ async fn a_new_verbs_row_comes_from_its_examples() {
         .await
         .unwrap();
     service.refresh().await.unwrap();
-    let learned = verb_column(&service, "juggle");
+    let learned = verb_column(&service, &sets, "juggle");
     let person = store
         .objects()
         .await
@@ -255,20 +258,20 @@ async fn a_new_verbs_row_comes_from_its_examples() {
 
     // Examples of another image tower are not used.
     let ride = verb_id(store, "ride").await;
-    let ride_before = verb_column(&service, "ride");
+    let ride_before = verb_column(&service, &sets, "ride");
     store
         .add_examples(ride, "another-tower", &examples[..1])
         .await
         .unwrap();
     service.refresh().await.unwrap();
-    assert_eq!(verb_column(&service, "ride"), ride_before);
+    assert_eq!(verb_column(&service, &sets, "ride"), ride_before);
 
     for r in records {
         store.remove_example(verb.id, r.id).await.unwrap();
     }
     service.refresh().await.unwrap();
     assert_eq!(
-        verb_column(&service, "juggle"),
+        verb_column(&service, &sets, "juggle"),
         text_row,
         "back to the text row"
     );

@@ -14,8 +14,8 @@ use hoiclip::classifier::{
     text_fingerprint,
 };
 use hoiclip::engine::{
-    ClassView, ClassifierService, Engine, EngineError, EngineOptions, Request, Runner, SetRegistry,
-    SetSource,
+    ClassifierHandle, ClassifierSets, ClassifierSync, Engine, EngineError, EngineOptions, Request,
+    Runner, SetSource,
 };
 use hoiclip::model::clip::tokenizer::ClipTokenizer;
 use hoiclip::model::clip::{Clip, ClipConfig, load_plan};
@@ -91,7 +91,7 @@ fn tiny_pack() -> Pack {
 struct TextRunner {
     clip: Clip<B>,
     trained: Option<TrainedRows<B>>,
-    registry: SetRegistry<B>,
+    registry: ClassifierSets<B>,
 }
 
 impl Runner for TextRunner {
@@ -109,7 +109,7 @@ impl Runner for TextRunner {
         embed_ids(&self.clip, ids).map_err(|e| EngineError::Failed(e.to_string()))
     }
 
-    fn install(&mut self, source: SetSource) -> Result<ClassView, ClassifierError> {
+    fn install(&mut self, source: SetSource) -> Result<ClassifierHandle, ClassifierError> {
         let SetSource::Vocabulary {
             snapshot,
             embeddings,
@@ -137,8 +137,8 @@ fn text_service(
     store: VocabStore,
     clip: &Clip<B>,
     trained: Option<TrainedRows<B>>,
-) -> (ClassifierService, SetRegistry<B>) {
-    let registry = SetRegistry::default();
+) -> (ClassifierSync, ClassifierSets<B>) {
+    let registry = ClassifierSets::default();
     let fingerprint = text_fingerprint(clip).unwrap();
     let pack = trained.as_ref().map(|t| t.pack.clone());
     let runner = TextRunner {
@@ -148,13 +148,13 @@ fn text_service(
     };
     let engine = Engine::start(move || runner, EngineOptions::default());
     (
-        ClassifierService::new(store, tokenizer(), fingerprint, pack, engine),
+        ClassifierSync::new(store, tokenizer(), fingerprint, pack, engine),
         registry,
     )
 }
 
 /// The tensors behind a view.
-fn tensors(registry: &SetRegistry<B>, view: &ClassView) -> Arc<ClassifierSet<B>> {
+fn tensors(registry: &ClassifierSets<B>, view: &ClassifierHandle) -> Arc<ClassifierSet<B>> {
     registry.get(view).expect("the view's set is registered")
 }
 

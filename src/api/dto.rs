@@ -5,7 +5,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::classifier::RowSources;
 use crate::detector::ModelInfo;
-use crate::engine::ClassView;
+use crate::engine::ClassifierHandle;
 use crate::engine::detection::{Answer, DetectRequest};
 use crate::vocab::store::{ExampleRecord, InteractionRecord, ObjectRecord, PackRecord, VerbRecord};
 
@@ -242,7 +242,7 @@ impl DetectResponse {
     /// whole request having taken `total` so far.
     pub fn new(
         info: &ModelInfo,
-        set: &ClassView,
+        set: &ClassifierHandle,
         answer: Answer,
         total: std::time::Duration,
     ) -> Self {
@@ -290,7 +290,7 @@ impl DetectResponse {
 
 impl ExplanationOut {
     /// A triplet's score terms with the sources of the rows behind them.
-    fn new(set: &ClassView, class: usize, t: crate::detector::ScoreTerms) -> Self {
+    fn new(set: &ClassifierHandle, class: usize, t: crate::detector::ScoreTerms) -> Self {
         let row = &set.rows[class];
         let sources = &set.sources;
         Self {

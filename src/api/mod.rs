@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 use utoipa::OpenApi;
 
-use crate::engine::Inference;
+use crate::engine::Service;
 use crate::vision::DecodeLimits;
 use auth::Scope;
 pub use auth::{ApiKeys, RateLimit};
@@ -73,7 +73,7 @@ impl Default for ServeOptions {
 
 pub struct Inner {
     /// Model, vocabulary and engine, whatever the backend.
-    pub service: Arc<dyn Inference>,
+    pub service: Arc<Service>,
     pub options: ServeOptions,
     pub ready: AtomicBool,
     /// Permits are decoded pixels (see [`ServeOptions::decode_budget_pixels`]).
@@ -99,7 +99,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(service: Arc<dyn Inference>, options: ServeOptions) -> Self {
+    pub fn new(service: Arc<Service>, options: ServeOptions) -> Self {
         // Never below one image's worth, or the largest accepted image could never run.
         let budget = options
             .decode_budget_pixels

@@ -11,7 +11,7 @@ use super::{EngineArgs, ModelArgs, runtime};
 use hoiclip::api::dto::DetectResponse;
 use hoiclip::detector::Detection;
 use hoiclip::engine::detection::{OFFLINE_DEADLINE, PendingAnswer};
-use hoiclip::engine::{DetectPlan, DetectRequest, ImageInput, Inference};
+use hoiclip::engine::{DetectPlan, DetectRequest, ImageInput, Service};
 
 #[derive(clap::Args, Debug)]
 pub struct DetectArgs {
@@ -136,7 +136,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
 /// Waits for the oldest image's answer and prints it (and, with --render, draws the
 /// first image's detections).
 async fn print_oldest(
-    service: &dyn Inference,
+    service: &Service,
     plan: &DetectPlan,
     pending: &mut VecDeque<(PathBuf, Instant, PendingAnswer)>,
     render: &mut Option<&PathBuf>,

@@ -108,7 +108,7 @@ pub fn text_classifier<B: ModelBackend>(
     pack: &Pack,
     tokenizer: &ClipTokenizer,
     device: &B::Device,
-) -> Result<Classifier<B>, DetectorError> {
+) -> Result<ClassifierWeights<B>, DetectorError> {
     let embed = |prompts: Vec<String>| -> Result<Tensor<B, 2>, DetectorError> {
         let rows = crate::classifier::embed_prompts(
             &model.clip_model,
@@ -126,7 +126,7 @@ pub fn text_classifier<B: ModelBackend>(
     let obj = embed(pack.object_prompts.clone())?;
     let (c, k) = (hoi.dims()[0], obj.dims()[0]);
     let v = pack.verbs.len();
-    Ok(Classifier {
+    Ok(ClassifierWeights {
         hoi_weight: hoi.transpose(),
         hoi_bias: Tensor::zeros([c], device),
         verb_weight: model.verb_projection.weight.val(),

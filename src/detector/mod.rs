@@ -22,7 +22,7 @@ use image::RgbImage;
 use crate::classifier::{ClassRow, ClassifierSet};
 use crate::model::clip::ClipConfig;
 use crate::model::clip::tokenizer::{ClipTokenizer, TokenizerError};
-use crate::model::hoiclip::{self, Classifier, Hoiclip, HoiclipConfig};
+use crate::model::hoiclip::{self, ClassifierWeights, Hoiclip, HoiclipConfig};
 use crate::model::kernels::ModelBackend;
 use crate::model::weights::WeightsError;
 pub use crate::postprocess::ScoreTerms;
@@ -200,7 +200,7 @@ impl<B: ModelBackend> Detector<B> {
 
     fn assemble(
         model: Hoiclip<B>,
-        classifier: Classifier<B>,
+        classifier: ClassifierWeights<B>,
         pack: Pack,
         config: &HoiclipConfig,
         postprocess: PostprocessConfig,
@@ -481,7 +481,7 @@ impl<B: ModelBackend> Detector<B> {
 }
 
 /// The checkpoint's classifier with its pack's rows, so one code path scores both.
-fn own_set<B: ModelBackend>(classifier: Classifier<B>, pack: &Pack) -> ClassifierSet<B> {
+fn own_set<B: ModelBackend>(classifier: ClassifierWeights<B>, pack: &Pack) -> ClassifierSet<B> {
     let rows = pack
         .interactions
         .iter()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
-use super::{Admission, ClassView, EngineError, Inference, Request, Ticket};
+use super::{Admission, ClassifierHandle, EngineError, Request, Service, Ticket};
 use crate::detector::{DetectOptions, ImageDetections};
 use crate::vision::decode::{exif_orientation, orient};
 use crate::vision::{DecodeLimits, Prepared, VisionError, decode};
@@ -142,7 +142,11 @@ impl DetectRequest {
 
     /// What the engine runs for this request against `set`, a model of pack `own_pack`:
     /// the classes it may score (unknown pack or verb names are refused) and its settings.
-    pub fn options(&self, set: &ClassView, own_pack: &str) -> Result<DetectOptions, DetectError> {
+    pub fn options(
+        &self,
+        set: &ClassifierHandle,
+        own_pack: &str,
+    ) -> Result<DetectOptions, DetectError> {
         self.check()?;
         Ok(DetectOptions {
             score_threshold: self.score_threshold,
@@ -156,7 +160,7 @@ impl DetectRequest {
 
     /// Class indices allowed by `pack` / `verbs`; by default the model's own pack and
     /// every user pack.
-    fn classes(&self, set: &ClassView, own_pack: &str) -> Result<Vec<usize>, DetectError> {
+    fn classes(&self, set: &ClassifierHandle, own_pack: &str) -> Result<Vec<usize>, DetectError> {
         if self.pack.is_none() && self.verbs.is_none() {
             return Ok((0..set.rows.len())
                 .filter(|&i| {
@@ -217,7 +221,7 @@ pub struct ImageInput {
 
 impl ImageInput {
     pub fn decode(
-        service: &dyn Inference,
+        service: &Service,
         bytes: &[u8],
         limits: DecodeLimits,
         auto_orient: bool,
@@ -277,7 +281,7 @@ impl PendingAnswer {
 /// and the engine options checked against that set.
 #[derive(Clone)]
 pub struct DetectPlan {
-    pub set: ClassView,
+    pub set: ClassifierHandle,
     pub options: DetectOptions,
     pub deadline: Instant,
 }
@@ -288,7 +292,7 @@ impl DetectPlan {
     /// it, waited for at most `vocabulary_wait` and never past `deadline`), and the
     /// classes it may score.
     pub async fn new(
-        service: &dyn Inference,
+        service: &Service,
         request: &DetectRequest,
         deadline: Instant,
         vocabulary_wait: Duration,
@@ -323,7 +327,7 @@ impl DetectPlan {
     /// A plan that scores every class of `set` (e.g. the checkpoint's own classifier,
     /// as the official evaluation does) with the request's settings.
     pub fn with_set(
-        set: ClassView,
+        set: ClassifierHandle,
         request: &DetectRequest,
         deadline: Instant,
     ) -> Result<Self, DetectError> {
@@ -345,42 +349,70 @@ impl DetectPlan {
     /// Queues one image in a place already taken in the engine's queue.
     pub fn submit(
         &self,
-        service: &dyn Inference,
+        service: &Service,
         image: ImageInput,
         admission: Admission,
     ) -> Result<PendingAnswer, DetectError> {
-        let ticket = service.engine().submit_admitted(
-            Request {
-                input: image.input,
-                options: self.options.clone(),
-                classes: self.set.clone(),
-                deadline: self.deadline,
-            },
-            admission,
-        )?;
-        Ok(PendingAnswer {
-            ticket,
-            submitted: Instant::now(),
-            exif_orientation: image.exif_orientation,
-            oriented: image.oriented,
-            decode_time: image.decode_time,
-            image: image.image,
-        })
+        let mut pending = self.submit_all(service, vec![image], vec![admission])?;
+        pending
+            .pop()
+            .ok_or(DetectError::Engine(EngineError::Stopped))
+    }
+
+    /// Queues images in places already taken, in one command to the worker, so that
+    /// those that can share forward passes do.
+    fn submit_all(
+        &self,
+        service: &Service,
+        images: Vec<ImageInput>,
+        admissions: Vec<Admission>,
+    ) -> Result<Vec<PendingAnswer>, DetectError> {
+        let mut requests = Vec::with_capacity(images.len());
+        let mut rest = Vec::with_capacity(images.len());
+        for (image, admission) in images.into_iter().zip(admissions) {
+            requests.push((
+                Request {
+                    input: image.input,
+                    options: self.options.clone(),
+                    classes: self.set.clone(),
+                    deadline: self.deadline,
+                },
+                admission,
+            ));
+            rest.push((
+                image.exif_orientation,
+                image.oriented,
+                image.decode_time,
+                image.image,
+            ));
+        }
+        let tickets = service.engine().submit_all_admitted(requests)?;
+        let submitted = Instant::now();
+        Ok(tickets
+            .into_iter()
+            .zip(rest)
+            .map(
+                |(ticket, (exif_orientation, oriented, decode_time, image))| PendingAnswer {
+                    ticket,
+                    submitted,
+                    exif_orientation,
+                    oriented,
+                    decode_time,
+                    image,
+                },
+            )
+            .collect())
     }
 
     /// Every image queued at once (so those that can share forward passes do), in places
     /// already taken, then their answers in order.
     pub async fn run(
         &self,
-        service: &dyn Inference,
+        service: &Service,
         images: Vec<ImageInput>,
         admissions: Vec<Admission>,
     ) -> Result<Vec<Answer>, DetectError> {
-        let pending = images
-            .into_iter()
-            .zip(admissions)
-            .map(|(image, admission)| self.submit(service, image, admission))
-            .collect::<Result<Vec<_>, _>>()?;
+        let pending = self.submit_all(service, images, admissions)?;
         let mut answers = Vec::with_capacity(pending.len());
         for p in pending {
             answers.push(p.wait().await?);
@@ -466,7 +498,7 @@ mod tests {
 
     #[test]
     fn classes_default_to_the_own_pack_and_user_packs() {
-        let set = ClassView::detached(
+        let set = ClassifierHandle::detached(
             1,
             vec![
                 row("hico-det", "ride"),

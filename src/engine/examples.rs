@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use image::RgbImage;
 
-use super::{EngineError, Inference};
+use super::{EngineError, Service};
 use crate::classifier::arithmetic::union_box;
 use crate::vision::preprocess::clip_crop;
 use crate::vocab::store::{ExampleRecord, NewExample, VocabError};
@@ -113,7 +113,7 @@ impl ExampleCrops {
 /// Returns the stored examples and the vocabulary version; the caller rebuilds the
 /// classifier. The image tower's passes must end before `deadline`, or nothing is stored.
 pub async fn learn(
-    service: &dyn Inference,
+    service: &Service,
     verb_id: i64,
     examples: Vec<ExampleCrops>,
     replace: bool,

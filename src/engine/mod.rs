@@ -15,12 +15,12 @@
 //! detection waits behind at most one pass and a rebuild cannot starve detections. A panic
 //! inside the runner fails that command's callers only; the worker goes on.
 
-mod classes;
+mod classifier_sync;
 pub mod detection;
 pub mod examples;
 mod runner;
 mod service;
-mod vocabulary;
+mod sets;
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -34,11 +34,11 @@ use tokio::sync::oneshot;
 use crate::detector::{DetectOptions, ImageDetections};
 use crate::vision::preprocess::Prepared;
 
-pub use classes::{ClassView, SetRegistry, SetSource};
+pub use classifier_sync::{ClassifierSync, RebuildError};
 pub use detection::{DetectError, DetectPlan, DetectRequest, ImageInput};
 pub use runner::{BatchPolicy, DetectorRunner, Runner};
-pub use service::{Inference, ModelHandle, Service};
-pub use vocabulary::{ClassifierService, RebuildError};
+pub use service::{ModelHandle, Service};
+pub use sets::{ClassifierHandle, ClassifierSets, SetSource};
 
 /// Prompts per text command of a rebuild (one cache write each).
 pub use crate::classifier::TEXT_BATCH;
@@ -91,7 +91,9 @@ pub enum EngineError {
 
 /// What the worker is asked to do.
 enum Command {
-    Detect(Job),
+    /// Requests sent together (one `/detect/batch`): the worker sees all of them at once,
+    /// so those that can share a forward pass do, however it is scheduled.
+    Detect(Vec<Job>),
     Rebuild(Step),
 }
 
@@ -107,11 +109,11 @@ enum Step {
     },
     Install {
         source: SetSource,
-        reply: oneshot::Sender<Result<ClassView, RebuildError>>,
+        reply: oneshot::Sender<Result<ClassifierHandle, RebuildError>>,
     },
     WarmUp {
         shape: WarmUpShape,
-        classes: ClassView,
+        classes: ClassifierHandle,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
 }
@@ -128,7 +130,7 @@ pub struct Request {
     pub input: Prepared,
     pub options: DetectOptions,
     /// The classifier set the request was validated against; it is scored with it.
-    pub classes: ClassView,
+    pub classes: ClassifierHandle,
     /// Past this instant the job is dropped instead of run.
     pub deadline: Instant,
 }
@@ -301,18 +303,35 @@ impl Engine {
         request: Request,
         admission: Admission,
     ) -> Result<Ticket, EngineError> {
-        let (reply, receiver) = oneshot::channel();
-        let deadline = request.deadline;
-        let job = Job {
-            request,
-            enqueued: Instant::now(),
-            reply,
-            admission: Some(admission),
-        };
-        match self.sender.send(Command::Detect(job)) {
+        let mut tickets = self.submit_all_admitted(vec![(request, admission)])?;
+        tickets.pop().ok_or(EngineError::Stopped)
+    }
+
+    /// Queues admitted requests in one command (their tickets in the same order), so the
+    /// worker takes them into its queue together; fails only when the worker has stopped.
+    pub fn submit_all_admitted(
+        &self,
+        requests: Vec<(Request, Admission)>,
+    ) -> Result<Vec<Ticket>, EngineError> {
+        let mut jobs = Vec::with_capacity(requests.len());
+        let mut tickets = Vec::with_capacity(requests.len());
+        for (request, admission) in requests {
+            let (reply, receiver) = oneshot::channel();
+            tickets.push(Ticket {
+                receiver,
+                deadline: request.deadline,
+            });
+            jobs.push(Job {
+                request,
+                enqueued: Instant::now(),
+                reply,
+                admission: Some(admission),
+            });
+        }
+        match self.sender.send(Command::Detect(jobs)) {
             Ok(()) => {
                 metrics::gauge!("hoiclip_detect_queue_depth").set(self.queue_depth() as f64);
-                Ok(Ticket { receiver, deadline })
+                Ok(tickets)
             }
             Err(_) => {
                 metrics::counter!("hoiclip_detect_rejected_total", "reason" => "stopped")
@@ -336,13 +355,17 @@ impl Engine {
 
     /// Has the worker build a classifier set on its device and register it; the view
     /// is what requests carry to be scored with it.
-    pub async fn install(&self, source: SetSource) -> Result<ClassView, RebuildError> {
+    pub async fn install(&self, source: SetSource) -> Result<ClassifierHandle, RebuildError> {
         self.ask(|reply| Step::Install { source, reply }).await
     }
 
     /// Runs one forward pass of `shape` (blank images) with `classes`, so that a GPU
     /// backend compiles that shape's kernels now rather than during a request.
-    pub async fn warm_up(&self, shape: WarmUpShape, classes: ClassView) -> Result<(), EngineError> {
+    pub async fn warm_up(
+        &self,
+        shape: WarmUpShape,
+        classes: ClassifierHandle,
+    ) -> Result<(), EngineError> {
         self.ask(|reply| Step::WarmUp {
             shape,
             classes,
@@ -439,7 +462,7 @@ impl Worker {
 
     fn sort(&mut self, command: Command) {
         match command {
-            Command::Detect(job) => self.jobs.push_back(job),
+            Command::Detect(jobs) => self.jobs.extend(jobs),
             Command::Rebuild(step) => self.steps.push_back(step),
         }
     }

@@ -6,7 +6,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use super::classes::{ClassView, SetRegistry, SetSource};
+use super::sets::{ClassifierHandle, ClassifierSets, SetSource};
 use super::{EngineError, Request, WarmUpShape};
 use crate::classifier::{self, ClassifierError, ClassifierSet, TrainedRows};
 use crate::detector::{BatchItem, Detector, ImageDetections};
@@ -20,7 +20,11 @@ pub trait Runner {
 
     /// One forward pass over `shape.batch` blank images padded to `shape.size`, scored
     /// with `classes` (warm-up before serving).
-    fn warm_up(&mut self, shape: WarmUpShape, classes: &ClassView) -> Result<(), EngineError> {
+    fn warm_up(
+        &mut self,
+        shape: WarmUpShape,
+        classes: &ClassifierHandle,
+    ) -> Result<(), EngineError> {
         let _ = (shape, classes);
         Err(EngineError::Unsupported("warm-up passes"))
     }
@@ -37,7 +41,7 @@ pub trait Runner {
     }
 
     /// Builds a classifier set on the device and registers it.
-    fn install(&mut self, source: SetSource) -> Result<ClassView, ClassifierError> {
+    fn install(&mut self, source: SetSource) -> Result<ClassifierHandle, ClassifierError> {
         let _ = source;
         Err(ClassifierError::Unsupported("classifier sets"))
     }
@@ -80,7 +84,7 @@ pub struct DetectorRunner<B: ModelBackend> {
     /// Owned: the worker is the only code that touches the model's tensors.
     detector: Detector<B>,
     policy: BatchPolicy,
-    registry: SetRegistry<B>,
+    registry: ClassifierSets<B>,
     /// The checkpoint's own rows (trained models only), which vocabulary sets reuse.
     trained: Option<TrainedRows<B>>,
     passes: u64,
@@ -88,7 +92,7 @@ pub struct DetectorRunner<B: ModelBackend> {
 
 impl<B: ModelBackend> DetectorRunner<B> {
     /// Scores requests with the sets in `registry` (the service shares it).
-    pub fn new(detector: Detector<B>, policy: BatchPolicy, registry: SetRegistry<B>) -> Self {
+    pub fn new(detector: Detector<B>, policy: BatchPolicy, registry: ClassifierSets<B>) -> Self {
         let trained = detector.trained_rows();
         Self {
             detector,
@@ -98,6 +102,12 @@ impl<B: ModelBackend> DetectorRunner<B> {
             passes: 0,
         }
     }
+
+    /// The sets this runner scores with (tests keep a clone to compare the tensors of a
+    /// set in service with direct calls, or to see replaced sets freed).
+    pub fn registry(&self) -> &ClassifierSets<B> {
+        &self.registry
+    }
 }
 
 impl<B: ModelBackend> Runner for DetectorRunner<B> {
@@ -105,7 +115,11 @@ impl<B: ModelBackend> Runner for DetectorRunner<B> {
         self.passes
     }
 
-    fn warm_up(&mut self, shape: WarmUpShape, classes: &ClassView) -> Result<(), EngineError> {
+    fn warm_up(
+        &mut self,
+        shape: WarmUpShape,
+        classes: &ClassifierHandle,
+    ) -> Result<(), EngineError> {
         let set = self.registry.get(classes).ok_or_else(|| {
             EngineError::Failed("the warm-up's classifier set is not registered".into())
         })?;
@@ -143,7 +157,7 @@ impl<B: ModelBackend> Runner for DetectorRunner<B> {
         .map_err(|e| EngineError::Failed(e.to_string()))
     }
 
-    fn install(&mut self, source: SetSource) -> Result<ClassView, ClassifierError> {
+    fn install(&mut self, source: SetSource) -> Result<ClassifierHandle, ClassifierError> {
         let set = match source {
             SetSource::Checkpoint => self.detector.classes(),
             SetSource::Vocabulary {

@@ -1,55 +1,16 @@
 //! The model side as the HTTP layer sees it: no backend type, no tensors.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use image::RgbImage;
 
-use super::{
-    ClassView, ClassifierService, Engine, EngineOptions, RebuildError, Runner, SetRegistry,
-};
+use super::{ClassifierHandle, ClassifierSync, Engine, EngineOptions, RebuildError, Runner};
 use crate::detector::{Detector, ModelInfo};
 use crate::model::clip::tokenizer::ClipTokenizer;
 use crate::model::kernels::ModelBackend;
 use crate::vision::preprocess::{Prepared, PreprocessConfig, prepare};
 use crate::vocab::store::VocabStore;
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Everything the API needs from the model, vocabulary and engine.
-pub trait Inference: Send + Sync {
-    fn info(&self) -> &ModelInfo;
-    /// "cpu" or "cuda:N".
-    fn device(&self) -> &str;
-    /// Burn backend name, e.g. "flex" or "cuda".
-    fn backend(&self) -> &str;
-    /// The set in service (None before the first build).
-    fn classes(&self) -> Option<ClassView>;
-    /// Resize and normalise (host work; call off the async threads).
-    fn prepare(&self, image: &RgbImage) -> Prepared;
-    fn engine(&self) -> &Engine;
-    fn store(&self) -> &VocabStore;
-    fn text_fingerprint(&self) -> &str;
-    /// Example features are stored under this (the image tower's weights).
-    fn vision_fingerprint(&self) -> &str;
-    /// Side of the square CLIP input that example crops are prepared at.
-    fn clip_resolution(&self) -> usize;
-    /// Rebuilds the classifier set if the vocabulary moved.
-    fn refresh(&self) -> BoxFuture<'_, Result<ClassView, RebuildError>>;
-    /// Why the last rebuild failed, when it did (the set in service lags the vocabulary).
-    fn rebuild_error(&self) -> Option<String>;
-    /// Vocabulary rows the set in service leaves out because they cannot be embedded.
-    fn skipped_rows(&self) -> Vec<String>;
-    /// The set in service once it has reached `version`, waiting at most `wait` (None if
-    /// it has not by then): read-your-writes across replicas.
-    fn classes_at_least(&self, version: i64, wait: Duration) -> BoxFuture<'_, Option<ClassView>>;
-    /// Whether the last rebuild failed only because the database was out of reach.
-    fn store_unreachable(&self) -> bool;
-    /// How many looks at the vocabulary database have found it out of reach so far.
-    fn store_failures(&self) -> u64;
-}
 
 /// What the async side knows of the model: plain data, no tensors. The detector itself
 /// is moved into the engine's worker, the only code that computes.
@@ -78,12 +39,13 @@ impl ModelHandle {
     }
 }
 
-/// [`Inference`] for a detector on backend `B`, which the engine's worker owns; this side
-/// holds only its [`ModelHandle`] and the sets the worker registered (by key).
-pub struct Service<B: ModelBackend> {
+/// Everything the API and the other front ends need from the model, the vocabulary and
+/// the engine. Not generic: the detector and its tensors live on the engine's worker
+/// (whatever the backend), this side holds only the [`ModelHandle`], the classifier
+/// sets' views and the engine's queue.
+pub struct Service {
     model: ModelHandle,
-    classifiers: Arc<ClassifierService>,
-    registry: SetRegistry<B>,
+    classifiers: Arc<ClassifierSync>,
     engine: Engine,
     device: String,
     backend: String,
@@ -91,13 +53,13 @@ pub struct Service<B: ModelBackend> {
     follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-impl<B: ModelBackend> Drop for Service<B> {
+impl Drop for Service {
     fn drop(&mut self) {
         self.stop_following();
     }
 }
 
-impl<B: ModelBackend> Service<B> {
+impl Service {
     /// Stops following the vocabulary (changes made elsewhere then arrive only with this
     /// replica's own writes or a `refresh`).
     pub fn stop_following(&self) {
@@ -129,7 +91,7 @@ impl<B: ModelBackend> Service<B> {
     /// Moves `detector` into a new engine worker, whose runner `make_runner` makes (on the
     /// worker thread: the binary passes the real one through, tests wrap it to hold or
     /// break batches), and builds the first classifier set from `store` through it.
-    pub async fn with_runner<R, F>(
+    pub async fn with_runner<B, R, F>(
         detector: Detector<B>,
         store: VocabStore,
         tokenizer: Arc<ClipTokenizer>,
@@ -139,20 +101,14 @@ impl<B: ModelBackend> Service<B> {
         make_runner: F,
     ) -> Result<Self, RebuildError>
     where
+        B: ModelBackend,
         R: Runner,
-        F: FnOnce(Detector<B>, SetRegistry<B>) -> R + Send + 'static,
+        F: FnOnce(Detector<B>) -> R + Send + 'static,
     {
         let model = ModelHandle::of(&detector);
-        let registry = SetRegistry::default();
-        let engine = Engine::start(
-            {
-                let registry = registry.clone();
-                move || make_runner(detector, registry)
-            },
-            options,
-        );
+        let engine = Engine::start(move || make_runner(detector), options);
         let classifiers = Arc::new(
-            ClassifierService::new(
+            ClassifierSync::new(
                 store,
                 tokenizer,
                 model.text_fingerprint.clone(),
@@ -165,7 +121,6 @@ impl<B: ModelBackend> Service<B> {
         Ok(Self {
             model,
             classifiers,
-            registry,
             engine,
             device: device.into(),
             backend: backend.into(),
@@ -177,93 +132,97 @@ impl<B: ModelBackend> Service<B> {
         &self.model
     }
 
-    pub fn classifiers(&self) -> &Arc<ClassifierService> {
+    pub fn classifiers(&self) -> &Arc<ClassifierSync> {
         &self.classifiers
     }
 
-    /// The sets the worker scores with (tests read them to compare with direct calls).
-    pub fn registry(&self) -> &SetRegistry<B> {
-        &self.registry
-    }
-}
-
-impl<B: ModelBackend> Inference for Service<B> {
-    fn info(&self) -> &ModelInfo {
+    pub fn info(&self) -> &ModelInfo {
         &self.model.info
     }
 
-    fn device(&self) -> &str {
+    /// "cpu" or "cuda:N".
+    pub fn device(&self) -> &str {
         &self.device
     }
 
-    fn backend(&self) -> &str {
+    /// Burn backend name, e.g. "flex" or "cuda".
+    pub fn backend(&self) -> &str {
         &self.backend
     }
 
-    fn classes(&self) -> Option<ClassView> {
+    /// The set in service (None before the first build).
+    pub fn classes(&self) -> Option<ClassifierHandle> {
         self.classifiers.current()
     }
 
-    fn prepare(&self, image: &RgbImage) -> Prepared {
+    /// Resize and normalise (host work; call off the async threads).
+    pub fn prepare(&self, image: &RgbImage) -> Prepared {
         prepare(image, &self.model.preprocess)
     }
 
-    fn engine(&self) -> &Engine {
+    pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
-    fn store(&self) -> &VocabStore {
+    pub fn store(&self) -> &VocabStore {
         self.classifiers.store()
     }
 
-    fn text_fingerprint(&self) -> &str {
+    pub fn text_fingerprint(&self) -> &str {
         self.classifiers.fingerprint()
     }
 
-    fn vision_fingerprint(&self) -> &str {
+    /// Example features are stored under this (the image tower's weights).
+    pub fn vision_fingerprint(&self) -> &str {
         &self.model.vision_fingerprint
     }
 
-    fn clip_resolution(&self) -> usize {
+    /// Side of the square CLIP input that example crops are prepared at.
+    pub fn clip_resolution(&self) -> usize {
         self.model.preprocess.clip_resolution
     }
 
-    fn rebuild_error(&self) -> Option<String> {
+    /// Why the last rebuild failed, when it did (the set in service lags the vocabulary).
+    pub fn rebuild_error(&self) -> Option<String> {
         self.classifiers.last_error()
     }
 
-    fn skipped_rows(&self) -> Vec<String> {
+    /// Vocabulary rows the set in service leaves out because they cannot be embedded.
+    pub fn skipped_rows(&self) -> Vec<String> {
         self.classifiers
             .current()
             .map(|s| s.skipped.as_ref().clone())
             .unwrap_or_default()
     }
 
-    fn classes_at_least(&self, version: i64, wait: Duration) -> BoxFuture<'_, Option<ClassView>> {
-        Box::pin(self.classifiers.at_least(version, wait))
+    /// The set in service once it has reached `version`, waiting at most `wait` (None if
+    /// it has not by then): read-your-writes across replicas.
+    pub async fn classes_at_least(&self, version: i64, wait: Duration) -> Option<ClassifierHandle> {
+        self.classifiers.at_least(version, wait).await
     }
 
-    fn store_unreachable(&self) -> bool {
+    /// Whether the last rebuild failed only because the database was out of reach.
+    pub fn store_unreachable(&self) -> bool {
         self.classifiers.store_unreachable()
     }
 
-    fn store_failures(&self) -> u64 {
+    /// How many looks at the vocabulary database have found it out of reach so far.
+    pub fn store_failures(&self) -> u64 {
         self.classifiers.store_failures()
     }
 
-    fn refresh(&self) -> BoxFuture<'_, Result<ClassView, RebuildError>> {
+    /// Rebuilds the classifier set if the vocabulary moved.
+    pub async fn refresh(&self) -> Result<ClassifierHandle, RebuildError> {
         let classifiers = self.classifiers.clone();
-        Box::pin(async move {
-            // Detached: a caller that goes away (a client disconnect, the request
-            // deadline) must not cut a rebuild short, which would leave the vocabulary
-            // ahead of the set in service with no error recorded for readiness.
-            tokio::spawn(async move { classifiers.refresh().await })
-                .await
-                .map_err(|e| {
-                    RebuildError::Engine(super::EngineError::Failed(format!(
-                        "the rebuild task failed: {e}"
-                    )))
-                })?
-        })
+        // Detached: a caller that goes away (a client disconnect, the request deadline)
+        // must not cut a rebuild short, which would leave the vocabulary ahead of the set
+        // in service with no error recorded for readiness.
+        tokio::spawn(async move { classifiers.refresh().await })
+            .await
+            .map_err(|e| {
+                RebuildError::Engine(super::EngineError::Failed(format!(
+                    "the rebuild task failed: {e}"
+                )))
+            })?
     }
 }

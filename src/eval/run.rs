@@ -11,7 +11,7 @@ use super::predictions::{ImagePredictions, PredictedTriplet, PredictionFile};
 use super::vcoco::{VcocoDetection, VcocoGroundTruth};
 use crate::detector::ImageDetections;
 use crate::engine::detection::{OFFICIAL_CANDIDATES, OFFLINE_DEADLINE, PendingAnswer};
-use crate::engine::{DetectPlan, DetectRequest, ImageInput, Inference, SetSource};
+use crate::engine::{DetectPlan, DetectRequest, ImageInput, Service, SetSource};
 use crate::vision::DecodeLimits;
 
 /// Detects every image (`file_name` relative to `images`) through `service`'s engine
@@ -21,7 +21,7 @@ use crate::vision::DecodeLimits;
 /// turn). `tfe_top_k` turns on the training-free enhancement. `progress(done, total)` is
 /// called after each image. A missing or undecodable image is an error naming it.
 pub async fn predict(
-    service: Arc<dyn Inference>,
+    service: Arc<Service>,
     dataset: &str,
     images: &Path,
     file_names: &[String],
@@ -95,7 +95,7 @@ async fn collect_one(
 }
 
 /// A dataset image read and prepared (dataset images may be larger than a server takes).
-fn read_image(service: &dyn Inference, path: &PathBuf) -> Result<ImageInput, EvalError> {
+fn read_image(service: &Service, path: &PathBuf) -> Result<ImageInput, EvalError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| EvalError::Io {
         path: name.clone(),

@@ -116,7 +116,7 @@ impl<R: hoiclip::engine::Runner> hoiclip::engine::Runner for Held<R> {
     fn install(
         &mut self,
         source: hoiclip::engine::SetSource,
-    ) -> Result<hoiclip::engine::ClassView, hoiclip::classifier::ClassifierError> {
+    ) -> Result<hoiclip::engine::ClassifierHandle, hoiclip::classifier::ClassifierError> {
         self.inner.install(source)
     }
 
@@ -144,12 +144,12 @@ pub fn demo_detector() -> hoiclip::detector::Detector<B> {
 
 /// The demo model's service as `hoiclip serve` builds it, with a fresh in-memory
 /// vocabulary and its first classifier set built.
-pub async fn demo_service() -> std::sync::Arc<hoiclip::engine::Service<B>> {
+pub async fn demo_service() -> std::sync::Arc<hoiclip::engine::Service> {
     demo_service_at(&test_db("demo")).await
 }
 
 /// As [`demo_service`], with the vocabulary in the database at `url`.
-pub async fn demo_service_at(url: &str) -> std::sync::Arc<hoiclip::engine::Service<B>> {
+pub async fn demo_service_at(url: &str) -> std::sync::Arc<hoiclip::engine::Service> {
     demo_service_with(&settings_at(url), |runner| runner).await
 }
 
@@ -157,7 +157,7 @@ pub async fn demo_service_at(url: &str) -> std::sync::Arc<hoiclip::engine::Servi
 pub async fn demo_service_with<R, W>(
     settings: &hoiclip::config::Settings,
     wrap: W,
-) -> std::sync::Arc<hoiclip::engine::Service<B>>
+) -> std::sync::Arc<hoiclip::engine::Service>
 where
     R: hoiclip::engine::Runner,
     W: FnOnce(hoiclip::engine::DetectorRunner<B>) -> R + Send + 'static,
@@ -165,6 +165,28 @@ where
     hoiclip::app::service_on::<B, _, _>(settings, Default::default(), "cpu", "flex", wrap)
         .await
         .unwrap()
+}
+
+/// As [`demo_service_at`], with a handle on the sets its worker scores with (the
+/// tensors stay on the worker; tests read them to compare with direct calls).
+pub async fn demo_service_and_sets(
+    url: &str,
+) -> (
+    std::sync::Arc<hoiclip::engine::Service>,
+    hoiclip::engine::ClassifierSets<B>,
+) {
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let service = demo_service_with(&settings_at(url), {
+        let slot = slot.clone();
+        move |runner| {
+            *slot.lock().unwrap() = Some(runner.registry().clone());
+            runner
+        }
+    })
+    .await;
+    // The runner is made before the first classifier set is built through it.
+    let registry = slot.lock().unwrap().take().expect("the runner was made");
+    (service, registry)
 }
 
 /// The Postgres server the vocabulary and API tests also run against (an admin URL, as

@@ -306,9 +306,9 @@ pub struct Trace<B: ModelBackend> {
     pub o_hs: Tensor<B, 3>,
 }
 
-/// Classifier weights, laid out for matmuls (`[E, classes]`).
+/// The classifier's weights, laid out for matmuls (`[E, classes]`).
 #[derive(Debug, Clone)]
-pub struct Classifier<B: ModelBackend> {
+pub struct ClassifierWeights<B: ModelBackend> {
     /// Normalised HOI text embeddings `[E, C]` and their bias `[C]`.
     pub hoi_weight: Tensor<B, 2>,
     pub hoi_bias: Tensor<B, 1>,
@@ -339,7 +339,7 @@ impl<B: ModelBackend> Hoiclip<B> {
     /// The classifier the checkpoint scores with: its trained one, or for a zero-shot
     /// checkpoint the evaluation one over all classes (`eval_visual_projection`, no bias,
     /// and `verb2hoi_proj_eval`), as the official evaluation runs it.
-    pub fn trained_classifier(&self) -> Classifier<B> {
+    pub fn trained_classifier(&self) -> ClassifierWeights<B> {
         let device = self.logit_scale.device();
         let k = self.obj_visual_projection.weight.dims()[1];
         let (hoi, verb2hoi) = match (&self.eval_visual_projection, &self.verb2hoi_proj_eval) {
@@ -347,7 +347,7 @@ impl<B: ModelBackend> Hoiclip<B> {
             _ => (&self.visual_projection, &self.verb2hoi_proj),
         };
         let c = hoi.weight.dims()[1];
-        Classifier {
+        ClassifierWeights {
             hoi_weight: hoi.weight.val(),
             hoi_bias: hoi
                 .bias
@@ -485,7 +485,11 @@ impl<B: ModelBackend> Hoiclip<B> {
     }
 
     /// Class logits for `features` under `classifier` (official formulas, last layer).
-    pub fn heads(&self, features: &Features<B>, classifier: &Classifier<B>) -> Predictions<B> {
+    pub fn heads(
+        &self,
+        features: &Features<B>,
+        classifier: &ClassifierWeights<B>,
+    ) -> Predictions<B> {
         let scale = self.logit_scale.val().exp().reshape([1, 1, 1]);
         let obj_scale = self.obj_logit_scale.val().exp().reshape([1, 1, 1]);
         let matmul3 = |x: Tensor<B, 3>, w: Tensor<B, 2>| {

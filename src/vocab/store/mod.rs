@@ -4,7 +4,7 @@
 //! written. Queries are written once, for sqlx's `Any` driver (numbered `$N` parameters,
 //! SQL both databases speak); each has its own migrations (`migrations/<database>`).
 //! On Postgres a committed change also notifies [`CHANNEL`], so every replica sharing the
-//! database hears of it (`ClassifierService::follow` in the engine listens).
+//! database hears of it (`ClassifierSync::follow` in the engine listens).
 //!
 //! Parts: `names` (cleaning and checking names and prompts), `writes` (seeding, adding,
 //! removing), `records` (the rows and the queries that read them), `packs` (export and

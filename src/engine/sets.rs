@@ -1,6 +1,6 @@
 //! Classifier sets as the rest of the program sees them. The tensors of a set stay with
-//! the engine; requests carry a [`ClassView`] (version, rows and a key) and the worker
-//! finds the tensors by that key in the [`SetRegistry`]. A set lives while some view of
+//! the engine; requests carry a [`ClassifierHandle`] (version, rows and a key) and the worker
+//! finds the tensors by that key in the [`ClassifierSets`]. A set lives while a handle to
 //! it does, so a request is scored with exactly the set it was validated against, even if
 //! the vocabulary changes while it waits.
 
@@ -12,13 +12,13 @@ use crate::model::kernels::ModelBackend;
 use crate::vocab::store::VocabSnapshot;
 
 /// Identity of one registered set: the allocation, compared by address (an address is
-/// only reused once no view of the old set is left).
+/// only reused once no handle to the old set is left).
 #[derive(Debug)]
 struct SetKey;
 
 /// A classifier set seen from outside the worker: no tensors.
 #[derive(Debug, Clone)]
-pub struct ClassView {
+pub struct ClassifierHandle {
     /// The vocabulary version it was built from (0: the checkpoint's own classifier).
     pub version: i64,
     pub rows: Arc<Vec<ClassRow>>,
@@ -29,8 +29,8 @@ pub struct ClassView {
     key: Arc<SetKey>,
 }
 
-impl ClassView {
-    /// A view whose set is registered nowhere: for runners that score without tensors
+impl ClassifierHandle {
+    /// A handle whose set is registered nowhere: for runners that score without tensors
     /// (tests); the real runner answers such a request with an error.
     pub fn detached(version: i64, rows: Vec<ClassRow>) -> Self {
         Self {
@@ -60,13 +60,13 @@ pub enum SetSource {
 
 type Entry<B> = (Weak<SetKey>, Arc<ClassifierSet<B>>);
 
-/// The sets a worker scores with, by key. Entries whose views are all gone are dropped
+/// The sets a worker scores with, by key. Entries whose handles are all gone are dropped
 /// at the next registration or lookup, freeing their device memory.
-pub struct SetRegistry<B: ModelBackend> {
+pub struct ClassifierSets<B: ModelBackend> {
     entries: Arc<Mutex<Vec<Entry<B>>>>,
 }
 
-impl<B: ModelBackend> Clone for SetRegistry<B> {
+impl<B: ModelBackend> Clone for ClassifierSets<B> {
     fn clone(&self) -> Self {
         Self {
             entries: self.entries.clone(),
@@ -74,7 +74,7 @@ impl<B: ModelBackend> Clone for SetRegistry<B> {
     }
 }
 
-impl<B: ModelBackend> Default for SetRegistry<B> {
+impl<B: ModelBackend> Default for ClassifierSets<B> {
     fn default() -> Self {
         Self {
             entries: Arc::new(Mutex::new(Vec::new())),
@@ -82,11 +82,11 @@ impl<B: ModelBackend> Default for SetRegistry<B> {
     }
 }
 
-impl<B: ModelBackend> SetRegistry<B> {
-    /// Keeps `set` and returns the view requests carry to be scored with it.
-    pub fn register(&self, set: Arc<ClassifierSet<B>>) -> ClassView {
+impl<B: ModelBackend> ClassifierSets<B> {
+    /// Keeps `set` and returns the handle requests carry to be scored with it.
+    pub fn register(&self, set: Arc<ClassifierSet<B>>) -> ClassifierHandle {
         let key = Arc::new(SetKey);
-        let view = ClassView {
+        let handle = ClassifierHandle {
             version: set.version,
             rows: set.rows.clone(),
             skipped: Arc::new(set.skipped.clone()),
@@ -96,12 +96,12 @@ impl<B: ModelBackend> SetRegistry<B> {
         let mut entries = self.lock();
         entries.retain(|(k, _)| k.strong_count() > 0);
         entries.push((Arc::downgrade(&key), set));
-        view
+        handle
     }
 
-    /// The set behind `view`, if it was registered here.
-    pub fn get(&self, view: &ClassView) -> Option<Arc<ClassifierSet<B>>> {
-        let target = Arc::downgrade(&view.key);
+    /// The set behind `handle`, if it was registered here.
+    pub fn get(&self, handle: &ClassifierHandle) -> Option<Arc<ClassifierSet<B>>> {
+        let target = Arc::downgrade(&handle.key);
         let mut entries = self.lock();
         entries.retain(|(k, _)| k.strong_count() > 0);
         entries

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use super::{ClassView, Engine, EngineError, SetSource, TEXT_BATCH};
+use super::{ClassifierHandle, Engine, EngineError, SetSource, TEXT_BATCH};
 use crate::classifier::{ClassifierError, LearnedRow, prompts_needed};
 use crate::model::clip::tokenizer::ClipTokenizer;
 use crate::vocab::store::{VocabError, VocabListener, VocabSnapshot, VocabStore};
@@ -40,7 +40,7 @@ impl From<VocabError> for RebuildError {
 }
 
 /// The vocabulary's classifier set in service, rebuilt on demand.
-pub struct ClassifierService {
+pub struct ClassifierSync {
     store: VocabStore,
     tokenizer: Arc<ClipTokenizer>,
     /// Cached embeddings are keyed by the text tower's fingerprint.
@@ -50,7 +50,7 @@ pub struct ClassifierService {
     /// The pack whose seed rows come from the checkpoint (trained models only).
     trained_pack: Option<String>,
     engine: Engine,
-    current: ArcSwapOption<ClassView>,
+    current: ArcSwapOption<ClassifierHandle>,
     /// One rebuild at a time; it is held while awaiting the store and the worker, never
     /// by a detection. It keeps the embeddings the set in service was built from, so a
     /// rebuild reads only new prompts from the cache table.
@@ -72,7 +72,7 @@ pub struct ClassifierService {
     poke: tokio::sync::Notify,
 }
 
-impl ClassifierService {
+impl ClassifierSync {
     pub fn new(
         store: VocabStore,
         tokenizer: Arc<ClipTokenizer>,
@@ -145,7 +145,7 @@ impl ClassifierService {
     }
 
     /// The set in service (None before the first build).
-    pub fn current(&self) -> Option<ClassView> {
+    pub fn current(&self) -> Option<ClassifierHandle> {
         self.current.load_full().map(|v| v.as_ref().clone())
     }
 
@@ -170,7 +170,7 @@ impl ClassifierService {
     /// swaps the result in. A failure leaves the previous set serving and is remembered
     /// for readiness. Rows that can no longer be embedded are skipped and reported, not
     /// fatal: a server always starts on a database it wrote.
-    pub async fn refresh(&self) -> Result<ClassView, RebuildError> {
+    pub async fn refresh(&self) -> Result<ClassifierHandle, RebuildError> {
         let mut known = self.rebuild_lock.lock().await;
         let result = self.rebuild(&mut known).await;
         let unreachable = result
@@ -209,7 +209,7 @@ impl ClassifierService {
     /// The set in service once its version is at least `version`, waiting at most `wait`
     /// (None if it does not get there in time). Asks the follower to look at the store at
     /// once, in case the announcement of that version is still on its way or was lost.
-    pub async fn at_least(&self, version: i64, wait: Duration) -> Option<ClassView> {
+    pub async fn at_least(&self, version: i64, wait: Duration) -> Option<ClassifierHandle> {
         if let Some(set) = self.current()
             && set.version >= version
         {
@@ -317,7 +317,7 @@ impl ClassifierService {
     async fn rebuild(
         &self,
         known: &mut Arc<HashMap<String, Vec<f32>>>,
-    ) -> Result<ClassView, RebuildError> {
+    ) -> Result<ClassifierHandle, RebuildError> {
         let snapshot = self.store.snapshot().await?;
         if let Some(set) = self.current()
             && set.version == snapshot.version
