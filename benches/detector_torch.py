@@ -1,21 +1,18 @@
 #!/usr/bin/env python3
 """PyTorch reference for benches/detector.rs: the full-size HOICLIP forward (ResNet-50,
 6-layer encoder, 3+3 decoder layers, CLIP ViT-B/32, 600 classes) with random weights,
-fp32, eager, on one 800x1200 image, same machine and threads. The model is the
-from-the-spec reference of tests/fixtures/make_hoiclip.py (cross-checked there against the
-official code). Prints ms per image and peak RSS."""
+fp32, eager, on one 800x1200 image, same machine and threads. The model is
+benches/reference_model.py's. Prints ms per image and peak RSS."""
 import json
 import os
 import resource
 import sys
 import time
 
-import open_clip
 import torch
 
-here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "tests", "fixtures"))
-import make_hoiclip  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference_model  # noqa: E402
 
 def arg(flag, default):
     return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
@@ -30,21 +27,8 @@ tf32 = "--tf32" in sys.argv
 torch.backends.cudnn.allow_tf32 = tf32
 torch.backends.cuda.matmul.allow_tf32 = tf32
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count())))
-torch.manual_seed(0)
-clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None).eval()
-hico = json.load(open(os.path.join(here, "..", "models", "vocab", "hico-det.json")))
-config = {
-    "clip": {"embed_dim": 512, "vision_width": 768},
-    "backbone_layers": [3, 4, 6, 3], "backbone_base_width": 64,
-    "hidden_dim": 256, "nheads": 8, "enc_layers": 6, "dec_layers": 3, "inter_dec_layers": 3,
-    "dim_feedforward": 2048, "num_queries": 64, "num_hoi_classes": 600, "num_verb_classes": 117,
-    "num_obj_classes": 80, "verb_weight": 0.5,
-    "hoi_verb": [i["verb"] for i in hico["interactions"]],
-}
-model = make_hoiclip.HOICLIP(config, clip).eval().to(device)
-x = torch.randn(batch, 3, 800, 1200, device=device)
-mask = torch.zeros(batch, 800, 1200, dtype=torch.bool, device=device)
-clip_input = torch.randn(batch, 3, 224, 224, device=device)
+model = reference_model.full_size(device)
+x, mask, clip_input = reference_model.inputs(batch, device)
 
 
 def sync():
