@@ -623,9 +623,19 @@ async fn packs_round_trip_over_http() {
     assert_eq!(status, StatusCode::OK);
     let mut export = json(&body);
     export["name"] = "circus2".into();
-    let (status, _, _) = send(&s, post_json("/packs/import", export.clone())).await;
+    let (status, _, first) = send(&s, post_json("/packs/import", export.clone())).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, ct, body) = send(&s, post_json("/packs/import", export)).await;
+    // The same pack again is a retry, answered as the first; another one of the name is not.
+    let (status, _, again) = send(&s, post_json("/packs/import", export.clone())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        json(&again)["vocabulary_version"],
+        json(&first)["vocabulary_version"]
+    );
+    let mut other = export;
+    other["interactions"][0]["prompt"] =
+        "a photo of a person juggling an orange at a circus".into();
+    let (status, ct, body) = send(&s, post_json("/packs/import", other)).await;
     assert_problem(status, &ct, &body, StatusCode::CONFLICT, "conflict");
     let (_, _, body) = send(&s, Request::get("/packs").body(Body::empty()).unwrap()).await;
     let names: Vec<String> = json(&body)

@@ -344,3 +344,37 @@ async fn a_client_that_stops_reading_loses_its_connection() {
     );
     drop(stalled);
 }
+
+/// A body declared larger than the limit is refused with 413 problem+json before any of
+/// it is read: a client that asks first (`Expect: 100-continue`) is never told to send it,
+/// and one that sends anyway is answered as soon as its headers are in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_over_the_limit_is_413_before_any_body_is_read() {
+    let state = state(ServeOptions::default()).await;
+    let running = start(state, limits()).await;
+    for expect in ["Expect: 100-continue\r\n", ""] {
+        let mut s = connect(running.addr);
+        let head = format!(
+            "POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000000\r\n{expect}\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        // No body byte is sent: the answer must come from the headers alone.
+        let started = Instant::now();
+        let mut response = String::new();
+        let mut chunk = vec![0u8; 4096];
+        while !response.contains("payload-too-large") {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => response.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "answered after {:?}",
+            started.elapsed()
+        );
+        assert!(!response.contains("100 Continue"), "{response}");
+        assert_eq!(status_of(&response), 413, "{response}");
+        assert!(response.contains("payload-too-large"), "{response}");
+    }
+}

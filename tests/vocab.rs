@@ -552,10 +552,16 @@ async fn packs_export_and_import() {
         imported[0].prompt,
         "a photo of a person throwing a frisbee in a park"
     );
+    // Importing the same pack again is a retry: nothing is written, the version stays.
+    let version = other.version().await.unwrap();
+    assert_eq!(other.import_pack(&export).await.unwrap(), version);
+    let mut changed = export.clone();
+    changed.interactions[0].prompt = "a photo of a person throwing a frisbee on a beach".into();
     assert!(matches!(
-        other.import_pack(&export).await,
+        other.import_pack(&changed).await,
         Err(VocabError::Duplicate { what: "pack", .. })
     ));
+    assert_eq!(other.version().await.unwrap(), version);
     assert!(matches!(
         store.export_pack("nope").await,
         Err(VocabError::NotFound { .. })

@@ -65,6 +65,25 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     REQUEST_ID.scope(id, next.run(request)).await
 }
 
+/// Middleware: a body whose declared length (`Content-Length`) is over `max` bytes is
+/// refused with 413 before any of it is read. The body extractors' own limit counts only
+/// what has arrived, and reading is what makes the server send `100 Continue`: without
+/// this, a client announcing 100 MB was invited to send it and refused 16 MB later.
+pub async fn declared_length(State(max): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = declared.filter(|&n| n > max as u64) {
+        return ApiError::PayloadTooLarge(format!(
+            "the body declares {length} bytes; at most {max} are accepted"
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// Middleware: the backstop deadline for the whole request (each phase has its own,
 /// shorter limit; this one catches anything they miss) as problem+json 503 `timeout`.
 pub async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {

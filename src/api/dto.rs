@@ -515,6 +515,13 @@ pub struct CreatedExamples {
     pub verb: VerbOut,
     pub examples: Vec<ExampleOut>,
     pub vocabulary_version: i64,
+    /// The version of the classifier in service when this answer was sent: at or above
+    /// `vocabulary_version` once this write is live in detections. A write waits for its
+    /// rebuild for at most a quarter of the request timeout; below it, the write is
+    /// committed and the classifier is catching up (pass `vocabulary_version` to
+    /// `/detect` as `min_vocabulary_version` to wait for it). Null where no classifier
+    /// serves the vocabulary (the CLI's vocabulary commands other than `examples`).
+    pub classifier_version: Option<i64>,
 }
 
 /// How many rows of each kind the classifier in service has.
@@ -538,23 +545,51 @@ pub struct CreatedVerb {
     pub verb: VerbOut,
     pub interactions: Vec<InteractionOut>,
     pub vocabulary_version: i64,
+    /// The version of the classifier in service when this answer was sent: at or above
+    /// `vocabulary_version` once this write is live in detections. A write waits for its
+    /// rebuild for at most a quarter of the request timeout; below it, the write is
+    /// committed and the classifier is catching up (pass `vocabulary_version` to
+    /// `/detect` as `min_vocabulary_version` to wait for it). Null where no classifier
+    /// serves the vocabulary (the CLI's vocabulary commands other than `examples`).
+    pub classifier_version: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedObject {
     pub object: ObjectRecordOut,
     pub vocabulary_version: i64,
+    /// The version of the classifier in service when this answer was sent: at or above
+    /// `vocabulary_version` once this write is live in detections. A write waits for its
+    /// rebuild for at most a quarter of the request timeout; below it, the write is
+    /// committed and the classifier is catching up (pass `vocabulary_version` to
+    /// `/detect` as `min_vocabulary_version` to wait for it). Null where no classifier
+    /// serves the vocabulary (the CLI's vocabulary commands other than `examples`).
+    pub classifier_version: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedInteraction {
     pub interaction: InteractionOut,
     pub vocabulary_version: i64,
+    /// The version of the classifier in service when this answer was sent: at or above
+    /// `vocabulary_version` once this write is live in detections. A write waits for its
+    /// rebuild for at most a quarter of the request timeout; below it, the write is
+    /// committed and the classifier is catching up (pass `vocabulary_version` to
+    /// `/detect` as `min_vocabulary_version` to wait for it). Null where no classifier
+    /// serves the vocabulary (the CLI's vocabulary commands other than `examples`).
+    pub classifier_version: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Deleted {
     pub vocabulary_version: i64,
+    /// The version of the classifier in service when this answer was sent: at or above
+    /// `vocabulary_version` once this write is live in detections. A write waits for its
+    /// rebuild for at most a quarter of the request timeout; below it, the write is
+    /// committed and the classifier is catching up (pass `vocabulary_version` to
+    /// `/detect` as `min_vocabulary_version` to wait for it). Null where no classifier
+    /// serves the vocabulary (the CLI's vocabulary commands other than `examples`).
+    pub classifier_version: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -19,7 +19,7 @@ use super::dto::{
 };
 use super::error::{ApiError, Problem};
 use super::extract::{ApiPath, ApiQuery, within_body_timeout};
-use super::vocab::{rebuild, verb_out};
+use super::vocab::{committed, rebuild, verb_out};
 use crate::engine::examples::{ExampleCrops, MAX_EXAMPLES, check_count, image_id, learn};
 use crate::vision::decode;
 use crate::vision::decode::{exif_orientation, orient};
@@ -110,8 +110,16 @@ pub async fn add_examples(
     let (records, version) =
         learn(state.service.as_ref(), verb_id, crops, replace, deadline).await?;
     // Stored: the answer is 201 whatever happens next. The rebuild runs detached, so
-    // waiting is only bounded here, not cut short.
-    let _ = tokio::time::timeout_at(deadline.into(), rebuild(&state)).await;
+    // waiting is only bounded here (and answered well before the request deadline, which
+    // the image passes have used part of), not cut short.
+    let answer_by = deadline
+        .checked_sub(state.options.request_timeout / 8)
+        .unwrap_or(deadline);
+    let classifier_version = match tokio::time::timeout_at(answer_by.into(), rebuild(&state)).await
+    {
+        Ok(version) => version,
+        Err(_) => state.service.classes().map(|c| c.version),
+    };
     let verb = state.service.store().verb(verb_id).await?;
     let fingerprint = state.service.vision_fingerprint();
     Ok((
@@ -120,6 +128,7 @@ pub async fn add_examples(
             verb: verb_out(&state)(verb),
             examples: records.into_iter().map(example_out(fingerprint)).collect(),
             vocabulary_version: version,
+            classifier_version,
         }),
     ))
 }
@@ -149,14 +158,15 @@ pub async fn delete_example(
     State(state): State<AppState>,
     ApiPath((verb_id, example_id)): ApiPath<(i64, i64)>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let version = state
-        .service
-        .store()
-        .remove_example(verb_id, example_id)
-        .await?;
-    rebuild(&state).await;
+    let store = state.service.store().clone();
+    let version = committed(&state, async move {
+        store.remove_example(verb_id, example_id).await
+    })
+    .await?;
+    let classifier_version = rebuild(&state).await;
     Ok(Json(Deleted {
         vocabulary_version: version,
+        classifier_version,
     }))
 }
 

@@ -327,6 +327,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
+            options.max_body_bytes,
+            context::declared_length,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             options.request_timeout + Duration::from_secs(1),
             context::deadline,
         ))

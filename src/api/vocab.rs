@@ -42,17 +42,46 @@ fn interaction_out(state: &AppState) -> impl Fn(InteractionRecord) -> Interactio
     move |i| InteractionOut::new(i, &sources, Some(&info))
 }
 
+/// Runs a vocabulary write to its end whatever happens to the request: detached, so
+/// neither a client that goes away nor the request deadline can cut a transaction off
+/// between its statements and its commit, and the answer never contradicts what was
+/// stored. The answer waits for it at most half the request timeout; past that (a
+/// database that stopped answering, a lock held elsewhere), it is 503
+/// `vocabulary-unavailable` saying that the outcome is not known yet.
+pub(super) async fn committed<T, F>(state: &AppState, write: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, crate::vocab::store::VocabError>> + Send + 'static,
+{
+    let limit = state.options.request_timeout / 2;
+    match tokio::time::timeout(limit, tokio::spawn(write)).await {
+        Ok(Ok(result)) => Ok(result?),
+        Ok(Err(e)) => Err(ApiError::Internal(format!("the write task failed: {e}"))),
+        Err(_) => Err(crate::vocab::store::VocabError::Unavailable(format!(
+            "the database did not finish the write within {} ms; it may still be applied: \
+             GET /vocabulary shows the version, and a retry of the same import is answered \
+             as the first",
+            limit.as_millis()
+        ))
+        .into()),
+    }
+}
+
 /// Rebuilds the classifier after a committed write, so the next request on this replica
-/// scores with it. The write stands either way (it was validated in full before
-/// committing); a failed rebuild is logged, keeps the previous set serving, and readiness
-/// reports it until a retry succeeds. If the database drops out of reach meanwhile, the
-/// answer goes out without waiting for the rebuild (which the follower finishes once the
-/// database is back): a committed write is not held for the outage.
-pub(super) async fn rebuild(state: &AppState) {
+/// scores with it, and returns the version of the classifier in service for the answer.
+/// The write stands either way (it was validated in full before committing): the answer
+/// waits for the rebuild at most a quarter of the request timeout (so a committed write is
+/// never answered by the request deadline), and not at all once the database drops out of
+/// reach; the rebuild itself runs on, detached, and the follower finishes it. A failed
+/// rebuild is logged, keeps the previous set serving, and readiness reports it until a
+/// retry succeeds.
+pub(super) async fn rebuild(state: &AppState) -> Option<i64> {
     let failures = state.service.store_failures();
     let service = state.service.clone();
     let mut rebuilt = tokio::spawn(async move { service.refresh().await });
     let mut look = tokio::time::interval(Duration::from_millis(50));
+    let until = tokio::time::sleep(state.options.request_timeout / 4);
+    tokio::pin!(until);
     loop {
         tokio::select! {
             done = &mut rebuilt => {
@@ -61,16 +90,21 @@ pub(super) async fn rebuild(state: &AppState) {
                     Ok(Err(e)) => tracing::error!(error = %e, "classifier rebuild after a vocabulary write failed"),
                     Err(e) => tracing::error!(error = %e, "classifier rebuild after a vocabulary write stopped"),
                 }
-                return;
+                break;
+            }
+            _ = &mut until => {
+                tracing::warn!("the classifier rebuild after a write outlasts its wait; answering with the classifier still catching up");
+                break;
             }
             _ = look.tick() => {
                 if state.service.store_failures() != failures {
                     tracing::warn!("the vocabulary database went out of reach after a write; answering before the classifier is rebuilt");
-                    return;
+                    break;
                 }
             }
         }
     }
+    state.service.classes().map(|c| c.version)
 }
 
 /// List verbs.
@@ -125,8 +159,10 @@ pub async fn create_verb(
             .collect(),
         pack: body.pack,
     };
-    let (verb, interactions, version) = state.service.store().add_verb(new).await?;
-    rebuild(&state).await;
+    let store = state.service.store().clone();
+    let (verb, interactions, version) =
+        committed(&state, async move { store.add_verb(new).await }).await?;
+    let classifier_version = rebuild(&state).await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedVerb {
@@ -136,6 +172,7 @@ pub async fn create_verb(
                 .map(interaction_out(&state))
                 .collect(),
             vocabulary_version: version,
+            classifier_version,
         }),
     ))
 }
@@ -148,10 +185,12 @@ pub async fn delete_verb(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let version = state.service.store().remove_verb(id).await?;
-    rebuild(&state).await;
+    let store = state.service.store().clone();
+    let version = committed(&state, async move { store.remove_verb(id).await }).await?;
+    let classifier_version = rebuild(&state).await;
     Ok(Json(Deleted {
         vocabulary_version: version,
+        classifier_version,
     }))
 }
 
@@ -192,17 +231,18 @@ pub async fn create_object(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewObjectIn>,
 ) -> Result<(StatusCode, Json<CreatedObject>), ApiError> {
-    let (object, version) = state
-        .service
-        .store()
-        .add_object(&body.name, body.prompt.as_deref())
-        .await?;
-    rebuild(&state).await;
+    let store = state.service.store().clone();
+    let (object, version) = committed(&state, async move {
+        store.add_object(&body.name, body.prompt.as_deref()).await
+    })
+    .await?;
+    let classifier_version = rebuild(&state).await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedObject {
             object: object_out(&state)(object),
             vocabulary_version: version,
+            classifier_version,
         }),
     ))
 }
@@ -215,10 +255,12 @@ pub async fn delete_object(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let version = state.service.store().remove_object(id).await?;
-    rebuild(&state).await;
+    let store = state.service.store().clone();
+    let version = committed(&state, async move { store.remove_object(id).await }).await?;
+    let classifier_version = rebuild(&state).await;
     Ok(Json(Deleted {
         vocabulary_version: version,
+        classifier_version,
     }))
 }
 
@@ -260,22 +302,25 @@ pub async fn create_interaction(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewInteractionIn>,
 ) -> Result<(StatusCode, Json<CreatedInteraction>), ApiError> {
-    let (interaction, version) = state
-        .service
-        .store()
-        .add_interaction(
-            &body.verb,
-            &body.object,
-            body.prompt.as_deref(),
-            body.pack.as_deref(),
-        )
-        .await?;
-    rebuild(&state).await;
+    let store = state.service.store().clone();
+    let (interaction, version) = committed(&state, async move {
+        store
+            .add_interaction(
+                &body.verb,
+                &body.object,
+                body.prompt.as_deref(),
+                body.pack.as_deref(),
+            )
+            .await
+    })
+    .await?;
+    let classifier_version = rebuild(&state).await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedInteraction {
             interaction: interaction_out(&state)(interaction),
             vocabulary_version: version,
+            classifier_version,
         }),
     ))
 }
@@ -288,10 +333,12 @@ pub async fn delete_interaction(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let version = state.service.store().remove_interaction(id).await?;
-    rebuild(&state).await;
+    let store = state.service.store().clone();
+    let version = committed(&state, async move { store.remove_interaction(id).await }).await?;
+    let classifier_version = rebuild(&state).await;
     Ok(Json(Deleted {
         vocabulary_version: version,
+        classifier_version,
     }))
 }
 
@@ -322,18 +369,21 @@ pub async fn export_pack(
 
 /// Import a pack exported by `/packs/{name}/export`.
 #[utoipa::path(post, path = "/packs/import", tag = "vocabulary", request_body = super::schemas::PackExportDoc,
-    responses((status = 201, description = "Created", body = Deleted, description = "Imported; the body holds the new vocabulary version"),
+    responses((status = 201, description = "Imported (or imported before: a retry of the same pack, entries in any order, is answered 201 again with the current version); the body holds the vocabulary version", body = Deleted),
+        (status = 503, description = "The database did not finish the write in time; it may still be applied (a retry of the same pack is safe)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json")))]
 pub async fn import_pack(
     State(state): State<AppState>,
     ApiJson(pack): ApiJson<PackExport>,
 ) -> Result<(StatusCode, Json<Deleted>), ApiError> {
-    let version = state.service.store().import_pack(&pack).await?;
-    rebuild(&state).await;
+    let store = state.service.store().clone();
+    let version = committed(&state, async move { store.import_pack(&pack).await }).await?;
+    let classifier_version = rebuild(&state).await;
     Ok((
         StatusCode::CREATED,
         Json(Deleted {
             vocabulary_version: version,
+            classifier_version,
         }),
     ))
 }

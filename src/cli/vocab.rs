@@ -134,6 +134,7 @@ pub fn run(args: VocabArgs) -> anyhow::Result<()> {
         store.seed(&Pack::v_coco()).await?;
         let deleted = |version| Deleted {
             vocabulary_version: version,
+            classifier_version: None,
         };
         let none = RowSources::default();
         match args.command {
@@ -230,6 +231,7 @@ pub fn run(args: VocabArgs) -> anyhow::Result<()> {
                         .map(|e| ExampleOut::new(e, fingerprint))
                         .collect(),
                     vocabulary_version: version,
+                    classifier_version: Some(set.version),
                 })?;
             }
             VocabCommand::Examples { verb, model } => {
@@ -279,6 +281,7 @@ pub fn run(args: VocabArgs) -> anyhow::Result<()> {
                         .map(|i| InteractionOut::new(i, &none, None))
                         .collect(),
                     vocabulary_version: version,
+                    classifier_version: None,
                 })?;
             }
             VocabCommand::AddObject { name, prompt } => {
@@ -286,6 +289,7 @@ pub fn run(args: VocabArgs) -> anyhow::Result<()> {
                 print_line(&CreatedObject {
                     object: ObjectRecordOut::new(object, &none),
                     vocabulary_version: version,
+                    classifier_version: None,
                 })?;
             }
             VocabCommand::AddInteraction {
@@ -300,6 +304,7 @@ pub fn run(args: VocabArgs) -> anyhow::Result<()> {
                 print_line(&CreatedInteraction {
                     interaction: InteractionOut::new(interaction, &none, None),
                     vocabulary_version: version,
+                    classifier_version: None,
                 })?;
             }
             VocabCommand::Remove { what, id } => {

@@ -75,7 +75,14 @@ impl Gate {
         self.0.1.notify_all();
     }
 
-    fn pass(&self) {
+    /// Closes the gate again: from now on, whatever waits at it stops until it opens.
+    pub fn close(&self) {
+        if let Ok(mut closed) = self.0.0.lock() {
+            *closed = true;
+        }
+    }
+
+    pub fn pass(&self) {
         let Ok(mut closed) = self.0.0.lock() else {
             return;
         };

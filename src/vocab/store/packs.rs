@@ -183,6 +183,39 @@ impl VocabStore {
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_some() {
+            // Nothing was written: the transaction rolls back as it is dropped.
+            drop(tx);
+            // A retry of an import that committed (its answer lost to a timeout or a
+            // dropped connection) finds exactly its own pack, and is answered as the first
+            // was; any other pack of that name is a conflict.
+            let asked = PackExport {
+                name: name.clone(),
+                verbs: verbs
+                    .iter()
+                    .map(|(name, ing)| ExportVerb {
+                        name: name.clone(),
+                        ing: ing.clone(),
+                    })
+                    .collect(),
+                objects: objects
+                    .iter()
+                    .map(|(name, prompt)| ExportObject {
+                        name: name.clone(),
+                        prompt: prompt.clone(),
+                    })
+                    .collect(),
+                interactions: interactions
+                    .iter()
+                    .map(|(verb, object, prompt)| ExportInteraction {
+                        verb: verb.clone(),
+                        object: object.clone(),
+                        prompt: prompt.clone(),
+                    })
+                    .collect(),
+            };
+            if same_content(&self.export_pack(&name).await?, &asked) {
+                return self.version().await;
+            }
             return Err(VocabError::Duplicate { what: "pack", name });
         }
         let pack_id = Self::pack_id(&mut tx, &name, true).await?;
@@ -220,6 +253,26 @@ impl VocabStore {
         tx.commit().await?;
         Ok(version)
     }
+}
+
+/// Whether two packs hold the same entries, in any order.
+fn same_content(a: &PackExport, b: &PackExport) -> bool {
+    fn sorted<T: Clone, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
+        let mut items = items.to_vec();
+        items.sort_by_key(|t| key(t));
+        items
+    }
+    let verbs = |p: &PackExport| sorted(&p.verbs, |v| (v.name.clone(), v.ing.clone()));
+    let objects = |p: &PackExport| sorted(&p.objects, |o| (o.name.clone(), o.prompt.clone()));
+    let interactions = |p: &PackExport| {
+        sorted(&p.interactions, |i| {
+            (i.verb.clone(), i.object.clone(), i.prompt.clone())
+        })
+    };
+    a.name == b.name
+        && verbs(a) == verbs(b)
+        && objects(a) == objects(b)
+        && interactions(a) == interactions(b)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
