@@ -1323,3 +1323,104 @@ async fn top_k_beyond_the_official_candidates_widens_the_pool() {
     assert!(ct.starts_with("application/problem+json"));
     assert!(String::from_utf8_lossy(&body).contains("candidates"));
 }
+
+/// One rule for what makes two names one name (case, compatibility forms, whitespace,
+/// dashes), on every path: creating, looking up, filtering detections, packs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_is_the_same_name_in_every_spelling_on_every_path() {
+    let s = state(ServeOptions::default()).await;
+    // Lookups fold: an object named in capitals, with spaces, or in full-width letters.
+    let (status, _, body) = send(
+        &s,
+        post_json(
+            "/verbs",
+            serde_json::json!({"name": "juggle", "ing": "juggling", "objects": ["ORANGE", " apple "]}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let objects: Vec<String> = json(&body)["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["object"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(objects, ["orange", "apple"]);
+    let (status, _, body) = send(
+        &s,
+        post_json(
+            "/interactions",
+            serde_json::json!({"verb": "JUGGLE", "object": "ｂａｎａｎａ"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(json(&body)["interaction"]["verb"], "juggle");
+    // Creating folds the same way: another spelling is the same verb.
+    let (status, ct, body) = send(
+        &s,
+        post_json(
+            "/verbs",
+            serde_json::json!({"name": "Juggle", "ing": "juggling", "objects": ["orange"]}),
+        ),
+    )
+    .await;
+    assert_problem(status, &ct, &body, StatusCode::CONFLICT, "conflict");
+    // Detection filters fold: `verbs=JUGGLE` and `pack=HICO-DET` select what they name.
+    for query in ["verbs=JUGGLE", "verbs=%20Juggle%20,ride", "pack=HICO-DET"] {
+        let (status, _, body) =
+            send(&s, raw(&format!("/detect?{query}"), "image/png", png())).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{query}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // Packs: another spelling of the seed pack is the seed pack, for import and export.
+    for name in ["HICO-DET", "hico\u{2011}det"] {
+        let pack = serde_json::json!({
+            "name": name,
+            "verbs": [{"name": "juggle", "ing": "juggling"}],
+            "objects": [],
+            "interactions": [{"verb": "juggle", "object": null, "prompt": "a photo of a person juggling"}]
+        });
+        let (status, ct, body) = send(&s, post_json("/packs/import", pack)).await;
+        assert!(
+            status == StatusCode::CONFLICT,
+            "{name}: {status} {ct} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let (status, _, body) = send(
+        &s,
+        Request::get("/packs/HICO-DET/export")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["name"], "hico-det");
+    let (_, _, body) = send(&s, Request::get("/packs").body(Body::empty()).unwrap()).await;
+    let packs: Vec<String> = json(&body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_lowercase())
+        .collect();
+    assert_eq!(
+        packs.iter().filter(|p| p.contains("hico")).count(),
+        1,
+        "{packs:?}"
+    );
+}

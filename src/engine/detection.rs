@@ -11,6 +11,7 @@ use super::{Admission, ClassifierHandle, EngineError, Request, Service, Ticket};
 use crate::detector::{DetectOptions, ImageDetections};
 use crate::vision::decode::{exif_orientation, orient};
 use crate::vision::{DecodeLimits, Prepared, VisionError, decode};
+use crate::vocab::store::name_key;
 
 pub use crate::detector::DEFAULT_TOP_K;
 pub use crate::postprocess::OFFICIAL_CANDIDATES;
@@ -169,14 +170,17 @@ impl DetectRequest {
                 })
                 .collect());
         }
-        let verbs: Option<Vec<&str>> = self.verbs.as_ref().map(|v| {
+        // Names are matched as the vocabulary matches them: in any spelling `name_key`
+        // folds together ("JUGGLE" is "juggle").
+        let verbs: Option<Vec<String>> = self.verbs.as_ref().map(|v| {
             v.iter()
-                .map(|s| s.trim())
+                .map(|s| name_key(s))
                 .filter(|s| !s.is_empty())
                 .collect()
         });
-        if let Some(pack) = &self.pack
-            && !set.rows.iter().any(|r| &r.pack == pack)
+        let pack_key = self.pack.as_deref().map(name_key);
+        if let (Some(pack), Some(key)) = (&self.pack, &pack_key)
+            && !set.rows.iter().any(|r| name_key(&r.pack) == *key)
         {
             return Err(DetectError::Invalid(format!(
                 "no interactions in pack `{pack}`"
@@ -184,7 +188,7 @@ impl DetectRequest {
         }
         if let Some(verbs) = &verbs {
             for v in verbs {
-                if !set.rows.iter().any(|r| r.verb == *v) {
+                if !set.rows.iter().any(|r| name_key(&r.verb) == *v) {
                     return Err(DetectError::Invalid(format!(
                         "no interactions with verb `{v}`"
                     )));
@@ -195,11 +199,11 @@ impl DetectRequest {
             .rows
             .iter()
             .enumerate()
-            .filter(|(_, r)| self.pack.as_ref().is_none_or(|p| &r.pack == p))
+            .filter(|(_, r)| pack_key.as_ref().is_none_or(|p| name_key(&r.pack) == *p))
             .filter(|(_, r)| {
                 verbs
                     .as_ref()
-                    .is_none_or(|vs| vs.contains(&r.verb.as_str()))
+                    .is_none_or(|vs| vs.contains(&name_key(&r.verb)))
             })
             .map(|(i, _)| i)
             .collect())

@@ -39,7 +39,7 @@ use {embeddings::*, error::*, names::*, packs::*, records::*, writes::*};
 
 pub use error::VocabError;
 pub use examples::{ExampleRecord, NewExample, StoredExample};
-pub use names::{article, interaction_prompt, object_prompt, verb_prompt};
+pub use names::{article, interaction_prompt, name_key, object_prompt, verb_prompt};
 pub use notify::VocabListener;
 pub use packs::{ExportInteraction, ExportObject, ExportVerb, PackExport};
 pub use records::{

@@ -25,6 +25,25 @@ pub fn object_prompt(object: &str) -> String {
     format!("a photo of {} {object}", article(object))
 }
 
+/// What makes two names the same name, on every path (creating, looking up, filtering,
+/// importing packs): compatibility forms folded (NFKC: "ｒｉｄｅ" is "ride"), runs of
+/// whitespace collapsed and trimmed, every dash folded to `-` ("hico‑det" with a
+/// non-breaking hyphen is "hico-det"), and letter case ignored. Names are stored as
+/// first written; this key only compares them.
+pub fn name_key(name: &str) -> String {
+    let folded: String = unicode_normalization::UnicodeNormalization::nfkc(name)
+        .map(|c| match c {
+            '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe58}' | '\u{fe63}' | '\u{ff0d}' => '-',
+            c => c,
+        })
+        .collect();
+    folded
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
 pub(super) fn clean_name(field: &'static str, raw: &str) -> Result<String, VocabError> {
     // The limit holds for the text as sent (what the OpenAPI schema states), before
     // whitespace is collapsed.

@@ -13,16 +13,32 @@ pub(super) enum Table {
     Objects,
 }
 
+/// The tables whose rows are found by name.
+#[derive(Clone, Copy)]
+pub(super) enum Named {
+    Verbs,
+    Objects,
+    Packs,
+}
+
 impl VocabStore {
     /// A pack as JSON-ready data (the plugin unit): verbs, objects and interactions by name.
     pub async fn export_pack(&self, name: &str) -> Result<PackExport, VocabError> {
-        let interactions = self.interactions(Some(name)).await?;
-        if interactions.is_empty() && !self.packs().await?.iter().any(|p| p.name == name) {
+        // The pack's stored spelling: any spelling `name_key` folds to it finds it.
+        let packs = self.packs().await?;
+        let key = name_key(name);
+        let Some(stored) = packs
+            .iter()
+            .find(|p| p.name == name)
+            .or_else(|| packs.iter().find(|p| name_key(&p.name) == key))
+        else {
             return Err(VocabError::NotFound {
                 what: "pack",
                 key: name.into(),
             });
-        }
+        };
+        let name = stored.name.as_str();
+        let interactions = self.interactions(Some(name)).await?;
         let verbs = self.verbs().await?;
         let objects = self.objects().await?;
         let used_verbs: Vec<VerbRecord> = verbs
@@ -60,8 +76,9 @@ impl VocabStore {
         })
     }
 
-    /// An existing verb or object name equal to `name` but for letter case ("Ride" for
-    /// "ride"): a second class under another spelling would only split the scores.
+    /// An existing verb or object name that is `name` spelled another way ("Ride" for
+    /// "ride", see [`name_key`]): a second class under another spelling would only split
+    /// the scores.
     pub(super) async fn same_but_case(
         tx: &mut Transaction<'_, Any>,
         table: Table,
@@ -72,10 +89,8 @@ impl VocabStore {
             Table::Objects => "SELECT name FROM objects",
         };
         let names: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut **tx).await?;
-        let key = name.to_lowercase();
-        Ok(names
-            .into_iter()
-            .find(|n| n != name && n.to_lowercase() == key))
+        let key = name_key(name);
+        Ok(names.into_iter().find(|n| n != name && name_key(n) == key))
     }
 
     /// Refuses `name` when another spelling of it exists (see [`Self::same_but_case`]).
@@ -118,6 +133,13 @@ impl VocabStore {
                 "INSERT INTO objects (name, prompt, origin) VALUES ($1, $2, 'user')",
             ),
         };
+        // Another spelling of a stored name is that name (see `name_key`).
+        let named = match table {
+            Table::Verbs => Named::Verbs,
+            Table::Objects => Named::Objects,
+        };
+        let stored = Self::stored_name(tx, named, name).await?;
+        let name = stored.as_deref().unwrap_or(name);
         let existing: Option<String> = sqlx::query_scalar(select)
             .bind(name)
             .fetch_optional(&mut **tx)
@@ -178,11 +200,10 @@ impl VocabStore {
             ));
         }
         let mut tx = self.write_tx().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM packs WHERE name = $1")
-            .bind(&name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_some() {
+        // A pack of this name in any spelling (see `name_key`): "HICO-DET" is the seed pack.
+        let existing = Self::stored_name(&mut tx, Named::Packs, &name).await?;
+        if let Some(stored) = existing {
+            let name = stored;
             // Nothing was written: the transaction rolls back as it is dropped.
             drop(tx);
             // A retry of an import that committed (its answer lost to a timeout or a
@@ -213,7 +234,9 @@ impl VocabStore {
                     })
                     .collect(),
             };
-            if same_content(&self.export_pack(&name).await?, &asked) {
+            let mut stored = self.export_pack(&name).await?;
+            stored.name = asked.name.clone();
+            if same_content(&stored, &asked) {
                 return self.version().await;
             }
             return Err(VocabError::Duplicate { what: "pack", name });

@@ -83,11 +83,33 @@ impl VocabStore {
         Ok(true)
     }
 
+    /// The stored spelling of `name` in `table`: the name itself when stored so, else the
+    /// one stored name with the same [`name_key`] (creating refuses a second), else None.
+    pub(super) async fn stored_name(
+        tx: &mut Transaction<'_, Any>,
+        table: Named,
+        name: &str,
+    ) -> Result<Option<String>, VocabError> {
+        let sql = match table {
+            Named::Verbs => "SELECT name FROM verbs",
+            Named::Objects => "SELECT name FROM objects",
+            Named::Packs => "SELECT name FROM packs",
+        };
+        let names: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut **tx).await?;
+        if names.iter().any(|n| n == name) {
+            return Ok(Some(name.to_string()));
+        }
+        let key = name_key(name);
+        Ok(names.into_iter().find(|n| name_key(n) == key))
+    }
+
     pub(super) async fn pack_id(
         tx: &mut Transaction<'_, Any>,
         name: &str,
         create: bool,
     ) -> Result<i64, VocabError> {
+        let stored = Self::stored_name(tx, Named::Packs, name).await?;
+        let name = stored.as_deref().unwrap_or(name);
         if let Some((id, origin)) =
             sqlx::query_as::<_, (i64, String)>("SELECT id, origin FROM packs WHERE name = $1")
                 .bind(name)
@@ -122,8 +144,9 @@ impl VocabStore {
         tx: &mut Transaction<'_, Any>,
         name: &str,
     ) -> Result<i64, VocabError> {
+        let stored = Self::stored_name(tx, Named::Objects, name).await?;
         sqlx::query_scalar("SELECT id FROM objects WHERE name = $1")
-            .bind(name)
+            .bind(stored.as_deref().unwrap_or(name))
             .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| VocabError::NotFound {
@@ -137,8 +160,9 @@ impl VocabStore {
         tx: &mut Transaction<'_, Any>,
         name: &str,
     ) -> Result<(i64, String), VocabError> {
+        let stored = Self::stored_name(tx, Named::Verbs, name).await?;
         sqlx::query_as("SELECT id, ing FROM verbs WHERE name = $1")
-            .bind(name)
+            .bind(stored.as_deref().unwrap_or(name))
             .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| VocabError::NotFound {
