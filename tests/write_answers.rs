@@ -42,19 +42,6 @@ impl<R: hoiclip::engine::Runner> hoiclip::engine::Runner for TextGate<R> {
     }
 }
 
-fn json_request(
-    method: &str,
-    uri: &str,
-    body: serde_json::Value,
-) -> axum::http::Request<axum::body::Body> {
-    axum::http::Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body.to_string()))
-        .unwrap()
-}
-
 fn get(uri: &str) -> axum::http::Request<axum::body::Body> {
     axum::http::Request::get(uri)
         .body(axum::body::Body::empty())
@@ -83,18 +70,16 @@ async fn a_write_whose_rebuild_outlasts_the_deadline_is_answered_as_committed() 
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
 
+    let juggle = || {
+        post_json(
+            "/verbs",
+            serde_json::json!({"name": "juggle", "ing": "juggling", "objects": ["orange"]}),
+        )
+    };
     // The new prompts' text pass waits at the gate: the rebuild cannot finish in time.
     gate.close();
     let start = Instant::now();
-    let (status, _, body) = send(
-        &state,
-        json_request(
-            "POST",
-            "/verbs",
-            serde_json::json!({"name": "juggle", "ing": "juggling", "objects": ["orange"]}),
-        ),
-    )
-    .await;
+    let (status, _, body) = send(&state, juggle()).await;
     let took = start.elapsed();
     assert_eq!(
         status,
@@ -113,15 +98,7 @@ async fn a_write_whose_rebuild_outlasts_the_deadline_is_answered_as_committed() 
 
     // The write was committed: a retry is a conflict, the vocabulary has it, and the
     // classifier catches up once the text pass may run.
-    let (status, _, _) = send(
-        &state,
-        json_request(
-            "POST",
-            "/verbs",
-            serde_json::json!({"name": "juggle", "ing": "juggling", "objects": ["orange"]}),
-        ),
-    )
-    .await;
+    let (status, _, _) = send(&state, juggle()).await;
     assert_eq!(status, StatusCode::CONFLICT);
     gate.open();
     let until = Instant::now() + Duration::from_secs(60);
@@ -152,8 +129,7 @@ async fn a_retried_import_is_answered_as_the_first_and_another_pack_of_its_name_
             {"verb": "juggle", "object": null, "prompt": "a photo of a person juggling"}
         ]
     });
-    let (status, _, first) =
-        send(&state, json_request("POST", "/packs/import", pack.clone())).await;
+    let (status, _, first) = send(&state, post_json("/packs/import", pack.clone())).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
@@ -169,7 +145,7 @@ async fn a_retried_import_is_answered_as_the_first_and_another_pack_of_its_name_
     // The same pack again, its entries in another order.
     let mut again = pack.clone();
     again["interactions"].as_array_mut().unwrap().reverse();
-    let (status, _, second) = send(&state, json_request("POST", "/packs/import", again)).await;
+    let (status, _, second) = send(&state, post_json("/packs/import", again)).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
@@ -184,7 +160,7 @@ async fn a_retried_import_is_answered_as_the_first_and_another_pack_of_its_name_
     // Another pack under the same name is still a conflict, and changes nothing.
     let mut other = pack.clone();
     other["interactions"][1]["prompt"] = "a photo of a person juggling at a circus".into();
-    let (status, ct, body) = send(&state, json_request("POST", "/packs/import", other)).await;
+    let (status, ct, body) = send(&state, post_json("/packs/import", other)).await;
     assert_problem(status, &ct, &body, StatusCode::CONFLICT, "conflict");
     let (_, _, body) = send(&state, get("/vocabulary")).await;
     assert_eq!(json(&body)["version"], first["vocabulary_version"]);

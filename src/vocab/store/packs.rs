@@ -84,13 +84,13 @@ impl VocabStore {
         table: Table,
         name: &str,
     ) -> Result<Option<String>, VocabError> {
-        let sql = match table {
-            Table::Verbs => "SELECT name FROM verbs",
-            Table::Objects => "SELECT name FROM objects",
+        let named = match table {
+            Table::Verbs => Named::Verbs,
+            Table::Objects => Named::Objects,
         };
-        let names: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut **tx).await?;
-        let key = name_key(name);
-        Ok(names.into_iter().find(|n| n != name && name_key(n) == key))
+        Ok(Self::stored_name(tx, named, name)
+            .await?
+            .filter(|stored| stored != name))
     }
 
     /// Refuses `name` when another spelling of it exists (see [`Self::same_but_case`]).
