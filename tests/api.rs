@@ -1424,3 +1424,70 @@ async fn a_name_is_the_same_name_in_every_spelling_on_every_path() {
         "{packs:?}"
     );
 }
+
+/// Every answer is `nosniff`; the Swagger UI, on the web page's origin, cannot be framed;
+/// the web page keeps its own, stricter policy.
+#[tokio::test]
+async fn answers_carry_nosniff_and_the_docs_cannot_be_framed() {
+    let s = state(ServeOptions::default()).await;
+    let headers_of = |uri: &'static str| {
+        let s = s.clone();
+        async move {
+            router(s)
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+                .headers()
+                .clone()
+        }
+    };
+    for uri in ["/info", "/verbs", "/nope", "/docs/", "/openapi.json"] {
+        let h = headers_of(uri).await;
+        assert_eq!(
+            h.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(),
+            "nosniff",
+            "{uri}"
+        );
+    }
+    let docs = headers_of("/docs/").await;
+    assert_eq!(docs.get(header::X_FRAME_OPTIONS).unwrap(), "DENY");
+    assert!(
+        docs.get(header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let page = headers_of("/").await;
+    assert!(
+        page.get(header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'"),
+        "the page's own policy was replaced"
+    );
+}
+
+/// An import whose interaction names a verb found nowhere is 404, as documented, and
+/// stores nothing.
+#[tokio::test]
+async fn an_import_naming_an_unknown_verb_is_a_documented_404() {
+    let s = state(ServeOptions::default()).await;
+    let pack = serde_json::json!({
+        "name": "ghosts",
+        "verbs": [],
+        "objects": [],
+        "interactions": [{"verb": "haunt", "object": null, "prompt": "a photo of a person haunting"}]
+    });
+    let (status, ct, body) = send(&s, post_json("/packs/import", pack)).await;
+    assert_problem(status, &ct, &body, StatusCode::NOT_FOUND, "not-found");
+    let doc = hoiclip::api::openapi_json();
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    assert!(
+        doc["paths"]["/packs/import"]["post"]["responses"]["404"].is_object(),
+        "the OpenAPI document does not list the 404"
+    );
+    let (_, _, body) = send(&s, Request::get("/packs").body(Body::empty()).unwrap()).await;
+    assert!(!String::from_utf8_lossy(&body).contains("ghosts"));
+}

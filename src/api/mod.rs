@@ -10,6 +10,7 @@ pub mod dto;
 pub mod error;
 pub mod examples;
 pub mod extract;
+pub mod headers;
 pub mod metrics;
 pub mod ops;
 pub mod schemas;
@@ -335,6 +336,7 @@ pub fn router(state: AppState) -> Router {
             context::deadline,
         ))
         .layer(axum::middleware::from_fn(context::request_id))
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     if options.cors {

@@ -371,6 +371,7 @@ pub async fn export_pack(
 #[utoipa::path(post, path = "/packs/import", tag = "vocabulary", request_body = super::schemas::PackExportDoc,
     responses((status = 201, description = "Imported (or imported before: a retry of the same pack, entries in any order, is answered 201 again with the current version); the body holds the vocabulary version", body = Deleted),
         (status = 503, description = "The database did not finish the write in time; it may still be applied (a retry of the same pack is safe)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "An interaction names a verb or object that is neither in the pack nor in the vocabulary", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json")))]
 pub async fn import_pack(
     State(state): State<AppState>,
