@@ -1491,3 +1491,84 @@ async fn an_import_naming_an_unknown_verb_is_a_documented_404() {
     let (_, _, body) = send(&s, Request::get("/packs").body(Body::empty()).unwrap()).await;
     assert!(!String::from_utf8_lossy(&body).contains("ghosts"));
 }
+
+/// Request shapes that used to be taken without a word: two `image` fields on `/detect`,
+/// a negative `min_vocabulary_version` hidden by a valid one in the query, and a batch
+/// over the limit reported with a count the server never finished reading.
+#[tokio::test]
+async fn ambiguous_or_oversized_requests_are_refused_with_what_was_wrong() {
+    let s = state(ServeOptions::default()).await;
+    let boundary = "XtwoX";
+    let mut body = Vec::new();
+    for _ in 0..2 {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n").into_bytes());
+        body.extend(png());
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").into_bytes());
+    let (status, ct, answer) = send(
+        &s,
+        raw(
+            "/detect",
+            &format!("multipart/form-data; boundary={boundary}"),
+            body,
+        ),
+    )
+    .await;
+    assert_problem(
+        status,
+        &ct,
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    );
+    assert!(String::from_utf8_lossy(&answer).contains("/detect/batch"));
+
+    let image = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, png());
+    let (status, ct, answer) = send(
+        &s,
+        post_json(
+            "/detect?min_vocabulary_version=0",
+            serde_json::json!({"image": image, "min_vocabulary_version": -1}),
+        ),
+    )
+    .await;
+    assert_problem(
+        status,
+        &ct,
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    );
+    assert!(String::from_utf8_lossy(&answer).contains("not -1"));
+
+    let boundary = "XmanyX";
+    let mut body = Vec::new();
+    for _ in 0..40 {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n").into_bytes());
+        body.extend(png());
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").into_bytes());
+    let (status, ct, answer) = send(
+        &s,
+        raw(
+            "/detect/batch",
+            &format!("multipart/form-data; boundary={boundary}"),
+            body,
+        ),
+    )
+    .await;
+    assert_problem(
+        status,
+        &ct,
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    );
+    let detail = json(&answer)["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains("at most") && !detail.contains("not 17"),
+        "{detail}"
+    );
+}

@@ -111,9 +111,15 @@ pub async fn detect_batch(
 }
 
 fn check_count(n: usize) -> Result<(), ApiError> {
-    if n == 0 || n > MAX_BATCH_IMAGES {
+    // Reading stops one image past the limit, so `n` is not the count sent then.
+    if n == 0 {
+        return Err(ApiError::Unprocessable(
+            "send at least one image per batch".into(),
+        ));
+    }
+    if n > MAX_BATCH_IMAGES {
         return Err(ApiError::Unprocessable(format!(
-            "send between 1 and {MAX_BATCH_IMAGES} images per batch, not {n}"
+            "send at most {MAX_BATCH_IMAGES} images per batch (this one has more)"
         )));
     }
     Ok(())

@@ -126,6 +126,13 @@ async fn read_image(
             .map_err(|e| multipart_error(e.status(), &e.body_text()))?
         {
             if field.name() == Some("image") {
+                // One image per /detect: a second would be silently dropped otherwise.
+                if image.is_some() {
+                    return Err(ApiError::Unprocessable(
+                        "more than one `image` field: /detect takes one image (send several to /detect/batch)"
+                            .into(),
+                    ));
+                }
                 image = Some(
                     field
                         .bytes()
@@ -306,8 +313,11 @@ pub(super) fn merge(query: DetectParams, body: DetectParams) -> DetectParams {
         render: body.render.or(query.render),
         explain: body.explain.or(query.explain),
         auto_orient: body.auto_orient.or(query.auto_orient),
-        min_vocabulary_version: body
-            .min_vocabulary_version
-            .max(query.min_vocabulary_version),
+        // A bad value on either side is kept, so the request's check refuses it instead of
+        // the newer valid one hiding it.
+        min_vocabulary_version: match (body.min_vocabulary_version, query.min_vocabulary_version) {
+            (Some(v), _) | (_, Some(v)) if v < 0 => Some(v),
+            (b, q) => b.max(q),
+        },
     }
 }
