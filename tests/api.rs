@@ -1492,29 +1492,30 @@ async fn an_import_naming_an_unknown_verb_is_a_documented_404() {
     assert!(!String::from_utf8_lossy(&body).contains("ghosts"));
 }
 
+/// A multipart request to `uri` with `n` small PNGs, each in a field named `image`.
+fn png_images(uri: &str, n: usize) -> Request<Body> {
+    let boundary = "XpngsX";
+    let mut body = Vec::new();
+    for _ in 0..n {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n").into_bytes());
+        body.extend(png());
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").into_bytes());
+    raw(
+        uri,
+        &format!("multipart/form-data; boundary={boundary}"),
+        body,
+    )
+}
+
 /// Request shapes that used to be taken without a word: two `image` fields on `/detect`,
 /// a negative `min_vocabulary_version` hidden by a valid one in the query, and a batch
 /// over the limit reported with a count the server never finished reading.
 #[tokio::test]
 async fn ambiguous_or_oversized_requests_are_refused_with_what_was_wrong() {
     let s = state(ServeOptions::default()).await;
-    let boundary = "XtwoX";
-    let mut body = Vec::new();
-    for _ in 0..2 {
-        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n").into_bytes());
-        body.extend(png());
-        body.extend(b"\r\n");
-    }
-    body.extend(format!("--{boundary}--\r\n").into_bytes());
-    let (status, ct, answer) = send(
-        &s,
-        raw(
-            "/detect",
-            &format!("multipart/form-data; boundary={boundary}"),
-            body,
-        ),
-    )
-    .await;
+    let (status, ct, answer) = send(&s, png_images("/detect", 2)).await;
     assert_problem(
         status,
         &ct,
@@ -1542,23 +1543,7 @@ async fn ambiguous_or_oversized_requests_are_refused_with_what_was_wrong() {
     );
     assert!(String::from_utf8_lossy(&answer).contains("not -1"));
 
-    let boundary = "XmanyX";
-    let mut body = Vec::new();
-    for _ in 0..40 {
-        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n").into_bytes());
-        body.extend(png());
-        body.extend(b"\r\n");
-    }
-    body.extend(format!("--{boundary}--\r\n").into_bytes());
-    let (status, ct, answer) = send(
-        &s,
-        raw(
-            "/detect/batch",
-            &format!("multipart/form-data; boundary={boundary}"),
-            body,
-        ),
-    )
-    .await;
+    let (status, ct, answer) = send(&s, png_images("/detect/batch", 40)).await;
     assert_problem(
         status,
         &ct,
