@@ -153,8 +153,8 @@ impl VocabStore {
                 given: value.to_string(),
             }),
             Some(_) => Ok(()),
+            // No spelling of it is stored (`stored_name` found none): a new entry.
             None => {
-                Self::refuse_same_but_case(tx, table, name).await?;
                 sqlx::query(insert)
                     .bind(name)
                     .bind(value)
@@ -234,9 +234,7 @@ impl VocabStore {
                     })
                     .collect(),
             };
-            let mut stored = self.export_pack(&name).await?;
-            stored.name = asked.name.clone();
-            if same_content(&stored, &asked) {
+            if same_content(&self.export_pack(&name).await?, &asked) {
                 return self.version().await;
             }
             return Err(VocabError::Duplicate { what: "pack", name });
@@ -278,24 +276,33 @@ impl VocabStore {
     }
 }
 
-/// Whether two packs hold the same entries, in any order.
+/// Whether two exports of one pack hold the same entries, in any order, names compared
+/// as the vocabulary compares them ([`name_key`]: an import that spelled a stored verb
+/// another way reused it, and its retry must still be recognised).
 fn same_content(a: &PackExport, b: &PackExport) -> bool {
-    fn sorted<T: Clone, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
-        let mut items = items.to_vec();
-        items.sort_by_key(|t| key(t));
-        items
+    fn sorted<K: Ord>(keys: impl Iterator<Item = K>) -> Vec<K> {
+        let mut keys: Vec<K> = keys.collect();
+        keys.sort();
+        keys
     }
-    let verbs = |p: &PackExport| sorted(&p.verbs, |v| (v.name.clone(), v.ing.clone()));
-    let objects = |p: &PackExport| sorted(&p.objects, |o| (o.name.clone(), o.prompt.clone()));
-    let interactions = |p: &PackExport| {
-        sorted(&p.interactions, |i| {
-            (i.verb.clone(), i.object.clone(), i.prompt.clone())
-        })
+    let verbs = |p: &PackExport| sorted(p.verbs.iter().map(|v| (name_key(&v.name), v.ing.clone())));
+    let objects = |p: &PackExport| {
+        sorted(
+            p.objects
+                .iter()
+                .map(|o| (name_key(&o.name), o.prompt.clone())),
+        )
     };
-    a.name == b.name
-        && verbs(a) == verbs(b)
-        && objects(a) == objects(b)
-        && interactions(a) == interactions(b)
+    let interactions = |p: &PackExport| {
+        sorted(p.interactions.iter().map(|i| {
+            (
+                name_key(&i.verb),
+                i.object.as_deref().map(name_key),
+                i.prompt.clone(),
+            )
+        }))
+    };
+    verbs(a) == verbs(b) && objects(a) == objects(b) && interactions(a) == interactions(b)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

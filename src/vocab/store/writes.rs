@@ -90,15 +90,29 @@ impl VocabStore {
         table: Named,
         name: &str,
     ) -> Result<Option<String>, VocabError> {
-        let sql = match table {
-            Named::Verbs => "SELECT name FROM verbs",
-            Named::Objects => "SELECT name FROM objects",
-            Named::Packs => "SELECT name FROM packs",
+        let (exact, all) = match table {
+            Named::Verbs => (
+                "SELECT name FROM verbs WHERE name = $1",
+                "SELECT name FROM verbs",
+            ),
+            Named::Objects => (
+                "SELECT name FROM objects WHERE name = $1",
+                "SELECT name FROM objects",
+            ),
+            Named::Packs => (
+                "SELECT name FROM packs WHERE name = $1",
+                "SELECT name FROM packs",
+            ),
         };
-        let names: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut **tx).await?;
-        if names.iter().any(|n| n == name) {
-            return Ok(Some(name.to_string()));
+        // The usual case, by the name's index: a large import looks names up per row.
+        let found: Option<String> = sqlx::query_scalar(exact)
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if found.is_some() {
+            return Ok(found);
         }
+        let names: Vec<String> = sqlx::query_scalar(all).fetch_all(&mut **tx).await?;
         let key = name_key(name);
         Ok(names.into_iter().find(|n| name_key(n) == key))
     }
